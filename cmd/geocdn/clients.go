@@ -1,0 +1,197 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/geocdn/geocdn/origin"
+)
+
+var originURLFlag = &cli.StringFlag{Name: "origin", Usage: "origin admin API base URL", Value: "http://127.0.0.1:8080", EnvVars: env("origin-url")}
+
+// adminRequest sends one authenticated request to the origin's admin API
+// and returns the response body, or an error carrying the origin's message.
+func adminRequest(c *cli.Context, method, path string, query url.Values, body io.Reader, size int64, hdr http.Header) (int, []byte, error) {
+	tok, err := loadToken(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	base, err := url.Parse(c.String("origin"))
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return 0, nil, fmt.Errorf("--origin %q: want a URL like http://127.0.0.1:8080", c.String("origin"))
+	}
+	u := base.JoinPath(path)
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(c.Context, method, u.String(), body)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.ContentLength = size
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(out, &e) == nil && e.Error != "" {
+			return resp.StatusCode, out, fmt.Errorf("origin answered %s: %s", resp.Status, e.Error)
+		}
+		return resp.StatusCode, out, fmt.Errorf("origin answered %s", resp.Status)
+	}
+	return resp.StatusCode, out, nil
+}
+
+func publishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "publish",
+		Usage:     "publish a file (or - for stdin) under KEY",
+		ArgsUsage: "KEY FILE",
+		Flags: append([]cli.Flag{originURLFlag,
+			&cli.StringFlag{Name: "content-type", Usage: "Content-Type (default from the file name)"},
+			&cli.StringFlag{Name: "cache-control", Usage: "Cache-Control passed to clients unchanged"},
+			&cli.StringSliceFlag{Name: "surrogate-key", Usage: "surrogate key (tag) for purges; repeatable"},
+			&cli.StringFlag{Name: "w", Value: "0", Usage: "edges that must store the content before the publish returns: 0, N, quorum or all"},
+			&cli.StringFlag{Name: "consistency", Usage: "strong, bounded(Δ), session, consistent-prefix or eventual"},
+			&cli.StringFlag{Name: "namespace", Usage: "namespace (default: default)"},
+		}, tokenFlags...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return fmt.Errorf("publish needs KEY and FILE, got %d arguments", c.NArg())
+			}
+			key, file := strings.TrimPrefix(c.Args().Get(0), "/"), c.Args().Get(1)
+			var body io.Reader = os.Stdin
+			size := int64(-1)
+			if file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				fi, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				body, size = f, fi.Size()
+			}
+			hdr := http.Header{}
+			ct := c.String("content-type")
+			if ct == "" {
+				ct = contentTypeFor(key)
+			}
+			hdr.Set("Content-Type", ct)
+			if cc := c.String("cache-control"); cc != "" {
+				hdr.Set("Cache-Control", cc)
+			}
+			if sk := c.StringSlice("surrogate-key"); len(sk) > 0 {
+				hdr.Set("Surrogate-Key", strings.Join(sk, " "))
+			}
+			q := url.Values{}
+			for _, name := range []string{"w", "consistency", "namespace"} {
+				if v := c.String(name); v != "" {
+					q.Set(name, v)
+				}
+			}
+			_, out, err := adminRequest(c, http.MethodPut, "/v1/objects/"+escapeKey(key), q, body, size, hdr)
+			os.Stdout.Write(out)
+			return err
+		},
+	}
+}
+
+// escapeKey percent-encodes each segment of key once, matching the single
+// decoding the origin applies.
+func escapeKey(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+func deleteCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "delete",
+		Usage:     "delete the object under KEY",
+		ArgsUsage: "KEY",
+		Flags:     append([]cli.Flag{originURLFlag, &cli.StringFlag{Name: "namespace"}}, tokenFlags...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("delete needs KEY, got %d arguments", c.NArg())
+			}
+			q := url.Values{}
+			if ns := c.String("namespace"); ns != "" {
+				q.Set("namespace", ns)
+			}
+			_, out, err := adminRequest(c, http.MethodDelete, "/v1/objects/"+escapeKey(strings.TrimPrefix(c.Args().First(), "/")), q, nil, 0, nil)
+			os.Stdout.Write(out)
+			return err
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the edges the origin knows and their state",
+		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, tokenFlags...),
+		Action: func(c *cli.Context) error {
+			_, out, err := adminRequest(c, http.MethodGet, "/v1/edges", nil, nil, 0, nil)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				os.Stdout.Write(out)
+				return nil
+			}
+			var edges []origin.EdgeStatus
+			if err := json.Unmarshal(out, &edges); err != nil {
+				return fmt.Errorf("decode /v1/edges: %w", err)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tURL")
+			for _, e := range edges {
+				left := "-"
+				if !e.LeaseExpires.IsZero() {
+					if d := time.Until(e.LeaseExpires); d > 0 {
+						left = d.Round(time.Millisecond).String()
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.ID, e.Region, e.State, e.Watermark, e.Lag, left, e.PublicURL)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// contentTypeFor guesses a Content-Type from the key's extension.
+func contentTypeFor(key string) string {
+	i := strings.LastIndexByte(key, '.')
+	if i < 0 {
+		return "application/octet-stream"
+	}
+	if ct := mime.TypeByExtension(key[i:]); ct != "" {
+		return ct
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+
+	"github.com/geocdn/geocdn/edge"
+	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/invalidation"
+	"github.com/geocdn/geocdn/origin"
+)
+
+var tokenFlags = []cli.Flag{
+	&cli.StringFlag{Name: "token-file", Usage: "file holding the admin bearer token", EnvVars: env("token-file")},
+	&cli.StringFlag{Name: "token", Usage: "admin bearer token (prefer --token-file outside tests)", EnvVars: env("token")},
+}
+
+// loadToken reads the admin token from --token-file or --token.
+func loadToken(c *cli.Context) (string, error) {
+	if f := c.String("token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--token-file %s: file is empty", f)
+		}
+		return tok, nil
+	}
+	if tok := c.String("token"); tok != "" {
+		return tok, nil
+	}
+	return "", errors.New("an admin token is required: --token-file, GEOCDN_TOKEN or --token")
+}
+
+var certFlags = []cli.Flag{
+	&cli.StringFlag{Name: "ca", Usage: "cluster CA directory (ca.crt; with ca.key, dev only, the node issues its own certificate in memory)", Required: true, EnvVars: env("ca")},
+	&cli.StringFlag{Name: "cert", Usage: "this node's certificate (from `geocdn ca issue`)", EnvVars: env("cert")},
+	&cli.StringFlag{Name: "key", Usage: "this node's private key", EnvVars: env("key")},
+}
+
+// loadNodeCert returns the CA and this node's certificate: from --cert and
+// --key, or, when the CA directory holds the CA key (development only),
+// issued in memory — never written into the CA directory.
+func loadNodeCert(c *cli.Context, id pki.Identity) (*pki.CA, tls.Certificate, error) {
+	ca, err := pki.LoadCA(c.String("ca"))
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("--ca: %w", err)
+	}
+	if c.String("cert") != "" || c.String("key") != "" {
+		cert, err := pki.LoadCertificate(c.String("cert"), c.String("key"))
+		if err != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("--cert/--key: %w", err)
+		}
+		return ca, cert, nil
+	}
+	if ca.Key == nil {
+		return nil, tls.Certificate{}, fmt.Errorf("--ca %s has no ca.key to issue a certificate with; pass --cert and --key from `geocdn ca issue`", c.String("ca"))
+	}
+	cert, err := ca.Issue(id, time.Now(), 30*24*time.Hour)
+	return ca, cert, err
+}
+
+// sizeFlag parses a byte size like "256MiB" or "5GB".
+func sizeFlag(c *cli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: %w", name, s, err)
+	}
+	return int64(n), nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func originCommand() *cli.Command {
+	d := origin.DefaultConfig()
+	return &cli.Command{
+		Name:  "origin",
+		Usage: "run an origin node",
+		Flags: append(append([]cli.Flag{
+			&cli.StringFlag{Name: "id", Value: d.ID, Usage: "origin id (certificate identity geocdn://origin/<id>)", EnvVars: env("id")},
+			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
+			&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "admin API listen address", EnvVars: env("http")},
+			&cli.StringFlag{Name: "quic", Value: d.QUICAddr, Usage: "QUIC listen address for edges", EnvVars: env("quic")},
+			&cli.StringFlag{Name: "max-object-size", Value: "5GiB", Usage: "largest body a publish may carry", EnvVars: env("max-object-size")},
+			&cli.DurationFlag{Name: "lease", Value: d.LeaseTerm, EnvVars: env("lease"), Usage: fmt.Sprintf(
+				"edge lease term; an edge treats its lease as over ρ·term + %v early (drift bound ρ = %g), counted from when it sent the renewal",
+				invalidation.MarginBase, invalidation.DriftBound)},
+			&cli.IntFlag{Name: "replicas", Usage: "push each object to this many edges (rendezvous hashing); 0 = every edge", EnvVars: env("replicas")},
+			&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
+		}, certFlags...), tokenFlags...),
+		Action: func(c *cli.Context) error {
+			tok, err := loadToken(c)
+			if err != nil {
+				return err
+			}
+			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleOrigin, ID: c.String("id")})
+			if err != nil {
+				return err
+			}
+			maxSize, err := sizeFlag(c, "max-object-size")
+			if err != nil {
+				return err
+			}
+			o, err := origin.New(origin.Config{
+				ID: c.String("id"), DataDir: c.String("data"), HTTPAddr: c.String("http"), QUICAddr: c.String("quic"),
+				CA: ca, Cert: cert, Token: tok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
+				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"), Logger: slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return o.Run(ctx)
+		},
+	}
+}
+
+func edgeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "edge",
+		Usage: "run an edge cache",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "id", Usage: "edge id (certificate identity geocdn://edge/<id>)", Required: true, EnvVars: env("id")},
+			&cli.StringFlag{Name: "region", Usage: "region name", Required: true, EnvVars: env("region")},
+			&cli.Float64Flag{Name: "lat", Usage: "latitude", Required: true, EnvVars: env("lat")},
+			&cli.Float64Flag{Name: "lon", Usage: "longitude", Required: true, EnvVars: env("lon")},
+			&cli.StringFlag{Name: "fault-domain", Usage: "fault domain (default: the region)", EnvVars: env("fault-domain")},
+			&cli.StringFlag{Name: "origin", Usage: "origin QUIC address host:port", Required: true, EnvVars: env("origin")},
+			&cli.StringFlag{Name: "http", Usage: "client HTTP listen address", Required: true, EnvVars: env("http")},
+			&cli.StringFlag{Name: "admin", Usage: "admin listen address for /metrics and /healthz", EnvVars: env("admin")},
+			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default http://<http addr>)", EnvVars: env("public-url")},
+			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
+			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
+			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
+			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
+		}, certFlags...),
+		Action: func(c *cli.Context) error {
+			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleEdge, ID: c.String("id")})
+			if err != nil {
+				return err
+			}
+			originAddr, err := net.ResolveUDPAddr("udp", c.String("origin"))
+			if err != nil {
+				return fmt.Errorf("--origin: %w", err)
+			}
+			cacheSize, err := sizeFlag(c, "cache-size")
+			if err != nil {
+				return err
+			}
+			diskSize, err := sizeFlag(c, "disk-size")
+			if err != nil {
+				return err
+			}
+			e, err := edge.New(edge.Config{
+				ID: c.String("id"), Region: c.String("region"), Lat: c.Float64("lat"), Lon: c.Float64("lon"),
+				FaultDomain: c.String("fault-domain"), Origin: originAddr, HTTPAddr: c.String("http"),
+				AdminAddr: c.String("admin"), PublicURL: c.String("public-url"), DataDir: c.String("data"),
+				CA: ca, Cert: cert, CacheSize: cacheSize, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
+				Logger: slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return e.Run(ctx)
+		},
+	}
+}

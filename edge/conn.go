@@ -1,0 +1,514 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
+)
+
+// session is one pair of connections to the origin: control (log,
+// heartbeats) and data (pushes, fills). Control traffic has its own
+// connection so that a large push, which can fill the data connection's
+// flow-control window, never delays a heartbeat or a log entry.
+type session struct {
+	control, data *quic.Conn
+	ctrl          *quic.Stream
+	ctrlMu        sync.Mutex // serialises frames written on ctrl
+	heartbeat     time.Duration
+	term          time.Duration
+}
+
+func (s *session) send(f wire.Frame) error {
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	return wire.WriteFrame(s.ctrl, f)
+}
+
+type pendingAck struct {
+	lsn  uint64
+	sent time.Time
+	term time.Duration
+}
+
+var errHeartbeatLost = errors.New("origin stopped answering heartbeats")
+
+// Redial backoff: edges come back within about a second of an origin
+// restart, and do not hammer an origin that stays away.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// connectLoop keeps a session with the origin until ctx ends.
+func (e *Edge) connectLoop(ctx context.Context) {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		start := e.clk.Now()
+		err := e.runSession(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("origin session ended", "err", err)
+		if e.clk.Since(start) > 5*time.Second {
+			backoff = minBackoff
+		}
+		t := e.clk.NewTimer(backoff)
+		select {
+		case <-t.C():
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// dial opens one connection of the given kind and exchanges Hello/Welcome.
+func (e *Edge) dial(ctx context.Context, kind wire.ConnKind) (*quic.Conn, *quic.Stream, wire.Welcome, error) {
+	tlsConf := pki.ClientTLS(e.cfg.CA, e.cfg.Cert, pki.RoleOrigin, e.clk.Now)
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := e.tr.Dial(dctx, e.cfg.Origin, tlsConf, quicConfig())
+	if err != nil {
+		return nil, nil, wire.Welcome{}, fmt.Errorf("dial origin %s: %w", e.cfg.Origin, err)
+	}
+	fail := func(err error) (*quic.Conn, *quic.Stream, wire.Welcome, error) {
+		conn.CloseWithError(0, "")
+		return nil, nil, wire.Welcome{}, err
+	}
+	st, err := conn.OpenStreamSync(dctx)
+	if err != nil {
+		return fail(err)
+	}
+	hello := wire.Hello{
+		Version: wire.ProtocolVersion, Kind: kind, EdgeID: e.cfg.ID, Region: e.cfg.Region,
+		Lat: e.cfg.Lat, Lon: e.cfg.Lon, FaultDomain: e.cfg.FaultDomain, PublicURL: e.cfg.PublicURL,
+		Watermark: e.store.watermark(),
+	}
+	if err := wire.WriteFrame(st, hello); err != nil {
+		return fail(err)
+	}
+	st.SetReadDeadline(e.clk.Now().Add(5 * time.Second))
+	f, err := wire.ReadFrame(st)
+	st.SetReadDeadline(time.Time{})
+	if err != nil {
+		return fail(fmt.Errorf("read welcome: %w", err))
+	}
+	switch m := f.(type) {
+	case wire.Welcome:
+		return conn, st, m, nil
+	case wire.Reject:
+		return fail(fmt.Errorf("origin refused the edge: %s", m.Reason))
+	}
+	return fail(fmt.Errorf("unexpected %T instead of welcome", f))
+}
+
+// quicConfig matches the origin's. The idle timeout is a backstop; missed
+// heartbeats end a session much sooner.
+func quicConfig() *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:             10 * time.Second,
+		KeepAlivePeriod:            time.Second,
+		MaxIncomingStreams:         1024,
+		MaxIncomingUniStreams:      16,
+		InitialStreamReceiveWindow: 1 << 20,
+		MaxStreamReceiveWindow:     16 << 20,
+		MaxConnectionReceiveWindow: 64 << 20,
+	}
+}
+
+// runSession connects, follows the log, heartbeats and takes pushes until
+// any of them fails.
+func (e *Edge) runSession(ctx context.Context) error {
+	control, ctrl, welcome, err := e.dial(ctx, wire.ConnControl)
+	if err != nil {
+		return err
+	}
+	defer control.CloseWithError(0, "")
+	data, _, _, err := e.dial(ctx, wire.ConnData)
+	if err != nil {
+		return err
+	}
+	defer data.CloseWithError(0, "")
+	s := &session{
+		control: control, data: data, ctrl: ctrl,
+		heartbeat: time.Duration(welcome.HeartbeatInterval) * time.Millisecond,
+		term:      time.Duration(welcome.LeaseMillis) * time.Millisecond,
+	}
+	if s.heartbeat <= 0 || s.term <= 0 {
+		return fmt.Errorf("origin sent heartbeat %v and lease %v", s.heartbeat, s.term)
+	}
+	e.mu.Lock()
+	e.sess = s
+	e.originLSN = max(e.originLSN, welcome.CurrentLSN)
+	e.mu.Unlock()
+	e.log.Info("connected to origin", "origin", welcome.OriginID, "origin_lsn", welcome.CurrentLSN, "watermark", e.store.watermark())
+	defer func() {
+		e.mu.Lock()
+		e.sess = nil
+		e.pendingAcks = nil
+		e.mu.Unlock()
+	}()
+
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	run := func(name string, f func(context.Context, *session) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(sctx, s); err != nil {
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+	sent := newSentLog()
+	run("log", e.followLog)
+	run("heartbeat", func(ctx context.Context, s *session) error { return e.heartbeats(ctx, s, sent) })
+	run("control", func(ctx context.Context, s *session) error { return e.readControl(ctx, s, sent) })
+	run("pushes", e.acceptPushes)
+	run("repair", e.repairLoop)
+	<-sctx.Done()
+	control.CloseWithError(0, "")
+	data.CloseWithError(0, "")
+	wg.Wait()
+	return context.Cause(sctx)
+}
+
+// sentLog remembers when each heartbeat was sent: a lease is measured from
+// the send time of the request that renewed it.
+type sentLog struct {
+	mu   sync.Mutex
+	sent map[uint64]time.Time
+}
+
+func newSentLog() *sentLog { return &sentLog{sent: make(map[uint64]time.Time)} }
+
+func (l *sentLog) put(seq uint64, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent[seq] = t
+	// Answers older than a few dozen heartbeats are useless; forget them.
+	delete(l.sent, seq-64)
+}
+
+func (l *sentLog) take(seq uint64) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.sent[seq]
+	delete(l.sent, seq)
+	return t, ok
+}
+
+// heartbeats sends a heartbeat every interval and ends the session as soon
+// as answers stop, rather than waiting for QUIC's own idle timeout: a few
+// missed heartbeats mean the origin is gone or restarted.
+func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error {
+	tk := e.clk.NewTicker(s.heartbeat)
+	defer tk.Stop()
+	lost := max(3*s.heartbeat, s.term/2)
+	var seq uint64
+	for {
+		seq++
+		now := e.clk.Now()
+		sent.put(seq, now)
+		if err := s.send(wire.Heartbeat{Seq: seq, Watermark: e.store.watermark()}); err != nil {
+			return err
+		}
+		select {
+		case <-tk.C():
+		case <-ctx.Done():
+			return nil
+		}
+		e.mu.Lock()
+		last := e.confirmed
+		e.mu.Unlock()
+		if last.IsZero() {
+			last = now
+		}
+		// Measured against the last counted answer or, before the first,
+		// the first heartbeat.
+		if e.clk.Since(last) > lost+s.heartbeat && seq > 3 {
+			return errHeartbeatLost
+		}
+	}
+}
+
+// readControl reads heartbeat answers and renews the lease. An answer
+// counts only once the edge's watermark has reached the LSN it carries,
+// because log entries travel on another stream and may be behind.
+func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error {
+	r := bufio.NewReader(s.ctrl)
+	for {
+		f, err := wire.ReadFrame(r)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		ack, ok := f.(wire.HeartbeatAck)
+		if !ok {
+			return fmt.Errorf("unexpected %T on control stream", f)
+		}
+		at, ok := sent.take(ack.Seq)
+		if !ok {
+			continue
+		}
+		term := time.Duration(ack.LeaseMillis) * time.Millisecond
+		e.mu.Lock()
+		e.originLSN = max(e.originLSN, ack.LSN)
+		e.pendingAcks = append(e.pendingAcks, pendingAck{lsn: ack.LSN, sent: at, term: term})
+		e.countAcksLocked(e.store.watermark())
+		lag := e.originLSN - min(e.originLSN, e.store.watermark())
+		e.mu.Unlock()
+		e.metrics.setLag(lag)
+	}
+}
+
+// countAcksLocked renews the lease from every pending answer whose LSN the
+// log has reached.
+func (e *Edge) countAcksLocked(watermark uint64) {
+	keep := e.pendingAcks[:0]
+	for _, p := range e.pendingAcks {
+		if p.lsn > watermark {
+			keep = append(keep, p)
+			continue
+		}
+		if p.sent.After(e.confirmed) {
+			e.confirmed = p.sent
+			e.leaseUntil = invalidation.EdgeExpiry(p.sent, p.term)
+		}
+	}
+	e.pendingAcks = keep
+}
+
+// followLog applies log entries in LSN order, in batches, and acknowledges
+// the new watermark after each batch.
+func (e *Edge) followLog(ctx context.Context, s *session) error {
+	us, err := s.control.AcceptUniStream(ctx)
+	if err != nil {
+		return err
+	}
+	entries := make(chan wire.LogEntry, 1024)
+	readErr := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(us, 64<<10)
+		for {
+			f, err := wire.ReadFrame(r)
+			if err != nil {
+				readErr <- err
+				close(entries)
+				return
+			}
+			ent, ok := f.(wire.LogEntry)
+			if !ok {
+				readErr <- fmt.Errorf("unexpected %T on log stream", f)
+				close(entries)
+				return
+			}
+			select {
+			case entries <- ent:
+			case <-ctx.Done():
+				us.CancelRead(0)
+			}
+		}
+	}()
+	batch := make([]wire.LogEntry, 0, 512)
+	for {
+		ent, ok := <-entries
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return <-readErr
+		}
+		batch = append(batch[:0], ent)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case ent, ok := <-entries:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ent)
+			default:
+				break drain
+			}
+		}
+		if err := e.store.apply(batch); err != nil {
+			return fmt.Errorf("apply log: %w", err)
+		}
+		wm := e.store.watermark()
+		e.metrics.setWatermark(wm)
+		e.mu.Lock()
+		e.countAcksLocked(wm)
+		e.mu.Unlock()
+		if err := s.send(wire.Ack{Watermark: wm}); err != nil {
+			return err
+		}
+	}
+}
+
+// acceptPushes takes pushes the origin opens on the data connection.
+func (e *Edge) acceptPushes(ctx context.Context, s *session) error {
+	for {
+		st, err := s.data.AcceptStream(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		go e.handlePush(st)
+	}
+}
+
+// handlePush runs the edge side of the push protocol (see wire.PushOffer).
+func (e *Edge) handlePush(st *quic.Stream) {
+	defer st.Close()
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		st.CancelRead(0)
+		return
+	}
+	offer, ok := f.(wire.PushOffer)
+	if !ok {
+		st.CancelRead(0)
+		wire.WriteFrame(st, wire.PushReply{Status: wire.PushRefuse, Reason: fmt.Sprintf("expected a push offer, got %T", f)})
+		return
+	}
+	// A blob can be evicted between hasBlob and setRequired; then the
+	// edge asks for the bytes rather than claim a copy it lacks.
+	if e.store.hasBlob(offer.Digest) && (!offer.Required || e.store.setRequired(offer.Digest, true) == nil) {
+		e.metrics.push("have")
+		wire.WriteFrame(st, wire.PushReply{Status: wire.PushHave})
+		return
+	}
+	if err := wire.WriteFrame(st, wire.PushReply{Status: wire.PushWant}); err != nil {
+		return
+	}
+	err = e.store.writeBlob(offer.Digest, int64(offer.Size), io.LimitReader(st, int64(offer.Size)), offer.Required)
+	res := wire.PushResult{Status: wire.PushStored}
+	switch {
+	case err == nil:
+		e.metrics.push("stored")
+	case errors.Is(err, ErrDigestMismatch):
+		res = wire.PushResult{Status: wire.PushBadDigest, Reason: err.Error()}
+		e.metrics.push("bad_digest")
+	case errors.Is(err, ErrDiskFull):
+		res = wire.PushResult{Status: wire.PushDiskFull, Reason: err.Error()}
+		e.metrics.push("disk_full")
+	default:
+		res = wire.PushResult{Status: wire.PushFailed, Reason: err.Error()}
+		e.metrics.push("failed")
+	}
+	if err != nil {
+		st.CancelRead(0)
+		e.log.Warn("push refused", "key", offer.Key, "lsn", offer.LSN, "err", err)
+	}
+	wire.WriteFrame(st, res)
+}
+
+// fill fetches content from the origin into the store (as an evictable
+// fill unless the edge owes a replica of it) and returns the entry that
+// describes the stored bytes. A zero want asks for the current version.
+func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error) {
+	e.mu.Lock()
+	s := e.sess
+	e.mu.Unlock()
+	if s == nil {
+		return wire.LogEntry{}, errNoOrigin
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
+	defer cancel()
+	st, err := s.data.OpenStreamSync(ctx)
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want}); err != nil {
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	st.Close()
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	resp, ok := f.(wire.FillResponse)
+	if !ok {
+		return wire.LogEntry{}, fmt.Errorf("fill: unexpected %T", f)
+	}
+	switch resp.Status {
+	case wire.FillNotFound:
+		st.CancelRead(0)
+		return wire.LogEntry{}, errNotFound
+	case wire.FillOK:
+	default:
+		st.CancelRead(0)
+		return wire.LogEntry{}, fmt.Errorf("fill: origin: %s", resp.Reason)
+	}
+	ent := resp.Entry
+	required := false
+	if cur, ok := e.store.lookup(ns, key); ok && cur.Entry.Digest == ent.Digest {
+		required = e.owes(cur.Entry)
+	}
+	if e.store.hasBlob(ent.Digest) {
+		st.CancelRead(0)
+		return ent, nil
+	}
+	start := e.clk.Now()
+	err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
+	e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
+	if err != nil {
+		st.CancelRead(0)
+		return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
+	}
+	return ent, nil
+}
+
+var errNoOrigin = errors.New("not connected to the origin")
+
+// owes reports whether this edge is in ent's replica set.
+func (e *Edge) owes(ent wire.LogEntry) bool {
+	return len(ent.Replicas) == 0 || slices.Contains(ent.Replicas, e.cfg.ID)
+}
+
+// repairInterval is how often the edge looks for replicas it owes but does
+// not hold (a push lost to a dropped connection, or a crash between
+// applying a log entry and storing its content).
+const repairInterval = 10 * time.Second
+
+// repairLoop fetches owed replicas that pushes did not deliver. It waits a
+// full interval first so that pushes in flight after a reconnect land.
+func (e *Edge) repairLoop(ctx context.Context, s *session) error {
+	tk := e.clk.NewTicker(repairInterval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-tk.C():
+		case <-ctx.Done():
+			return nil
+		}
+		for _, ent := range e.store.missing(e.owes) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if _, err := e.fill(ctx, ent.Namespace, ent.Key, ent.Digest); err != nil && !errors.Is(err, errNotFound) {
+				e.log.Warn("repair fill", "key", ent.Key, "err", err)
+			}
+		}
+	}
+}

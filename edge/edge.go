@@ -1,0 +1,359 @@
+// Package edge is geocdn's edge cache: it follows the origin's replication
+// log over QUIC, stores pushed replicas on disk behind a Ristretto hot tier,
+// fills misses from the origin with request collapsing, and serves HTTP
+// clients with RFC 9110/9111 semantics.
+//
+// Key invariant: the edge serves a version only if its own log view names it
+// as current for the key; the hot tier is an accelerator keyed by digest and
+// is never the only copy the edge relies on.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/quic-go/quic-go"
+
+	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/pki"
+)
+
+// Config configures an edge. Zero values take the defaults named in each
+// field's comment.
+type Config struct {
+	// ID is the edge's id, the <id> of its certificate's URI SAN
+	// geocdn://edge/<id>. Required.
+	ID string
+	// Region, Lat, Lon and FaultDomain describe where the edge is; the
+	// origin and router use them. FaultDomain defaults to Region.
+	Region      string
+	Lat, Lon    float64
+	FaultDomain string
+	// PublicURL is the URL clients are sent to; default http://<HTTP addr>.
+	PublicURL string
+
+	// Origin is the origin's QUIC address. Required.
+	Origin net.Addr
+	// PacketConn, when set, carries QUIC instead of a UDP socket bound to
+	// an ephemeral loopback port (a simulated network in tests).
+	PacketConn net.PacketConn
+
+	// HTTPAddr is the client listener (default "127.0.0.1:8081"); ignored
+	// when HTTPListener is set.
+	HTTPAddr     string
+	HTTPListener net.Listener
+	// AdminAddr serves /metrics and /healthz for operators; empty with no
+	// AdminListener means no admin listener.
+	AdminAddr     string
+	AdminListener net.Listener
+
+	// DataDir holds the replica store. Required.
+	DataDir string
+	// CA and Cert are the cluster CA and this edge's certificate. Required.
+	CA   *pki.CA
+	Cert tls.Certificate
+
+	// CacheSize is the RAM hot tier's capacity in bytes. Default 256 MiB.
+	CacheSize int64
+	// HotMaxObject is the largest object the hot tier takes; larger ones
+	// are served from disk with sendfile. Default 256 KiB.
+	HotMaxObject int64
+	// DiskBytes caps the on-disk store; 0 (default) means no cap beyond
+	// the filesystem's.
+	DiskBytes int64
+	// FillTimeout bounds one fill from the origin. Default 30s.
+	FillTimeout time.Duration
+	// DrainDelay is how long the edge reports unhealthy on shutdown before
+	// it stops accepting connections, so routers move clients away first.
+	// Default 0.
+	DrainDelay time.Duration
+
+	// Clock defaults to the real clock.
+	Clock clock.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the edge's metrics; default a fresh registry.
+	Registry *prometheus.Registry
+}
+
+func (c Config) withDefaults() Config {
+	if c.FaultDomain == "" {
+		c.FaultDomain = c.Region
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8081"
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 256 << 20
+	}
+	if c.HotMaxObject == 0 {
+		c.HotMaxObject = 256 << 10
+	}
+	if c.FillTimeout == 0 {
+		c.FillTimeout = 30 * time.Second
+	}
+	c.Clock = clock.Or(c.Clock)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	return c
+}
+
+// Validate reports every problem with c (after defaults).
+func (c Config) Validate() error {
+	var errs []error
+	if err := pki.ValidID(c.ID); err != nil {
+		errs = append(errs, fmt.Errorf("id: %w", err))
+	}
+	if c.Origin == nil {
+		errs = append(errs, errors.New("origin: required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir: required"))
+	}
+	if c.CA == nil {
+		errs = append(errs, errors.New("ca: required"))
+	}
+	if len(c.Cert.Certificate) == 0 {
+		errs = append(errs, errors.New("certificate: required"))
+	}
+	if c.Lat < -90 || c.Lat > 90 || c.Lon < -180 || c.Lon > 180 {
+		errs = append(errs, fmt.Errorf("coordinates %v,%v out of range", c.Lat, c.Lon))
+	}
+	if c.CacheSize < 0 || c.HotMaxObject < 0 || c.DiskBytes < 0 {
+		errs = append(errs, errors.New("cache size, hot max object and disk bytes must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Edge is a running edge node.
+type Edge struct {
+	cfg     Config
+	log     *slog.Logger
+	clk     clock.Clock
+	store   *store
+	metrics *metrics
+
+	udp     net.PacketConn
+	ownsUDP bool
+	tr      *quic.Transport
+
+	httpLn, adminLn   net.Listener
+	httpSrv, adminSrv *http.Server
+
+	draining atomic.Bool
+
+	mu   sync.Mutex
+	sess *session
+	// originLSN is the origin's LSN in the last heartbeat answer.
+	originLSN uint64
+	// confirmed is the send time of the last heartbeat whose answer
+	// counted: the edge's log had reached the LSN it carried.
+	confirmed  time.Time
+	leaseUntil time.Time
+	// pendingAcks are heartbeat answers waiting for the log to reach
+	// their LSN before they count.
+	pendingAcks []pendingAck
+}
+
+// New opens the store and binds the listeners; Run serves them.
+func New(cfg Config) (*Edge, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("edge config: %w", err)
+	}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock}
+	var err error
+	e.store, err = openStore(storeConfig{
+		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,
+		DiskBytes: cfg.DiskBytes, Logger: e.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.metrics = newMetrics(cfg.Registry)
+	if err := e.listen(); err != nil {
+		e.closeListeners()
+		e.store.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Edge) listen() error {
+	var err error
+	e.udp = e.cfg.PacketConn
+	if e.udp == nil {
+		e.udp, err = net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("quic socket: %w", err)
+		}
+		e.ownsUDP = true
+	}
+	e.tr = &quic.Transport{Conn: e.udp}
+	e.httpLn = e.cfg.HTTPListener
+	if e.httpLn == nil {
+		if e.httpLn, err = net.Listen("tcp", e.cfg.HTTPAddr); err != nil {
+			return fmt.Errorf("listen http %s: %w", e.cfg.HTTPAddr, err)
+		}
+	}
+	if e.cfg.PublicURL == "" {
+		e.cfg.PublicURL = "http://" + e.httpLn.Addr().String()
+	}
+	h := newHandler(handlerConfig{
+		Store: e.store, Fill: e, View: e, Clock: e.clk.Now, Metrics: e.metrics,
+		Logger: e.log, Healthy: e.Healthy, FillTimeout: e.cfg.FillTimeout,
+	})
+	e.httpSrv = newHTTPServer(h, e.log)
+	e.adminLn = e.cfg.AdminListener
+	if e.adminLn == nil && e.cfg.AdminAddr != "" {
+		if e.adminLn, err = net.Listen("tcp", e.cfg.AdminAddr); err != nil {
+			return fmt.Errorf("listen admin %s: %w", e.cfg.AdminAddr, err)
+		}
+	}
+	if e.adminLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(e.cfg.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+			if !e.Healthy() {
+				http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+				return
+			}
+			w.Write([]byte("ok\n"))
+		})
+		e.adminSrv = newHTTPServer(mux, e.log)
+	}
+	return nil
+}
+
+// newHTTPServer sets every timeout and a header limit. WriteTimeout is a
+// floor: the handler extends the write deadline for large bodies.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// HTTPAddr is the client listener's bound address.
+func (e *Edge) HTTPAddr() net.Addr { return e.httpLn.Addr() }
+
+// AdminAddr is the admin listener's address, or nil.
+func (e *Edge) AdminAddr() net.Addr {
+	if e.adminLn == nil {
+		return nil
+	}
+	return e.adminLn.Addr()
+}
+
+// PublicURL is where clients are sent.
+func (e *Edge) PublicURL() string { return e.cfg.PublicURL }
+
+// ID is the edge's id.
+func (e *Edge) ID() string { return e.cfg.ID }
+
+// Run serves until ctx is cancelled, then drains: it reports unhealthy,
+// waits DrainDelay, lets in-flight requests finish and closes.
+func (e *Edge) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	serve := func(srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}
+	go serve(e.httpSrv, e.httpLn)
+	if e.adminSrv != nil {
+		go serve(e.adminSrv, e.adminLn)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.connectLoop(cctx)
+	}()
+	e.log.Info("edge serving", "http", e.HTTPAddr().String(), "origin", e.cfg.Origin.String())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	e.draining.Store(true)
+	if e.cfg.DrainDelay > 0 && err == nil {
+		t := e.clk.NewTimer(e.cfg.DrainDelay)
+		<-t.C()
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	e.httpSrv.Shutdown(sctx)
+	if e.adminSrv != nil {
+		e.adminSrv.Shutdown(sctx)
+	}
+	cancel()
+	<-done
+	e.closeListeners()
+	e.store.close()
+	return err
+}
+
+func (e *Edge) closeListeners() {
+	if e.tr != nil {
+		e.tr.Close()
+	}
+	if e.ownsUDP && e.udp != nil {
+		e.udp.Close()
+	}
+	if e.httpLn != nil {
+		e.httpLn.Close()
+	}
+	if e.adminLn != nil {
+		e.adminLn.Close()
+	}
+}
+
+// Healthy reports whether the edge can serve: it holds a valid lease and
+// is not draining.
+func (e *Edge) Healthy() bool {
+	if e.draining.Load() {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.clk.Now().Before(e.leaseUntil)
+}
+
+// fresh reports whether the local log view may answer for keys it does not
+// know: the lease is valid and the log has caught up with the origin's LSN
+// as of the last heartbeat.
+func (e *Edge) fresh() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sess != nil && e.clk.Now().Before(e.leaseUntil) && e.store.watermark() >= e.originLSN
+}
+
+// confirmedAt is when the edge last confirmed its view with the origin.
+func (e *Edge) confirmedAt() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.confirmed
+}
+
+// Watermark is the highest LSN this edge has applied.
+func (e *Edge) Watermark() uint64 { return e.store.watermark() }

@@ -1,0 +1,424 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// errNotFound is what a filler returns (possibly wrapped) when the origin
+// says the object, or the exact content asked for, does not exist.
+var errNotFound = errors.New("object not found")
+
+// filler fetches content the store does not hold.
+type filler interface {
+	// fill fetches ns/key from the origin and stores its content with
+	// store.writeBlob(required=false). A zero want asks for the latest
+	// version; any other asks for exactly that content. It returns the
+	// entry describing the stored bytes, or an error wrapping errNotFound
+	// when the origin says there is no such object or content. It must
+	// return when ctx is done, and records the fill metrics (fills also
+	// happen outside requests, to repair missing replicas). Called
+	// concurrently, at most once at a time per key or digest from the
+	// handler, which collapses requests.
+	fill(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error)
+}
+
+// fillFunc adapts a function to filler.
+type fillFunc func(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error)
+
+func (f fillFunc) fill(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error) {
+	return f(ctx, ns, key, want)
+}
+
+// view is the edge's standing with the origin. Safe for concurrent use.
+type view interface {
+	// fresh reports that the edge is connected to the origin and caught up
+	// with its log, so a key missing from the local index does not exist
+	// and may be answered 404 without asking the origin.
+	fresh() bool
+	// confirmedAt is when the edge last confirmed its view with the
+	// origin; the zero time if it never has.
+	confirmedAt() time.Time
+}
+
+const defaultFillTimeout = 10 * time.Second
+
+// A large body may take longer to reach a slow client than the server's
+// WriteTimeout allows; the deadline is moved out to what a client reading
+// at minClientRate needs, plus writeDeadlineFloor.
+const (
+	minClientRate      = 64 << 10 // bytes per second
+	writeDeadlineFloor = time.Minute
+)
+
+// handlerConfig configures newHandler.
+type handlerConfig struct {
+	// Store serves hits and receives fills. Required.
+	Store *store
+	// Fill fetches misses from the origin. Required.
+	Fill filler
+	// View decides whether an unknown key is a 404, and Age. Required.
+	View view
+	// Clock tells the time for Age. Nil means time.Now.
+	Clock func() time.Time
+	// Metrics records hits, misses and bytes served. Nil records nothing.
+	Metrics *metrics
+	// Logger receives fill failures. Nil means slog.Default().
+	Logger *slog.Logger
+	// Healthy decides /healthz. Nil means always healthy.
+	Healthy func() bool
+	// NamespaceFor maps a request's Host to a namespace. Nil maps every
+	// host to objkey.DefaultNamespace.
+	NamespaceFor func(host string) string
+	// FillTimeout bounds one fill, and how long a request waits for one.
+	// Default 10 s.
+	FillTimeout time.Duration
+}
+
+// respHeaders are the header values of one object version, built once per
+// version. The slices are shared by every response for that version: they
+// are only ever replaced in a Header map, never written through, and their
+// capacity is 1 so that an Add copies rather than appends into them.
+type respHeaders struct {
+	etag         []string
+	contentType  []string
+	cacheControl []string // nil when the publisher sent none
+}
+
+func newRespHeaders(e *wire.LogEntry) *respHeaders {
+	ct := e.ContentType
+	if ct == "" {
+		// Never sniff: the publisher did not say, so neither do we.
+		ct = "application/octet-stream"
+	}
+	h := &respHeaders{
+		etag:        []string{`"` + e.Digest.String() + `"`},
+		contentType: []string{ct},
+	}
+	if e.CacheControl != "" {
+		h.cacheControl = []string{e.CacheControl}
+	}
+	return h
+}
+
+// Cache-Status (RFC 9211). A hit is served from the store. A 404 the
+// edge answers from its own caught-up log is a hit too: the cache
+// satisfied the request without going forward, and detail says what it
+// found. Forwarded requests say fwd=miss when the log named the version
+// but its content was absent, fwd=uri-miss when the key was unknown (or
+// its version gone at the origin) and the fill asked by key; then stored,
+// fwd-status=404, or detail=origin-error, and collapsed when the request
+// waited on another's fill.
+const (
+	statusHit      = "geocdn; hit"
+	statusNotFound = "geocdn; hit; detail=not-found"
+)
+
+// handler serves GET and HEAD for objects, and /healthz.
+type handler struct {
+	st          *store
+	fillr       filler
+	view        view
+	now         func() time.Time
+	m           *metrics
+	log         *slog.Logger
+	healthy     func() bool
+	nsFor       func(string) string
+	fillTimeout time.Duration
+	group       singleflight.Group
+
+	// Constant header values, shared like respHeaders.
+	hitXCache, missXCache, hitStatus []string
+}
+
+// newHandler returns the edge's client-facing HTTP handler. It validates
+// the path itself, before anything could clean it, so that `..`, `.`,
+// empty segments and other bad keys answer 400 rather than a redirect.
+func newHandler(cfg handlerConfig) http.Handler {
+	if cfg.Store == nil || cfg.Fill == nil || cfg.View == nil {
+		panic("edge: newHandler needs Store, Fill and View")
+	}
+	h := &handler{
+		st:          cfg.Store,
+		fillr:       cfg.Fill,
+		view:        cfg.View,
+		now:         cfg.Clock,
+		m:           cfg.Metrics,
+		log:         cfg.Logger,
+		healthy:     cfg.Healthy,
+		nsFor:       cfg.NamespaceFor,
+		fillTimeout: cfg.FillTimeout,
+		hitXCache:   []string{"HIT"},
+		missXCache:  []string{"MISS"},
+		hitStatus:   []string{statusHit},
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.healthy == nil {
+		h.healthy = func() bool { return true }
+	}
+	if h.nsFor == nil {
+		h.nsFor = func(string) string { return objkey.DefaultNamespace }
+	}
+	if h.fillTimeout <= 0 {
+		h.fillTimeout = defaultFillTimeout
+	}
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
+	if path == "/healthz" {
+		if !h.allowMethod(w, r) {
+			return
+		}
+		h.serveHealth(w)
+		return
+	}
+	key, err := objkey.FromPath(path, "/")
+	if err != nil {
+		noStore(w)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !h.allowMethod(w, r) {
+		return
+	}
+	h.serveObject(w, r, h.nsFor(r.Host), key)
+}
+
+func (h *handler) allowMethod(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+func (h *handler) serveHealth(w http.ResponseWriter) {
+	noStore(w)
+	if !h.healthy() {
+		http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// noStore keeps answers that depend on the moment (errors, 404s, health)
+// out of downstream caches: a 404 is heuristically cacheable, and the key
+// may be published a second later.
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key string) {
+	obj, known := h.st.lookup(ns, key)
+	if known && obj.Present {
+		c, err := h.st.openContent(obj.Entry.Digest)
+		if err == nil {
+			h.m.hit()
+			h.write(w, r, &obj.Entry, obj.hdr, c, h.hitStatus, h.hitXCache, h.age())
+			return
+		}
+		// Evicted or superseded since lookup: fill it like any miss.
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.log.Warn("edge: open stored object", "ns", ns, "key", key, "err", err)
+		}
+	}
+
+	var (
+		e         wire.LogEntry
+		collapsed bool
+		err       error
+		fwd       = "geocdn; fwd=miss"
+	)
+	if known {
+		e, collapsed, err = h.fill(r.Context(), ns, key, obj.Entry.Digest)
+		if errors.Is(err, errNotFound) {
+			// The origin no longer has that content: the key moved on and
+			// the log has not told us yet. Ask for its latest version.
+			e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
+			fwd = "geocdn; fwd=uri-miss"
+		}
+	} else {
+		if h.view.fresh() {
+			h.notFound(w, statusNotFound)
+			return
+		}
+		e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
+		fwd = "geocdn; fwd=uri-miss"
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errNotFound):
+		h.notFound(w, fwd+"; fwd-status=404")
+		return
+	case r.Context().Err() != nil:
+		return // the client left; nobody to answer
+	default:
+		h.log.Warn("edge: fill failed", "ns", ns, "key", key, "err", err)
+		noStore(w)
+		w.Header().Set("Cache-Status", fwd+"; detail=origin-error")
+		msg := "origin unreachable"
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = "origin timed out"
+		}
+		http.Error(w, msg, http.StatusBadGateway)
+		return
+	}
+
+	c, err := h.st.openContent(e.Digest)
+	if err != nil {
+		// Only if the fill was evicted at once by other writes.
+		h.log.Warn("edge: open filled object", "ns", ns, "key", key, "err", err)
+		noStore(w)
+		http.Error(w, "stored content unavailable", http.StatusBadGateway)
+		return
+	}
+	hdr := obj.hdr
+	if !known || e.Digest != obj.Entry.Digest {
+		hdr = newRespHeaders(&e)
+	}
+	status := fwd + "; stored"
+	if collapsed {
+		status += "; collapsed"
+	}
+	h.m.miss()
+	// Age 0: the origin produced this content just now.
+	h.write(w, r, &e, hdr, c, []string{status}, h.missXCache, "0")
+}
+
+// fill runs one collapsed fill: concurrent requests for the same digest
+// (or, for a zero want, the same key) share a single call to the filler
+// and then each read the stored content. collapsed reports that this
+// request waited for a fill another request started.
+func (h *handler) fill(ctx context.Context, ns, key string, want wire.Digest) (e wire.LogEntry, collapsed bool, err error) {
+	var group string
+	if want.IsZero() {
+		group = "k\x00" + ns + "\x00" + key
+	} else {
+		group = "d\x00" + want.String()
+	}
+	leader := false
+	ch := h.group.DoChan(group, func() (any, error) {
+		leader = true
+		// The fill serves every waiter, so the leader's client leaving must
+		// not cancel it; the timeout alone bounds it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTimeout)
+		defer cancel()
+		e, err := h.fillr.fill(fctx, ns, key, want)
+		if err == nil && e.Op != wire.OpPut {
+			err = fmt.Errorf("edge: fill of %s returned a %v entry", key, e.Op)
+		}
+		return e, err
+	})
+	// Waiters are bounded too, in case a filler ignores its context.
+	wctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
+	defer cancel()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return wire.LogEntry{}, !leader, res.Err
+		}
+		return res.Val.(wire.LogEntry), !leader, nil
+	case <-wctx.Done():
+		return wire.LogEntry{}, false, wctx.Err()
+	}
+}
+
+func (h *handler) notFound(w http.ResponseWriter, cacheStatus string) {
+	hd := w.Header()
+	noStore(w)
+	hd.Set("Cache-Status", cacheStatus)
+	hd.Set("GeoCDN-LSN", strconv.FormatUint(h.st.watermark(), 10))
+	http.Error(w, "not found", http.StatusNotFound)
+}
+
+// age is the Age of a hit: whole seconds since the edge last confirmed
+// its view with the origin; "" (no header) if it never has, since any
+// number would be made up.
+func (h *handler) age() string {
+	at := h.view.confirmedAt()
+	if at.IsZero() {
+		return ""
+	}
+	d := h.now().Sub(at)
+	if d <= 0 {
+		return "0"
+	}
+	// Below 100 this is a constant string, no allocation.
+	return strconv.FormatInt(int64(d/time.Second), 10)
+}
+
+// write sends an object. http.ServeContent answers conditionals (304,
+// 412), ranges (206, 416, If-Range) and HEAD from the ETag set here and
+// the modification time; content comes from RAM or from the file, whose
+// *os.File lets plain HTTP use sendfile.
+func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry, hv *respHeaders, c content, cacheStatus, xCache []string, age string) {
+	hd := w.Header()
+	hd["Etag"] = hv.etag
+	hd["Content-Type"] = hv.contentType
+	if hv.cacheControl != nil {
+		hd["Cache-Control"] = hv.cacheControl
+	}
+	// One allocation holds both per-request values; each slice has
+	// capacity 1 like the shared ones.
+	vals := make([]string, 2)
+	vals[0] = strconv.FormatUint(h.st.watermark(), 10)
+	hd["Geocdn-Lsn"] = vals[0:1:1]
+	if age != "" {
+		vals[1] = age
+		hd["Age"] = vals[1:2:2]
+	}
+	hd["X-Cache"] = xCache
+	hd["Cache-Status"] = cacheStatus
+
+	var rs io.ReadSeeker
+	if c.file != nil {
+		defer c.close()
+		rs = c.file
+		extendWriteDeadline(w, c.size)
+	} else {
+		rs = bytes.NewReader(c.hot)
+	}
+	http.ServeContent(w, r, "", e.ModTime, rs)
+
+	if r.Method != http.MethodHead {
+		// Content-Length is set for 200 and 206 and removed for 304 and
+		// errors; counting it spares a ResponseWriter wrapper, which would
+		// hide the connection's ReadFrom and so sendfile.
+		if v := hd["Content-Length"]; len(v) == 1 {
+			n, _ := strconv.ParseInt(v[0], 10, 64)
+			h.m.served(n)
+		}
+	}
+}
+
+// extendWriteDeadline gives a body of size bytes time to be sent. The
+// deadline is compared with the connection's clock, which is the real one
+// (or a synctest bubble's), never an injected fake, so this is the one
+// place that reads time.Now. Writers that cannot set deadlines (tests'
+// recorders) are left alone.
+func extendWriteDeadline(w http.ResponseWriter, size int64) {
+	d := writeDeadlineFloor + time.Duration(size/minClientRate)*time.Second
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+}

@@ -1,0 +1,138 @@
+package wire
+
+import (
+	"strconv"
+
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// A fill runs on a bidirectional stream the edge opens on the data
+// connection: edge → FillRequest, FIN; origin → FillResponse and, when the
+// status is FillOK, Entry.Size raw content bytes, then FIN.
+
+// FillRequest asks for the content of an object. A zero Digest asks for the
+// latest committed version of Namespace/Key; a non-zero one asks for exactly
+// that content (and fails with FillNotFound if the origin no longer has it).
+//
+// Layout: namespace | key | digest (32 bytes).
+type FillRequest struct {
+	Namespace string
+	Key       string
+	Digest    Digest
+}
+
+// FillStatus is the outcome of a fill.
+type FillStatus uint8
+
+const (
+	FillOK       FillStatus = 1
+	FillNotFound FillStatus = 2
+	FillError    FillStatus = 3
+)
+
+func (s FillStatus) String() string {
+	switch s {
+	case FillOK:
+		return "ok"
+	case FillNotFound:
+		return "not-found"
+	case FillError:
+		return "error"
+	}
+	return "fill-status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// FillResponse answers a FillRequest. Entry describes the version whose
+// bytes follow (only meaningful with FillOK).
+//
+// Layout: status (1 byte) | reason (len+bytes) | entry (a LogEntry payload,
+// len+bytes; empty unless status is FillOK). Append writes an empty entry
+// for any other status, whatever Entry holds, and cuts a reason longer than
+// MaxStringLen; a decoder refuses FillOK without an entry and any other
+// status with one.
+type FillResponse struct {
+	Status FillStatus
+	Reason string
+	Entry  LogEntry
+}
+
+func (FillRequest) Type() FrameType { return FrameFillRequest }
+
+func (r FillRequest) Len() int {
+	return stringLen(r.Namespace) + stringLen(r.Key) + DigestSize
+}
+
+func (r FillRequest) Append(b []byte) []byte {
+	b = appendString(b, r.Namespace)
+	b = appendString(b, r.Key)
+	return append(b, r.Digest[:]...)
+}
+
+func parseFillRequest(b []byte) (FillRequest, error) {
+	d := decoder{msg: "fill request", b: b}
+	r := FillRequest{
+		Namespace: d.namespace(),
+		Key:       d.key(),
+		Digest:    d.digest("digest"),
+	}
+	if err := d.finish(); err != nil {
+		return FillRequest{}, err
+	}
+	return r, nil
+}
+
+func (FillResponse) Type() FrameType { return FrameFillResponse }
+
+// entryLen is the length of the embedded entry as Append writes it.
+func (r FillResponse) entryLen() int {
+	if r.Status != FillOK {
+		return 0
+	}
+	return r.Entry.Len()
+}
+
+func (r FillResponse) Len() int {
+	n := r.entryLen()
+	return 1 + stringLen(truncReason(r.Reason)) + varintLen(uint64(n)) + n
+}
+
+func (r FillResponse) Append(b []byte) []byte {
+	b = append(b, byte(r.Status))
+	b = appendString(b, truncReason(r.Reason))
+	n := r.entryLen()
+	b = quicvarint.Append(b, uint64(n))
+	if n > 0 {
+		b = r.Entry.Append(b)
+	}
+	return b
+}
+
+func parseFillResponse(b []byte) (FillResponse, error) {
+	d := decoder{msg: "fill response", b: b}
+	r := FillResponse{
+		Status: FillStatus(d.uint8("status")),
+		Reason: d.string("reason", MaxStringLen),
+	}
+	entry := d.bytes("entry", d.varint("entry length"))
+	if d.err == nil {
+		switch {
+		case r.Status < FillOK || r.Status > FillError:
+			d.failf("unknown status %d", r.Status)
+		case r.Status == FillOK && len(entry) == 0:
+			d.failf("status ok without an entry")
+		case r.Status != FillOK && len(entry) != 0:
+			d.failf("status %s with an entry", r.Status)
+		}
+	}
+	if err := d.finish(); err != nil {
+		return FillResponse{}, err
+	}
+	if r.Status == FillOK {
+		e, err := parseLogEntry(entry)
+		if err != nil {
+			return FillResponse{}, err
+		}
+		r.Entry = e
+	}
+	return r, nil
+}

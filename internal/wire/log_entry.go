@@ -1,0 +1,360 @@
+package wire
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// Op is what a log entry does to its object.
+type Op uint8
+
+const (
+	// OpPut publishes a new version of Namespace/Key with the given content.
+	OpPut Op = 1
+	// OpDelete removes Namespace/Key; later reads answer 404.
+	OpDelete Op = 2
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpPut:
+		return "put"
+	case OpDelete:
+		return "delete"
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Consistency is the per-object consistency level (named as Azure Cosmos DB
+// names them; see DESIGN.md § The one mechanism).
+type Consistency uint8
+
+const (
+	Eventual Consistency = iota
+	ConsistentPrefix
+	Session
+	Bounded
+	Strong
+)
+
+// String returns the level's name as ParseConsistency accepts it, without
+// the bound of Bounded (see FormatConsistency).
+func (c Consistency) String() string {
+	switch c {
+	case Eventual:
+		return "eventual"
+	case ConsistentPrefix:
+		return "consistent-prefix"
+	case Session:
+		return "session"
+	case Bounded:
+		return "bounded"
+	case Strong:
+		return "strong"
+	}
+	return "consistency(" + strconv.Itoa(int(c)) + ")"
+}
+
+// FormatConsistency is the inverse of ParseConsistency: the level's name,
+// with the bound in parentheses for Bounded ("bounded(5s)").
+func FormatConsistency(c Consistency, bound time.Duration) string {
+	if c == Bounded {
+		return "bounded(" + bound.String() + ")"
+	}
+	return c.String()
+}
+
+// ParseConsistency parses a level as a publisher names it (the
+// consistency= query parameter, a path-prefix policy): "eventual",
+// "consistent-prefix" (or "prefix"), "session", "strong", or
+// "bounded(Δ)" with Δ a Go duration of whole milliseconds, such as
+// "bounded(5s)" or "bounded(500ms)". Names are case-insensitive. The
+// returned bound is zero for every level but Bounded.
+func ParseConsistency(s string) (Consistency, time.Duration, error) {
+	name, arg, hasArg := strings.Cut(s, "(")
+	if hasArg {
+		var ok bool
+		if arg, ok = strings.CutSuffix(arg, ")"); !ok {
+			return 0, 0, fmt.Errorf("wire: consistency %q: missing closing parenthesis", s)
+		}
+	}
+	var c Consistency
+	switch strings.ToLower(name) {
+	case "eventual":
+		c = Eventual
+	case "consistent-prefix", "prefix":
+		c = ConsistentPrefix
+	case "session":
+		c = Session
+	case "strong":
+		c = Strong
+	case "bounded":
+		if !hasArg {
+			return 0, 0, fmt.Errorf("wire: consistency %q needs a staleness bound, as in bounded(5s) or bounded(500ms)", s)
+		}
+		d, err := time.ParseDuration(arg)
+		if err != nil {
+			return 0, 0, fmt.Errorf("wire: consistency %q: %w", s, err)
+		}
+		if d <= 0 {
+			return 0, 0, fmt.Errorf("wire: consistency %q: bound must be positive", s)
+		}
+		// The bound travels in milliseconds; refusing finer ones keeps
+		// what the publisher asked for and what edges enforce the same.
+		if d%time.Millisecond != 0 {
+			return 0, 0, fmt.Errorf("wire: consistency %q: bound must be a whole number of milliseconds", s)
+		}
+		return Bounded, d, nil
+	default:
+		return 0, 0, fmt.Errorf("wire: unknown consistency %q (want eventual, consistent-prefix, session, bounded(Δ) or strong)", s)
+	}
+	if hasArg {
+		return 0, 0, fmt.Errorf("wire: consistency %q: only bounded takes a parameter", s)
+	}
+	return c, 0, nil
+}
+
+// LogEntryVersion is the format version written into every new log entry.
+// Decoders accept every version up to and including it, so a rolling
+// upgrade can read entries written by an older origin.
+const LogEntryVersion = 1
+
+// DigestSize is the size of a content digest (sha256).
+const DigestSize = 32
+
+// Digest is the sha256 of an object's content.
+type Digest [DigestSize]byte
+
+// String returns the digest in lowercase hex, the form of ETags and of the
+// admin API's digest field.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// IsZero reports whether d is the zero digest, which FillRequest uses for
+// "latest version" and delete entries carry.
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// MarshalText encodes d as lowercase hex, so JSON shows it as a string.
+func (d Digest) MarshalText() ([]byte, error) {
+	return hex.AppendEncode(nil, d[:]), nil
+}
+
+// UnmarshalText parses the hex form written by MarshalText.
+func (d *Digest) UnmarshalText(b []byte) error {
+	v, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// ParseDigest parses the 64 hex digits of a digest (either case).
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	if len(s) != 2*DigestSize {
+		return Digest{}, fmt.Errorf("wire: digest %q: want %d hex digits, got %d", s, 2*DigestSize, len(s))
+	}
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return Digest{}, fmt.Errorf("wire: digest %q: %w", s, err)
+	}
+	return d, nil
+}
+
+// MaxLogEntrySize bounds an encoded log entry. It leaves room below
+// MaxFrameSize for the FillResponse that can carry an entry, so any entry
+// that fits a FrameLogEntry also fits a fill.
+const MaxLogEntrySize = MaxFrameSize - 8<<10
+
+// LogEntry is one mutation of the replication log. The origin stores the
+// same encoding in its catalog, so the format carries its own version.
+//
+// Layout (payload of FrameLogEntry; all integers QUIC varints unless noted):
+//
+//	format version (1 byte) | LSN | op (1 byte)
+//	| namespace (len+bytes) | key (len+bytes)
+//	| digest (32 bytes) | size | content type (len+bytes)
+//	| cache control (len+bytes) | surrogate key count | each (len+bytes)
+//	| consistency (1 byte) | bound ms | mod time (unix ns, 8 bytes big-endian)
+//	| replica count | each edge id (len+bytes)
+//
+// Delete entries carry the same layout with a zero digest and size.
+//
+// Bound is written in whole milliseconds (finer parts are dropped, a
+// negative bound is written as zero). A zero ModTime is written as 0 and
+// read back as time.Time{}; any other ModTime is read back in UTC, so
+// compare times with Equal. Validate reports everything a decoder would
+// refuse.
+type LogEntry struct {
+	LSN          uint64
+	Op           Op
+	Namespace    string
+	Key          string
+	Digest       Digest
+	Size         uint64
+	ContentType  string
+	CacheControl string
+	// SurrogateKeys are the tags from the publisher's Surrogate-Key header.
+	SurrogateKeys []string
+	Consistency   Consistency
+	// Bound is Δ for Bounded consistency, zero otherwise.
+	Bound   time.Duration
+	ModTime time.Time
+	// Replicas are the edge ids that must hold a pushed replica of this
+	// version. Empty means every edge.
+	Replicas []string
+}
+
+// ObjectID identifies the entry's object across namespaces. Decoders refuse
+// a namespace containing NUL, so the id is unambiguous.
+func (e LogEntry) ObjectID() string { return e.Namespace + "\x00" + e.Key }
+
+func (LogEntry) Type() FrameType { return FrameLogEntry }
+
+func (e LogEntry) Len() int {
+	n := 1 + varintLen(e.LSN) + 1 + stringLen(e.Namespace) + stringLen(e.Key) +
+		DigestSize + varintLen(e.Size) + stringLen(e.ContentType) +
+		stringLen(e.CacheControl) + varintLen(uint64(len(e.SurrogateKeys)))
+	for _, k := range e.SurrogateKeys {
+		n += stringLen(k)
+	}
+	n += 1 + varintLen(boundMillis(e.Bound)) + 8 + varintLen(uint64(len(e.Replicas)))
+	for _, r := range e.Replicas {
+		n += stringLen(r)
+	}
+	return n
+}
+
+// Append writes the entry in format LogEntryVersion.
+func (e LogEntry) Append(b []byte) []byte {
+	b = append(b, LogEntryVersion)
+	b = quicvarint.Append(b, e.LSN)
+	b = append(b, byte(e.Op))
+	b = appendString(b, e.Namespace)
+	b = appendString(b, e.Key)
+	b = append(b, e.Digest[:]...)
+	b = quicvarint.Append(b, e.Size)
+	b = appendString(b, e.ContentType)
+	b = appendString(b, e.CacheControl)
+	b = quicvarint.Append(b, uint64(len(e.SurrogateKeys)))
+	for _, k := range e.SurrogateKeys {
+		b = appendString(b, k)
+	}
+	b = append(b, byte(e.Consistency))
+	b = quicvarint.Append(b, boundMillis(e.Bound))
+	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(e.ModTime)))
+	b = quicvarint.Append(b, uint64(len(e.Replicas)))
+	for _, r := range e.Replicas {
+		b = appendString(b, r)
+	}
+	return b
+}
+
+// ParseLogEntry decodes an entry written by Append in any format version
+// up to LogEntryVersion; it is how the origin reads its catalog. Errors
+// wrap ErrMalformed.
+func ParseLogEntry(b []byte) (LogEntry, error) {
+	return parseLogEntry(b)
+}
+
+func parseLogEntry(b []byte) (LogEntry, error) {
+	d := decoder{msg: "log entry", b: b}
+	if len(b) > MaxLogEntrySize {
+		d.failf("%d bytes exceed %d", len(b), MaxLogEntrySize)
+		return LogEntry{}, d.err
+	}
+	// Version 1 is the only format so far; a later one branches here on
+	// the fields it adds or changes.
+	if v := d.uint8("format version"); d.err == nil && (v == 0 || v > LogEntryVersion) {
+		d.failf("format version %d not supported (want 1 to %d)", v, LogEntryVersion)
+	}
+	var e LogEntry
+	e.LSN = d.varint("lsn")
+	e.Op = Op(d.uint8("op"))
+	if d.err == nil && e.Op != OpPut && e.Op != OpDelete {
+		d.failf("unknown op %d", e.Op)
+	}
+	e.Namespace = d.namespace()
+	e.Key = d.key()
+	e.Digest = d.digest("digest")
+	e.Size = d.varint("size")
+	e.ContentType = d.string("content type", MaxStringLen)
+	e.CacheControl = d.string("cache control", MaxStringLen)
+	if n := d.count("surrogate keys", MaxSurrogateKeys); n > 0 {
+		e.SurrogateKeys = make([]string, n)
+		for i := range e.SurrogateKeys {
+			e.SurrogateKeys[i] = d.string("surrogate key", MaxStringLen)
+		}
+	}
+	e.Consistency = Consistency(d.uint8("consistency"))
+	if d.err == nil && e.Consistency > Strong {
+		d.failf("unknown consistency %d", e.Consistency)
+	}
+	ms := d.varint("bound")
+	if d.err == nil && ms > math.MaxInt64/uint64(time.Millisecond) {
+		d.failf("bound %dms overflows a duration", ms)
+	}
+	e.Bound = time.Duration(ms) * time.Millisecond
+	if ns := int64(d.uint64be("mod time")); ns != 0 {
+		e.ModTime = time.Unix(0, ns).UTC()
+	}
+	if n := d.count("replicas", MaxReplicas); n > 0 {
+		e.Replicas = make([]string, n)
+		for i := range e.Replicas {
+			e.Replicas[i] = d.string("replica", MaxStringLen)
+		}
+	}
+	if err := d.finish(); err != nil {
+		return LogEntry{}, err
+	}
+	return e, nil
+}
+
+// Validate reports, wrapping ErrMalformed, why e could not be written and
+// read back unchanged: a limit a decoder enforces, an encoded size over
+// MaxLogEntrySize, an integer over MaxVarint, a Bound that is negative or
+// not whole milliseconds, or a ModTime outside the years 1678 to 2262 that
+// unix nanoseconds can hold. The origin calls it before it commits an
+// entry, since the catalog and every edge must be able to read it.
+func (e LogEntry) Validate() error {
+	var problem string
+	switch {
+	case e.LSN > MaxVarint:
+		problem = fmt.Sprintf("lsn %d exceeds %d", e.LSN, uint64(MaxVarint))
+	case e.Size > MaxVarint:
+		problem = fmt.Sprintf("size %d exceeds %d", e.Size, uint64(MaxVarint))
+	case e.Bound < 0 || e.Bound%time.Millisecond != 0:
+		problem = fmt.Sprintf("bound %v is not a whole number of milliseconds", e.Bound)
+	case !e.ModTime.IsZero() && (e.ModTime.Before(time.Unix(0, math.MinInt64)) || e.ModTime.After(time.Unix(0, math.MaxInt64))):
+		problem = fmt.Sprintf("mod time %v cannot be held in unix nanoseconds", e.ModTime)
+	}
+	if problem != "" {
+		return fmt.Errorf("%w: log entry: %s", ErrMalformed, problem)
+	}
+	// Round-tripping is the one check that cannot drift from the decoder.
+	_, err := parseLogEntry(e.Append(nil))
+	return err
+}
+
+// boundMillis is the bound as written: whole milliseconds, never negative.
+func boundMillis(d time.Duration) uint64 {
+	if d <= 0 {
+		return 0
+	}
+	return uint64(d / time.Millisecond)
+}
+
+// modTimeNanos is the mod time as written: 0 for the zero time, which
+// UnixNano would otherwise turn into an arbitrary value.
+func modTimeNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

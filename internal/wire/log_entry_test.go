@@ -1,0 +1,261 @@
+package wire
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseLogEntry(t *testing.T) {
+	tests := []struct {
+		name string
+		e    LogEntry
+	}{
+		{"full", fullEntry()},
+		{"delete", LogEntry{LSN: 3, Op: OpDelete, Namespace: "default", Key: "x"}},
+		{"eventual no mod time", LogEntry{LSN: 1, Op: OpPut, Key: "/"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseLogEntry(tc.e.Append(nil))
+			if err != nil {
+				t.Fatalf("ParseLogEntry: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.e) {
+				t.Errorf("got %#v, want %#v", got, tc.e)
+			}
+		})
+	}
+	t.Run("format version", func(t *testing.T) {
+		b := fullEntry().Append(nil)
+		if b[0] != LogEntryVersion {
+			t.Errorf("written format version %d, want %d", b[0], LogEntryVersion)
+		}
+	})
+	t.Run("zero mod time", func(t *testing.T) {
+		b := LogEntry{Op: OpPut}.Append(nil)
+		got, err := ParseLogEntry(b)
+		if err != nil {
+			t.Fatalf("ParseLogEntry: %v", err)
+		}
+		if !got.ModTime.IsZero() {
+			t.Errorf("ModTime = %v, want the zero time", got.ModTime)
+		}
+	})
+	t.Run("empty", func(t *testing.T) {
+		if _, err := ParseLogEntry(nil); !errors.Is(err, ErrMalformed) {
+			t.Errorf("got %v, want %v", err, ErrMalformed)
+		}
+	})
+}
+
+func TestLogEntryValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mod    func(*LogEntry)
+		detail string // empty: valid
+	}{
+		{"valid", func(*LogEntry) {}, ""},
+		{"delete", func(e *LogEntry) { *e = LogEntry{LSN: 1, Op: OpDelete, Key: "k"} }, ""},
+		{"lsn over varint", func(e *LogEntry) { e.LSN = MaxVarint + 1 }, "lsn"},
+		{"size over varint", func(e *LogEntry) { e.Size = math.MaxUint64 }, "size"},
+		{"negative bound", func(e *LogEntry) { e.Bound = -time.Second }, "bound"},
+		{"sub-millisecond bound", func(e *LogEntry) { e.Bound = 1500 * time.Microsecond }, "bound"},
+		{"mod time year 3000", func(e *LogEntry) { e.ModTime = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) }, "mod time"},
+		{"mod time year 1600", func(e *LogEntry) { e.ModTime = time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC) }, "mod time"},
+		{"op 0", func(e *LogEntry) { e.Op = 0 }, "op 0"},
+		{"key too long", func(e *LogEntry) { e.Key = strings.Repeat("k", MaxKeyLen+1) }, "key"},
+		{"too large", func(e *LogEntry) { e.SurrogateKeys = manyStrings(MaxSurrogateKeys, strings.Repeat("s", 1000)) }, "exceed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := fullEntry()
+			tc.mod(&e)
+			err := e.Validate()
+			if tc.detail == "" {
+				if err != nil {
+					t.Errorf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.detail) {
+				t.Errorf("Validate() = %v, want %v mentioning %q", err, ErrMalformed, tc.detail)
+			}
+		})
+	}
+}
+
+func TestObjectID(t *testing.T) {
+	tests := []struct {
+		ns, key, want string
+	}{
+		{"default", "a/b", "default\x00a/b"},
+		{"", "", "\x00"},
+		// Without the separator these two would collide.
+		{"ab", "c", "ab\x00c"},
+		{"a", "bc", "a\x00bc"},
+	}
+	for _, tc := range tests {
+		if got := (LogEntry{Namespace: tc.ns, Key: tc.key}).ObjectID(); got != tc.want {
+			t.Errorf("ObjectID(%q, %q) = %q, want %q", tc.ns, tc.key, got, tc.want)
+		}
+	}
+}
+
+func TestParseConsistency(t *testing.T) {
+	tests := []struct {
+		in        string
+		want      Consistency
+		wantBound time.Duration
+		wantErr   string // substring; empty: no error
+	}{
+		{in: "eventual", want: Eventual},
+		{in: "consistent-prefix", want: ConsistentPrefix},
+		{in: "prefix", want: ConsistentPrefix},
+		{in: "session", want: Session},
+		{in: "strong", want: Strong},
+		{in: "Strong", want: Strong},
+		{in: "bounded(5s)", want: Bounded, wantBound: 5 * time.Second},
+		{in: "bounded(500ms)", want: Bounded, wantBound: 500 * time.Millisecond},
+		{in: "bounded(1m30s)", want: Bounded, wantBound: 90 * time.Second},
+		{in: "bounded", wantErr: "bounded(5s)"},
+		{in: "bounded()", wantErr: "invalid duration"},
+		{in: "bounded(5)", wantErr: "missing unit"},
+		{in: "bounded(0s)", wantErr: "positive"},
+		{in: "bounded(-1s)", wantErr: "positive"},
+		{in: "bounded(1500us)", wantErr: "milliseconds"},
+		{in: "bounded(5s", wantErr: "parenthesis"},
+		{in: "strong(5s)", wantErr: "only bounded"},
+		{in: "", wantErr: "unknown consistency"},
+		{in: "linearizable", wantErr: "unknown consistency"},
+		{in: " strong", wantErr: "unknown consistency"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, bound, err := ParseConsistency(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("ParseConsistency(%q) error = %v, want one mentioning %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseConsistency(%q): %v", tc.in, err)
+			}
+			if got != tc.want || bound != tc.wantBound {
+				t.Errorf("ParseConsistency(%q) = %v, %v; want %v, %v", tc.in, got, bound, tc.want, tc.wantBound)
+			}
+		})
+	}
+}
+
+func TestConsistencyString(t *testing.T) {
+	tests := []struct {
+		c     Consistency
+		bound time.Duration
+		want  string
+	}{
+		{Eventual, 0, "eventual"},
+		{ConsistentPrefix, 0, "consistent-prefix"},
+		{Session, 0, "session"},
+		{Bounded, 0, "bounded"},
+		{Strong, 0, "strong"},
+		{Consistency(9), 0, "consistency(9)"},
+	}
+	for _, tc := range tests {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("Consistency(%d).String() = %q, want %q", uint8(tc.c), got, tc.want)
+		}
+	}
+	// FormatConsistency and ParseConsistency are inverses.
+	for _, tc := range []struct {
+		c     Consistency
+		bound time.Duration
+	}{{Eventual, 0}, {ConsistentPrefix, 0}, {Session, 0}, {Strong, 0}, {Bounded, 2500 * time.Millisecond}} {
+		s := FormatConsistency(tc.c, tc.bound)
+		c, bound, err := ParseConsistency(s)
+		if err != nil || c != tc.c || bound != tc.bound {
+			t.Errorf("ParseConsistency(FormatConsistency(%v, %v) = %q) = %v, %v, %v", tc.c, tc.bound, s, c, bound, err)
+		}
+	}
+}
+
+func TestDigest(t *testing.T) {
+	empty := Digest(sha256.Sum256(nil))
+	const emptyHex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	t.Run("string", func(t *testing.T) {
+		if got := empty.String(); got != emptyHex {
+			t.Errorf("String() = %q, want %q", got, emptyHex)
+		}
+	})
+	t.Run("is zero", func(t *testing.T) {
+		if !(Digest{}).IsZero() {
+			t.Errorf("Digest{}.IsZero() = false, want true")
+		}
+		if empty.IsZero() {
+			t.Errorf("IsZero() of sha256(\"\") = true, want false")
+		}
+	})
+	t.Run("parse", func(t *testing.T) {
+		tests := []struct {
+			in      string
+			want    Digest
+			wantErr string
+		}{
+			{in: emptyHex, want: empty},
+			{in: strings.ToUpper(emptyHex), want: empty},
+			{in: strings.Repeat("0", 64), want: Digest{}},
+			{in: "", wantErr: "want 64 hex digits, got 0"},
+			{in: emptyHex[:63], wantErr: "want 64 hex digits, got 63"},
+			{in: emptyHex + "00", wantErr: "got 66"},
+			{in: "g" + emptyHex[1:], wantErr: "invalid byte"},
+		}
+		for _, tc := range tests {
+			got, err := ParseDigest(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("ParseDigest(%q) error = %v, want one mentioning %q", tc.in, err, tc.wantErr)
+				}
+				continue
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("ParseDigest(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		type doc struct{ Digest Digest }
+		b, err := json.Marshal(doc{empty})
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		if want := `{"Digest":"` + emptyHex + `"}`; string(b) != want {
+			t.Errorf("Marshal = %s, want %s", b, want)
+		}
+		var got doc
+		if err := json.Unmarshal(b, &got); err != nil || got.Digest != empty {
+			t.Errorf("Unmarshal = %v, %v; want %v", got.Digest, err, empty)
+		}
+		if err := json.Unmarshal([]byte(`{"Digest":"abc"}`), &got); err == nil {
+			t.Errorf("Unmarshal of a short digest succeeded")
+		}
+	})
+}
+
+func BenchmarkLogEntryAppendParse(b *testing.B) {
+	e := fullEntry()
+	buf := make([]byte, 0, e.Len())
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.Append(buf[:0])
+		if _, err := ParseLogEntry(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}

@@ -1,0 +1,359 @@
+package origin
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+const objectsPrefix = "/v1/objects/"
+
+// HeaderLSN carries the LSN of a publish, and an edge's watermark.
+const HeaderLSN = "GeoCDN-LSN"
+
+// adminHandler routes the admin API. Object paths are validated before any
+// ServeMux sees them, because the mux would answer a path with `..` or `//`
+// with its own 307 redirect instead of a clear 400.
+func (o *Origin) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/edges", o.handleEdges)
+	mux.HandleFunc("GET /healthz", o.handleHealthz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{}))
+	tokenSum := sha256.Sum256([]byte(o.cfg.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		if strings.HasPrefix(path, "/v1/") && !authorized(r, tokenSum) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="geocdn"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		if !strings.HasPrefix(path, objectsPrefix) {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		key, err := objkey.FromPath(path, objectsPrefix)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ns := r.URL.Query().Get("namespace")
+		if ns == "" {
+			ns = objkey.DefaultNamespace
+		} else if err := objkey.ValidNamespace(ns); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		switch r.Method {
+		case http.MethodPut:
+			o.handlePut(w, r, ns, key)
+		case http.MethodGet, http.MethodHead:
+			o.handleGet(w, r, ns, key)
+		case http.MethodDelete:
+			o.handleDelete(w, r, ns, key)
+		default:
+			w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		}
+	})
+}
+
+// authorized compares the bearer token in constant time. Hashing both sides
+// first keeps the comparison's duration independent of the token's length.
+func authorized(r *http.Request, want [32]byte) bool {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// PublishResult is the body of a publish answer.
+type PublishResult struct {
+	Key         string   `json:"key"`
+	Namespace   string   `json:"namespace"`
+	LSN         uint64   `json:"lsn"`
+	Digest      string   `json:"digest"`
+	Size        uint64   `json:"size"`
+	Consistency string   `json:"consistency"`
+	Replicas    []string `json:"replicas"`
+	Acked       []string `json:"acked"`
+	Committed   bool     `json:"committed"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// writeQuorum is a parsed w= parameter.
+type writeQuorum struct {
+	n           int // for a number
+	quorum, all bool
+}
+
+func parseW(s string) (writeQuorum, error) {
+	switch s {
+	case "", "0":
+		return writeQuorum{}, nil
+	case "quorum":
+		return writeQuorum{quorum: true}, nil
+	case "all":
+		return writeQuorum{all: true}, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return writeQuorum{}, fmt.Errorf("w=%q: want 0, a positive count, quorum or all", s)
+	}
+	return writeQuorum{n: n}, nil
+}
+
+// ackPlan works out which edges count towards w= and how many are needed.
+func (o *Origin) ackPlan(wq writeQuorum, replicas []string) (eligible []string, need int, err error) {
+	set := replicas
+	if len(set) == 0 {
+		for _, e := range o.edges.all() {
+			set = append(set, e.info.ID)
+		}
+	}
+	switch {
+	case wq.all:
+		now := o.clk.Now()
+		for _, id := range set {
+			if e := o.edges.get(id); e != nil && e.state(now, o.cfg.HeartbeatInterval) != EdgeDown {
+				eligible = append(eligible, id)
+			}
+		}
+		return eligible, len(eligible), nil
+	case wq.quorum:
+		return set, len(set)/2 + 1, nil
+	case wq.n > len(set):
+		return nil, 0, fmt.Errorf("w=%d exceeds the replica set of %d edges", wq.n, len(set))
+	}
+	return set, wq.n, nil
+}
+
+func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key string) {
+	// Query parameters come from the URL only: r.FormValue would parse a
+	// form-encoded body and consume the content being published.
+	q := r.URL.Query()
+	wq, err := parseW(q.Get("w"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	cons, bound := wire.Eventual, time.Duration(0)
+	if c := q.Get("consistency"); c != "" {
+		if cons, bound, err = wire.ParseConsistency(c); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if r.ContentLength > o.cfg.MaxObjectSize {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, o.cfg.MaxObjectSize))
+		return
+	}
+	if o.isClosing() {
+		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
+		return
+	}
+	replicas := o.edges.replicaSet(ns, key, o.cfg.Replicas)
+	eligible, need, err := o.ackPlan(wq, replicas)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	meta := PutMeta{
+		ContentType:   r.Header.Get("Content-Type"),
+		CacheControl:  r.Header.Get("Cache-Control"),
+		SurrogateKeys: strings.Fields(r.Header.Get("Surrogate-Key")),
+		Consistency:   cons,
+		Bound:         bound,
+		Replicas:      replicas,
+		ModTime:       o.clk.Now(),
+	}
+	body := &deadlineReader{r: r.Body, rc: http.NewResponseController(w), now: o.clk.Now}
+	ent, err := o.store.put(r.Context(), ns, key, body, o.cfg.MaxObjectSize, meta)
+	if err != nil {
+		o.metrics.publishes.WithLabelValues("refused").Inc()
+		switch {
+		case errors.Is(err, ErrTooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes; nothing stored", o.cfg.MaxObjectSize))
+		case errors.Is(err, syscall.ENOSPC):
+			writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin disk full"})
+		case body.readErr != nil:
+			writeError(w, http.StatusBadRequest, "reading body: "+body.readErr.Error())
+		default:
+			o.log.Error("publish", "key", key, "err", err)
+			writeJSON(w, http.StatusInternalServerError, PublishResult{Key: key, Namespace: ns, Error: err.Error()})
+		}
+		return
+	}
+	o.metrics.publishes.WithLabelValues("committed").Inc()
+	o.metrics.publishBytes.Add(float64(ent.Size))
+	aw := o.acks.wait(ent.LSN, eligible, need)
+	defer o.acks.release(ent.LSN, aw)
+	o.committed()
+
+	res := PublishResult{
+		Key: key, Namespace: ns, LSN: ent.LSN, Digest: ent.Digest.String(), Size: ent.Size,
+		Consistency: cons.String(), Replicas: replicas, Committed: true,
+	}
+	if len(res.Replicas) == 0 {
+		for _, e := range o.edges.all() {
+			res.Replicas = append(res.Replicas, e.info.ID)
+		}
+	}
+	status := http.StatusCreated
+	timer := o.clk.NewTimer(o.cfg.PublishTimeout)
+	defer timer.Stop()
+	select {
+	case <-aw.done:
+	case <-timer.C():
+		status = http.StatusGatewayTimeout
+		res.Error = fmt.Sprintf("w: %d of %d edge acknowledgements within %v; the write is committed and delivery continues", len(o.acks.result(aw)), need, o.cfg.PublishTimeout)
+	case <-r.Context().Done():
+		return
+	}
+	res.Acked = o.acks.result(aw)
+	if res.Acked == nil {
+		res.Acked = []string{}
+	}
+	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
+	writeJSON(w, status, res)
+}
+
+// deadlineReader extends the connection's read deadline while a large body
+// keeps arriving, so the server's ReadTimeout bounds idleness, not size.
+type deadlineReader struct {
+	r        io.Reader
+	rc       *http.ResponseController
+	now      func() time.Time
+	extended time.Time
+	readErr  error
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if n > 0 {
+		now := d.now()
+		if now.Sub(d.extended) > 5*time.Second {
+			d.rc.SetReadDeadline(now.Add(time.Minute))
+			d.extended = now
+		}
+	}
+	if err != nil && err != io.EOF {
+		d.readErr = err
+	}
+	return n, err
+}
+
+func (o *Origin) handleGet(w http.ResponseWriter, r *http.Request, ns, key string) {
+	ent, err := o.store.get(ns, key)
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such object")
+		return
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	blob, err := o.store.openBlob(ent.Digest)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	defer blob.Close()
+	h := w.Header()
+	h.Set("ETag", `"`+ent.Digest.String()+`"`)
+	ct := ent.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	h.Set("Content-Type", ct)
+	if ent.CacheControl != "" {
+		h.Set("Cache-Control", ent.CacheControl)
+	}
+	h.Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
+	// Allow a minute plus one second per MiB, so a slow client of a large
+	// object is not cut off by the server-wide WriteTimeout.
+	http.NewResponseController(w).SetWriteDeadline(o.clk.Now().Add(time.Minute + time.Duration(ent.Size>>20)*time.Second))
+	http.ServeContent(w, r, "", ent.ModTime, blob)
+}
+
+func (o *Origin) handleDelete(w http.ResponseWriter, r *http.Request, ns, key string) {
+	if o.isClosing() {
+		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
+		return
+	}
+	ent, err := o.store.delete(ns, key, o.clk.Now())
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such object")
+		return
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	o.committed()
+	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
+	writeJSON(w, http.StatusOK, map[string]any{"key": key, "namespace": ns, "lsn": ent.LSN, "committed": true})
+}
+
+// Edges returns the origin's view of every edge it has heard of.
+func (o *Origin) Edges() []EdgeStatus {
+	now := o.clk.Now()
+	last := o.store.lastLSN()
+	var out []EdgeStatus
+	for _, e := range o.edges.all() {
+		e.mu.Lock()
+		st := EdgeStatus{
+			ID: e.info.ID, Region: e.info.Region, Lat: e.info.Lat, Lon: e.info.Lon,
+			FaultDomain: e.info.FaultDomain, PublicURL: e.info.PublicURL,
+			State: e.stateLocked(now, o.cfg.HeartbeatInterval), LeaseExpires: e.leaseExpires,
+			Watermark: e.watermark,
+		}
+		e.mu.Unlock()
+		if last > st.Watermark {
+			st.Lag = last - st.Watermark
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func (o *Origin) handleEdges(w http.ResponseWriter, r *http.Request) {
+	edges := o.Edges()
+	if edges == nil {
+		edges = []EdgeStatus{}
+	}
+	writeJSON(w, http.StatusOK, edges)
+}
+
+func (o *Origin) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	if o.isClosing() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

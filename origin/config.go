@@ -1,0 +1,174 @@
+package origin
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/fsys"
+	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures an origin. Zero values take the defaults named in each
+// field's comment; DefaultConfig returns them filled in.
+type Config struct {
+	// ID is the origin's node id, the <id> of its certificate's URI SAN
+	// geocdn://origin/<id>. Default "origin-1".
+	ID string
+	// DataDir holds blobs/, catalog.db, edges.json and the QUIC stateless
+	// reset key. Required.
+	DataDir string
+
+	// HTTPAddr is the admin API's TCP address (default "127.0.0.1:8080");
+	// ignored when HTTPListener is set.
+	HTTPAddr string
+	// HTTPListener, when set, is used instead of listening on HTTPAddr
+	// (tests inject in-memory or pre-bound listeners).
+	HTTPListener net.Listener
+	// QUICAddr is the UDP address edges dial (default "127.0.0.1:4433");
+	// ignored when PacketConn is set.
+	QUICAddr string
+	// PacketConn, when set, carries QUIC instead of a UDP socket on
+	// QUICAddr (a simulated network in tests).
+	PacketConn net.PacketConn
+
+	// CA is the cluster CA edges' certificates must chain to. Required.
+	CA *pki.CA
+	// Cert is this origin's certificate, with URI SAN geocdn://origin/<ID>.
+	// Required.
+	Cert tls.Certificate
+
+	// Token is the admin API bearer token. Required; at least 16 bytes so a
+	// forgotten flag cannot leave the API guarded by a guessable word.
+	Token string
+
+	// MaxObjectSize bounds a published body (413 beyond it). Default 5 GiB.
+	MaxObjectSize int64
+	// LeaseTerm is the edge lease term granted with every heartbeat answer.
+	// Default 2s; between 200ms and 1m.
+	LeaseTerm time.Duration
+	// HeartbeatInterval is how often edges send heartbeats. Default
+	// LeaseTerm/8, at least 10ms; it must leave room for several
+	// heartbeats per term.
+	HeartbeatInterval time.Duration
+	// Replicas is the static replication rule used until a placement plan
+	// is applied: each object is pushed to this many edges chosen by
+	// rendezvous hashing on its key; 0 (default) pushes to every edge.
+	Replicas int
+	// PublishTimeout bounds how long a publish with w>0 waits for edge
+	// acknowledgements before answering 504. Default 30s.
+	PublishTimeout time.Duration
+	// PushConcurrency is the number of pushes in flight to one edge.
+	// Default 4.
+	PushConcurrency int
+
+	// FS is the filesystem for blobs. Default the real one (fsys.OS()).
+	FS fsys.FS
+	// Clock is the time source for heartbeats, leases and timeouts.
+	// Default the real clock.
+	Clock clock.Clock
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registry receives the origin's Prometheus metrics. Default a fresh
+	// registry served on /metrics.
+	Registry *prometheus.Registry
+	// OnEvent, when set, receives replication events (pushes, edge state
+	// changes) synchronously; it must not block.
+	OnEvent func(Event)
+}
+
+// DefaultConfig returns a Config with every default filled in; the caller
+// still sets DataDir, CA, Cert and Token.
+func DefaultConfig() Config {
+	return Config{
+		ID:                "origin-1",
+		HTTPAddr:          "127.0.0.1:8080",
+		QUICAddr:          "127.0.0.1:4433",
+		MaxObjectSize:     5 << 30,
+		LeaseTerm:         2 * time.Second,
+		HeartbeatInterval: 250 * time.Millisecond,
+		PublishTimeout:    30 * time.Second,
+		PushConcurrency:   4,
+	}
+}
+
+// withDefaults fills zero fields with their defaults.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ID == "" {
+		c.ID = d.ID
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = d.HTTPAddr
+	}
+	if c.QUICAddr == "" {
+		c.QUICAddr = d.QUICAddr
+	}
+	if c.MaxObjectSize == 0 {
+		c.MaxObjectSize = d.MaxObjectSize
+	}
+	if c.LeaseTerm == 0 {
+		c.LeaseTerm = d.LeaseTerm
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = max(c.LeaseTerm/8, 10*time.Millisecond)
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.PushConcurrency == 0 {
+		c.PushConcurrency = d.PushConcurrency
+	}
+	if c.FS == nil {
+		c.FS = fsys.OS()
+	}
+	c.Clock = clock.Or(c.Clock)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	return c
+}
+
+// Validate reports the first problem with c (after defaults).
+func (c Config) Validate() error {
+	var errs []error
+	if err := pki.ValidID(c.ID); err != nil {
+		errs = append(errs, fmt.Errorf("id: %w", err))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir: required"))
+	}
+	if c.CA == nil {
+		errs = append(errs, errors.New("ca: required"))
+	}
+	if len(c.Cert.Certificate) == 0 {
+		errs = append(errs, errors.New("certificate: required"))
+	}
+	if len(c.Token) < 16 {
+		errs = append(errs, errors.New("token: required, at least 16 bytes"))
+	}
+	if c.MaxObjectSize < 0 {
+		errs = append(errs, errors.New("max object size: must not be negative"))
+	}
+	if c.LeaseTerm < 200*time.Millisecond || c.LeaseTerm > time.Minute {
+		errs = append(errs, fmt.Errorf("lease: %v is outside 200ms..1m", c.LeaseTerm))
+	}
+	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval > c.LeaseTerm/3 {
+		errs = append(errs, fmt.Errorf("heartbeat interval: %v must be positive and at most a third of the lease term %v", c.HeartbeatInterval, c.LeaseTerm))
+	}
+	if c.Replicas < 0 {
+		errs = append(errs, errors.New("replicas: must not be negative"))
+	}
+	if c.PushConcurrency < 1 || c.PushConcurrency > 64 {
+		errs = append(errs, fmt.Errorf("push concurrency: %d is outside 1..64", c.PushConcurrency))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,266 @@
+// Package origin is geocdn's origin node: the durable store of every object
+// (content-addressed blobs, catalog and replication log), the admin HTTP API
+// publishers and operators use, and the QUIC endpoint edges dial to follow
+// the log, receive pushed replicas and fill misses.
+//
+// Key invariant: a version is durable (blob fsynced, catalog and log entry
+// committed) before its LSN is acknowledged to anyone, and the log is
+// delivered to every edge in LSN order.
+package origin
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/pki"
+)
+
+// Origin is a running origin node. Create it with New, serve with Run.
+type Origin struct {
+	cfg     Config
+	log     *slog.Logger
+	clk     clock.Clock
+	store   *store
+	edges   *registry
+	metrics *metrics
+	acks    *ackTracker
+
+	httpLn  net.Listener
+	httpSrv *http.Server
+	udp     net.PacketConn
+	ownsUDP bool
+	tr      *quic.Transport
+	quicLn  *quic.Listener
+
+	// started is when this process began; until one lease term plus
+	// margin has passed it cannot know which leases are out.
+	started time.Time
+
+	mu       sync.Mutex
+	commitCh chan struct{} // closed and replaced on every commit
+	closing  bool
+
+	wg sync.WaitGroup
+}
+
+// New opens the store and binds the listeners; Run serves them.
+func New(cfg Config) (*Origin, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("origin config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("origin data dir: %w", err)
+	}
+	o := &Origin{
+		cfg:      cfg,
+		log:      cfg.Logger.With("role", "origin", "id", cfg.ID),
+		clk:      cfg.Clock,
+		commitCh: make(chan struct{}),
+	}
+	o.started = o.clk.Now()
+	var err error
+	o.store, err = openStore(cfg.FS, filepath.Join(cfg.DataDir, "blobs"), filepath.Join(cfg.DataDir, "catalog.db"))
+	if err != nil {
+		return nil, err
+	}
+	o.edges, err = loadRegistry(filepath.Join(cfg.DataDir, "edges.json"))
+	if err != nil {
+		o.store.close()
+		return nil, err
+	}
+	o.metrics = newMetrics(cfg.Registry, o)
+	o.acks = newAckTracker()
+	if err := o.listen(); err != nil {
+		o.closeListeners()
+		o.store.close()
+		return nil, err
+	}
+	return o, nil
+}
+
+func (o *Origin) listen() error {
+	resetKey, err := loadResetKey(filepath.Join(o.cfg.DataDir, "quic-reset.key"))
+	if err != nil {
+		return err
+	}
+	o.udp = o.cfg.PacketConn
+	if o.udp == nil {
+		o.udp, err = net.ListenPacket("udp", o.cfg.QUICAddr)
+		if err != nil {
+			return fmt.Errorf("listen quic %s: %w", o.cfg.QUICAddr, err)
+		}
+		o.ownsUDP = true
+	}
+	o.tr = &quic.Transport{Conn: o.udp, StatelessResetKey: resetKey}
+	tlsConf := pki.ServerTLS(o.cfg.CA, o.cfg.Cert, pki.RoleEdge, o.clk.Now)
+	o.quicLn, err = o.tr.Listen(tlsConf, quicConfig(o.cfg.HeartbeatInterval))
+	if err != nil {
+		return fmt.Errorf("listen quic: %w", err)
+	}
+	o.httpLn = o.cfg.HTTPListener
+	if o.httpLn == nil {
+		o.httpLn, err = net.Listen("tcp", o.cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen http %s: %w", o.cfg.HTTPAddr, err)
+		}
+	}
+	o.httpSrv = &http.Server{
+		Handler:           o.adminHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies can be gigabytes: the admin handlers extend these
+		// deadlines while data keeps flowing (see extendDeadlines).
+		ReadTimeout:    time.Minute,
+		WriteTimeout:   time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(o.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// quicConfig is shared by origin and edges. The idle timeout is a backstop:
+// edges notice a dead origin from missed heartbeats long before it.
+func quicConfig(heartbeat time.Duration) *quic.Config {
+	return &quic.Config{
+		MaxIdleTimeout:             max(20*heartbeat, 5*time.Second),
+		KeepAlivePeriod:            heartbeat,
+		MaxIncomingStreams:         1024,
+		MaxIncomingUniStreams:      16,
+		InitialStreamReceiveWindow: 1 << 20,
+		MaxStreamReceiveWindow:     16 << 20,
+		MaxConnectionReceiveWindow: 64 << 20,
+	}
+}
+
+// loadResetKey reads the persisted QUIC stateless-reset key, creating it on
+// first start. Persisting it lets a restarted origin answer packets of
+// connections it forgot with a stateless reset, so edges notice the restart
+// at once instead of waiting for an idle timeout.
+func loadResetKey(path string) (*quic.StatelessResetKey, error) {
+	var key quic.StatelessResetKey
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(b) == len(key):
+		copy(key[:], b)
+		return &key, nil
+	case err == nil:
+		return nil, fmt.Errorf("stateless reset key %s: %d bytes, want %d", path, len(b), len(key))
+	case !os.IsNotExist(err):
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, key[:], 0o600); err != nil {
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	return &key, nil
+}
+
+// HTTPAddr is the admin API's bound address.
+func (o *Origin) HTTPAddr() net.Addr { return o.httpLn.Addr() }
+
+// QUICAddr is the address edges dial.
+func (o *Origin) QUICAddr() net.Addr { return o.udp.LocalAddr() }
+
+// Run serves until ctx is cancelled, then shuts down: it stops taking
+// publishes (503), closes edge connections and the store.
+func (o *Origin) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() {
+		if err := o.httpSrv.Serve(o.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin http: %w", err)
+		}
+	}()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.acceptLoop(ctx)
+	}()
+	o.log.Info("origin serving", "http", o.HTTPAddr().String(), "quic", o.QUICAddr().String())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	o.shutdown()
+	return err
+}
+
+func (o *Origin) shutdown() {
+	o.mu.Lock()
+	o.closing = true
+	o.mu.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o.httpSrv.Shutdown(sctx)
+	o.closeListeners()
+	o.wg.Wait()
+	o.store.close()
+}
+
+func (o *Origin) closeListeners() {
+	if o.quicLn != nil {
+		o.quicLn.Close()
+	}
+	if o.tr != nil {
+		o.tr.Close()
+	}
+	if o.ownsUDP && o.udp != nil {
+		o.udp.Close()
+	}
+	if o.httpLn != nil {
+		o.httpLn.Close()
+	}
+}
+
+func (o *Origin) isClosing() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closing
+}
+
+// commits returns a channel closed at the next commit. Take it before
+// reading the log so no commit between the read and the wait is missed.
+func (o *Origin) commits() <-chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.commitCh
+}
+
+// committed wakes every log sender and pusher.
+func (o *Origin) committed() {
+	o.mu.Lock()
+	close(o.commitCh)
+	o.commitCh = make(chan struct{})
+	o.mu.Unlock()
+	for _, e := range o.edges.all() {
+		e.wakePusher()
+	}
+}
+
+func (o *Origin) emit(ev Event) {
+	if o.cfg.OnEvent != nil {
+		o.cfg.OnEvent(ev)
+	}
+}
+
+// LastLSN is the LSN of the latest committed log entry.
+func (o *Origin) LastLSN() uint64 { return o.store.lastLSN() }

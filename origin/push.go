@@ -1,0 +1,294 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// pushBatch bounds how many log entries a pusher reads at once, so a
+// reconnect (which moves the cursor) takes effect quickly.
+const pushBatch = 256
+
+// pushAttempts bounds retries of a push whose bytes arrived corrupted.
+const pushAttempts = 3
+
+var errPushRefused = errors.New("edge refused push")
+
+// runPusher delivers, for one edge, the content of every current version the
+// edge must hold, in log order, over the edge's data connection. Its cursor
+// restarts at the edge's watermark on every reconnect, so pushes owed to an
+// edge that was away are delivered when it returns (hinted handoff).
+func (o *Origin) runPusher(ctx context.Context, e *edge) {
+	sem := make(chan struct{}, o.cfg.PushConcurrency)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		conn, err := e.waitData(ctx)
+		if err != nil {
+			return
+		}
+		e.mu.Lock()
+		cursor := e.pushCursor
+		e.mu.Unlock()
+		if cursor >= o.store.lastLSN() {
+			_, changed := e.dataConn()
+			select {
+			case <-e.pushWake:
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		var batch []wire.LogEntry
+		err = o.store.readLog(cursor, func(ent wire.LogEntry) error {
+			batch = append(batch, ent)
+			if len(batch) == pushBatch {
+				return errBatchFull
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errBatchFull) {
+			o.log.Error("pusher: read log", "edge", e.info.ID, "err", err)
+			return
+		}
+		for _, ent := range batch {
+			e.mu.Lock()
+			if e.pushCursor != cursor {
+				// The edge reconnected and announced a new watermark.
+				e.mu.Unlock()
+				break
+			}
+			e.pushCursor = ent.LSN
+			cursor = ent.LSN
+			e.mu.Unlock()
+			if ent.Op != wire.OpPut || !inReplicaSet(ent, e.info.ID) || !o.isCurrent(ent) {
+				continue
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-sem }()
+				o.pushWithRetry(ctx, e, conn, ent)
+			}()
+		}
+	}
+}
+
+var errBatchFull = errors.New("batch full")
+
+// ensurePusher starts e's pusher once; it runs until ctx ends.
+func (o *Origin) ensurePusher(ctx context.Context, e *edge) {
+	e.mu.Lock()
+	running := e.pusherRunning
+	e.pusherRunning = true
+	e.mu.Unlock()
+	if running {
+		return
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.runPusher(ctx, e)
+	}()
+}
+
+// isCurrent reports whether ent is still the current version of its key;
+// superseded versions are not worth pushing.
+func (o *Origin) isCurrent(ent wire.LogEntry) bool {
+	cur, err := o.store.get(ent.Namespace, ent.Key)
+	return err == nil && cur.LSN == ent.LSN
+}
+
+func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, ent wire.LogEntry) {
+	var err error
+	for attempt := 0; attempt < pushAttempts; attempt++ {
+		var n int64
+		n, err = o.pushOnce(ctx, conn, ent)
+		o.metrics.pushBytes.Add(float64(n))
+		if err == nil {
+			o.metrics.pushes.WithLabelValues("stored").Inc()
+			o.acks.stored(ent.LSN, e.info.ID)
+			o.emit(Event{Kind: EventPushStored, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Bytes: n})
+			return
+		}
+		if !errors.Is(err, errBadDigest) {
+			break
+		}
+	}
+	o.metrics.pushes.WithLabelValues("failed").Inc()
+	o.emit(Event{Kind: EventPushFailed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Err: err})
+	if ctx.Err() == nil {
+		o.log.Warn("push failed", "edge", e.info.ID, "lsn", ent.LSN, "key", ent.Key, "err", err)
+	}
+}
+
+var errBadDigest = errors.New("edge saw a digest mismatch")
+
+// pushOnce runs the push protocol of wire.PushOffer on a new stream.
+func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntry) (int64, error) {
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	offer := wire.PushOffer{
+		LSN: ent.LSN, Namespace: ent.Namespace, Key: ent.Key,
+		Digest: ent.Digest, Size: ent.Size, Required: true,
+	}
+	if err := wire.WriteFrame(st, offer); err != nil {
+		return 0, err
+	}
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		return 0, fmt.Errorf("read push reply: %w", err)
+	}
+	reply, ok := f.(wire.PushReply)
+	if !ok {
+		return 0, fmt.Errorf("push: unexpected %T", f)
+	}
+	switch reply.Status {
+	case wire.PushHave:
+		st.Close()
+		return 0, nil
+	case wire.PushRefuse:
+		return 0, fmt.Errorf("%w: %s", errPushRefused, reply.Reason)
+	}
+	blob, err := o.store.openBlob(ent.Digest)
+	if err != nil {
+		st.CancelWrite(0)
+		return 0, err
+	}
+	n, err := io.Copy(st, blob)
+	blob.Close()
+	if err != nil {
+		return n, err
+	}
+	if err := st.Close(); err != nil {
+		return n, err
+	}
+	f, err = wire.ReadFrame(st)
+	if err != nil {
+		return n, fmt.Errorf("read push result: %w", err)
+	}
+	res, ok := f.(wire.PushResult)
+	if !ok {
+		return n, fmt.Errorf("push: unexpected %T", f)
+	}
+	switch res.Status {
+	case wire.PushStored:
+		return n, nil
+	case wire.PushBadDigest:
+		return n, errBadDigest
+	default:
+		return n, fmt.Errorf("%w: %s", errPushRefused, res.Reason)
+	}
+}
+
+// ackTracker lets a publish wait until enough replica-set edges stored its
+// version (the w= parameter).
+type ackTracker struct {
+	mu      sync.Mutex
+	waiters map[uint64][]*ackWait
+	// early remembers acks that arrived before the publish registered its
+	// wait (a pusher may be woken by another commit first).
+	early map[uint64][]string
+}
+
+type ackWait struct {
+	eligible []string // edges whose ack counts
+	need     int
+	acked    []string
+	done     chan struct{}
+}
+
+// earlyLimit bounds the acks remembered for LSNs nobody waits for.
+const earlyLimit = 4096
+
+func newAckTracker() *ackTracker {
+	return &ackTracker{waiters: make(map[uint64][]*ackWait), early: make(map[uint64][]string)}
+}
+
+// wait registers interest in lsn; done closes once need eligible edges have
+// stored it. need ≤ 0 is done at once.
+func (t *ackTracker) wait(lsn uint64, eligible []string, need int) *ackWait {
+	w := &ackWait{eligible: eligible, need: need, done: make(chan struct{})}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range t.early[lsn] {
+		w.add(id)
+	}
+	delete(t.early, lsn)
+	if len(w.acked) >= need {
+		close(w.done)
+		return w
+	}
+	t.waiters[lsn] = append(t.waiters[lsn], w)
+	return w
+}
+
+func (w *ackWait) add(id string) bool {
+	if !slices.Contains(w.eligible, id) || slices.Contains(w.acked, id) {
+		return false
+	}
+	w.acked = append(w.acked, id)
+	return len(w.acked) == w.need
+}
+
+// result returns the edges that acked so far.
+func (t *ackTracker) result(w *ackWait) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(w.acked)
+}
+
+func (t *ackTracker) release(lsn uint64, w *ackWait) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := t.waiters[lsn]
+	if i := slices.Index(ws, w); i >= 0 {
+		ws = slices.Delete(ws, i, i+1)
+	}
+	if len(ws) == 0 {
+		delete(t.waiters, lsn)
+	} else {
+		t.waiters[lsn] = ws
+	}
+}
+
+func (t *ackTracker) stored(lsn uint64, edge string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws, ok := t.waiters[lsn]
+	if !ok {
+		if len(t.early) >= earlyLimit {
+			lowest := lsn
+			for l := range t.early {
+				lowest = min(lowest, l)
+			}
+			delete(t.early, lowest)
+		}
+		t.early[lsn] = append(t.early[lsn], edge)
+		return
+	}
+	for _, w := range ws {
+		if w.add(edge) {
+			close(w.done)
+		}
+	}
+}

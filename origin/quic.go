@@ -1,0 +1,270 @@
+package origin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// QUIC application error codes used when closing connections.
+const (
+	codeNormal   quic.ApplicationErrorCode = 0
+	codeRejected quic.ApplicationErrorCode = 1
+	codeReplaced quic.ApplicationErrorCode = 2
+	codeProtocol quic.ApplicationErrorCode = 3
+)
+
+func (o *Origin) acceptLoop(ctx context.Context) {
+	for {
+		conn, err := o.quicLn.Accept(ctx)
+		if err != nil {
+			return
+		}
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			o.serveConn(ctx, conn)
+		}()
+	}
+}
+
+// serveConn reads the Hello on the connection's first stream and hands the
+// connection to the control or data handler.
+func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
+	id, err := pki.PeerIdentity(conn.ConnectionState().TLS)
+	if err != nil {
+		conn.CloseWithError(codeRejected, "no valid edge identity")
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	st, err := conn.AcceptStream(hctx)
+	cancel()
+	if err != nil {
+		conn.CloseWithError(codeProtocol, "no hello")
+		return
+	}
+	st.SetReadDeadline(o.clk.Now().Add(10 * time.Second))
+	f, err := wire.ReadFrame(st)
+	st.SetReadDeadline(time.Time{})
+	hello, ok := f.(wire.Hello)
+	reject := func(code wire.RejectCode, reason string) {
+		wire.WriteFrame(st, wire.Reject{Code: code, Reason: reason})
+		st.Close()
+		conn.CloseWithError(codeRejected, reason)
+		o.log.Warn("edge refused", "remote", conn.RemoteAddr().String(), "reason", reason)
+	}
+	switch {
+	case err != nil || !ok:
+		reject(wire.RejectBadHello, "first frame must be a hello")
+		return
+	case hello.Version != wire.ProtocolVersion:
+		reject(wire.RejectVersion, fmt.Sprintf("protocol version %d not supported (want %d)", hello.Version, wire.ProtocolVersion))
+		return
+	case hello.EdgeID != id.ID:
+		reject(wire.RejectIdentity, fmt.Sprintf("announced id %q does not match certificate identity %s", hello.EdgeID, id))
+		return
+	case o.isClosing():
+		reject(wire.RejectShutdown, "origin shutting down")
+		return
+	}
+	e, err := o.edges.announce(edgeInfo{
+		ID: hello.EdgeID, Region: hello.Region, Lat: hello.Lat, Lon: hello.Lon,
+		FaultDomain: hello.FaultDomain, PublicURL: hello.PublicURL,
+	})
+	if err != nil {
+		o.log.Error("edge registry", "err", err)
+	}
+	welcome := wire.Welcome{
+		Version:           wire.ProtocolVersion,
+		OriginID:          o.cfg.ID,
+		CurrentLSN:        o.store.lastLSN(),
+		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
+		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
+	}
+	if err := wire.WriteFrame(st, welcome); err != nil {
+		conn.CloseWithError(codeProtocol, "write welcome")
+		return
+	}
+	switch hello.Kind {
+	case wire.ConnControl:
+		o.serveControl(ctx, e, conn, st, hello)
+	case wire.ConnData:
+		o.serveData(ctx, e, conn)
+	}
+}
+
+// serveControl runs an edge's control connection: heartbeats and acks on
+// the hello stream, the log on a unidirectional stream of its own.
+func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st *quic.Stream, hello wire.Hello) {
+	e.mu.Lock()
+	old := e.control
+	e.control = conn
+	e.watermark = hello.Watermark
+	e.pushCursor = hello.Watermark
+	e.mu.Unlock()
+	if old != nil {
+		old.CloseWithError(codeReplaced, "replaced by a newer connection")
+	}
+	o.ensurePusher(ctx, e)
+	e.wakePusher()
+	o.emit(Event{Kind: EventEdgeConnected, Edge: e.info.ID, LSN: hello.Watermark})
+	o.log.Info("edge connected", "edge", e.info.ID, "region", e.info.Region, "watermark", hello.Watermark)
+
+	cctx, cancel := context.WithCancel(conn.Context())
+	defer cancel()
+	go func() {
+		if err := o.sendLog(cctx, conn, hello.Watermark); err != nil && cctx.Err() == nil {
+			o.log.Warn("log stream ended", "edge", e.info.ID, "err", err)
+			conn.CloseWithError(codeProtocol, "log stream failed")
+		}
+	}()
+
+	err := o.readControl(e, st)
+	e.mu.Lock()
+	if e.control == conn {
+		e.control = nil
+	}
+	e.mu.Unlock()
+	conn.CloseWithError(codeNormal, "")
+	o.emit(Event{Kind: EventEdgeDisconnected, Edge: e.info.ID, Err: err})
+	o.log.Info("edge disconnected", "edge", e.info.ID, "err", err)
+}
+
+// readControl answers heartbeats and records acks until the stream ends.
+func (o *Origin) readControl(e *edge, st *quic.Stream) error {
+	r := bufio.NewReader(st)
+	for {
+		f, err := wire.ReadFrame(r)
+		if err != nil {
+			return err
+		}
+		switch m := f.(type) {
+		case wire.Heartbeat:
+			now := o.clk.Now()
+			e.mu.Lock()
+			e.watermark = max(e.watermark, m.Watermark)
+			e.lastHeartbeat = now
+			e.mu.Unlock()
+			ack := wire.HeartbeatAck{
+				Seq:         m.Seq,
+				LSN:         o.store.lastLSN(),
+				LeaseMillis: uint64(o.cfg.LeaseTerm / time.Millisecond),
+			}
+			if err := wire.WriteFrame(st, ack); err != nil {
+				return err
+			}
+			// The lease the edge now holds is stamped at or after the
+			// grant was sent, so the origin never believes it expires
+			// earlier than the edge does.
+			e.mu.Lock()
+			e.leaseExpires = o.clk.Now().Add(o.cfg.LeaseTerm)
+			e.mu.Unlock()
+		case wire.Ack:
+			e.mu.Lock()
+			e.watermark = max(e.watermark, m.Watermark)
+			e.mu.Unlock()
+		default:
+			return fmt.Errorf("unexpected %T on control stream", f)
+		}
+	}
+}
+
+// sendLog streams log entries after `after`, in LSN order, for as long as
+// the connection lives.
+func (o *Origin) sendLog(ctx context.Context, conn *quic.Conn, after uint64) error {
+	us, err := conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer us.Close()
+	w := bufio.NewWriterSize(us, 64<<10)
+	for {
+		wake := o.commits()
+		err := o.store.readLog(after, func(e wire.LogEntry) error {
+			if _, err := w.Write(wire.AppendFrame(nil, e)); err != nil {
+				return err
+			}
+			after = e.LSN
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// serveData runs an edge's data connection: it serves the fills the edge
+// asks for, and is where pushes to the edge go.
+func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
+	if old := e.setData(conn); old != nil {
+		old.CloseWithError(codeReplaced, "replaced by a newer connection")
+	}
+	defer e.clearData(conn)
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		go o.serveFill(e, st)
+	}
+}
+
+// serveFill answers one FillRequest.
+func (o *Origin) serveFill(e *edge, st *quic.Stream) {
+	defer st.Close()
+	f, err := wire.ReadFrame(st)
+	req, ok := f.(wire.FillRequest)
+	if err != nil || !ok {
+		st.CancelRead(0)
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "expected a fill request"})
+		return
+	}
+	ent, err := o.store.get(req.Namespace, req.Key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "no such object"})
+		return
+	case err != nil:
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+		return
+	}
+	if !req.Digest.IsZero() && req.Digest != ent.Digest {
+		// The edge asks for a version that is no longer current; serve it
+		// while the blob still exists, so the edge's view stays coherent.
+		ent = wire.LogEntry{Op: wire.OpPut, Namespace: req.Namespace, Key: req.Key, Digest: req.Digest}
+	}
+	blob, err := o.store.openBlob(ent.Digest)
+	if err != nil {
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "content no longer held"})
+		return
+	}
+	defer blob.Close()
+	fi, err := blob.Stat()
+	if err != nil {
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+		return
+	}
+	ent.Size = uint64(fi.Size())
+	if err := wire.WriteFrame(st, wire.FillResponse{Status: wire.FillOK, Entry: ent}); err != nil {
+		return
+	}
+	n, err := io.Copy(st, blob)
+	o.metrics.fillBytes.Add(float64(n))
+	o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Bytes: n, Err: err})
+}

@@ -1,0 +1,713 @@
+package origin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/geocdn/geocdn/internal/fsys"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+var (
+	// ErrNotFound is returned for a key with no current version.
+	ErrNotFound = errors.New("object not found")
+	// ErrTooLarge is returned by a put whose body exceeds its limit;
+	// nothing was stored and no LSN was used.
+	ErrTooLarge = errors.New("object too large")
+)
+
+// PutMeta is what a publisher says about an object besides its content.
+type PutMeta struct {
+	ContentType   string
+	CacheControl  string
+	SurrogateKeys []string
+	Consistency   wire.Consistency
+	// Bound is Δ for wire.Bounded, zero otherwise.
+	Bound time.Duration
+	// Replicas are the edge ids that must hold the version; empty means
+	// every edge.
+	Replicas []string
+	ModTime  time.Time
+}
+
+// Buckets of the catalog database.
+const (
+	bucketLog     = "log"     // 8-byte big-endian LSN → wire.LogEntry
+	bucketCatalog = "catalog" // namespace NUL key → wire.LogEntry of the current version
+	bucketRefs    = "refs"    // digest → uvarint count of catalog entries naming it
+	bucketGC      = "gc"      // digest → empty: unreferenced, blob file not yet removed
+	bucketMeta    = "meta"
+)
+
+// Keys of the meta bucket.
+const (
+	metaLSN    = "lsn"    // 8-byte big-endian last LSN used
+	metaFormat = "format" // 1 byte: storeFormat
+)
+
+// storeFormat is the layout of the catalog database; a later layout bumps
+// it and migrates on open.
+const storeFormat = 1
+
+const (
+	// copyBufSize is the unit in which bodies are streamed to disk.
+	copyBufSize = 128 << 10
+	// readChunkEntries and readChunkBytes bound the work done inside one
+	// read transaction of readLog and forEachObject. A bbolt read
+	// transaction that stays open blocks a writer that needs to grow the
+	// memory map, so a slow consumer must never hold one.
+	readChunkEntries = 256
+	readChunkBytes   = 1 << 20
+)
+
+// store is the origin's durable state: content-addressed blobs on an
+// fsys.FS, and the catalog plus replication log in bbolt.
+//
+// Invariant: a committed catalog entry names a blob that is durable. put
+// makes the blob durable (file Sync, rename, SyncDir of its directory and of
+// any directory it created) before the transaction that references it
+// commits, and blobs are only removed once no committed entry references
+// them. The catalog lives in bbolt on the real filesystem, not behind the
+// seam, since bbolt does its own I/O through mmap and fsync; its Commit
+// fsyncs, so a transaction that returned is durable.
+//
+// Safe for concurrent use. Bodies are streamed and hashed concurrently;
+// linking blobs, committing and collecting garbage are serialised by mu, so
+// LSNs are assigned in commit order.
+type store struct {
+	fs          fsys.FS
+	blobDir     string
+	tmpDir      string
+	catalogPath string
+	db          *bolt.DB
+	bufs        sync.Pool // *[]byte of copyBufSize
+	last        atomic.Uint64
+
+	// mu serialises "link blob, commit, collect garbage". Without it a put
+	// could find its blob already in place, and a concurrent commit that
+	// drops the last reference could remove that blob before the put's
+	// own reference commits.
+	mu sync.Mutex
+	// durableDirs are the blob fan-out directories whose entries in their
+	// parents this process has synced. After a crash a directory may exist
+	// without being durable, so each one is synced once per process.
+	durableDirs map[string]bool
+	// collected are digests whose blobs were removed durably; the next
+	// commit clears them from bucketGC.
+	collected []wire.Digest
+}
+
+// openStore opens (creating if needed) the store with blobs under blobDir
+// on files and the catalog at catalogPath on the real filesystem. Temporary
+// files left by uploads that never committed are removed, as are blobs whose
+// removal a crash interrupted.
+func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
+	s := &store{
+		fs:          files,
+		blobDir:     filepath.Clean(blobDir),
+		catalogPath: catalogPath,
+		bufs: sync.Pool{New: func() any {
+			b := make([]byte, copyBufSize)
+			return &b
+		}},
+		durableDirs: map[string]bool{},
+	}
+	s.tmpDir = filepath.Join(s.blobDir, "tmp")
+	if err := s.initBlobDir(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(catalogPath), 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	_, statErr := os.Stat(catalogPath)
+	// The timeout turns a second origin on the same data dir into an
+	// error instead of a hang on bbolt's file lock.
+	db, err := bolt.Open(catalogPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open catalog %s: %w", catalogPath, err)
+	}
+	s.db = db
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// bbolt syncs the file it creates but not the directory entry.
+		if err := fsys.OS().SyncDir(filepath.Dir(catalogPath)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open catalog %s: %w", catalogPath, err)
+		}
+	}
+	if err := s.initCatalog(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.collectPending(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// initBlobDir creates blobDir and its tmp directory durably and empties tmp.
+func (s *store) initBlobDir() error {
+	if err := s.fs.MkdirAll(s.tmpDir, 0o755); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	// MkdirAll may have created any directory on the path, and one made by
+	// a run that died moments ago may exist without being durable; syncing
+	// every ancestor once at open is cheap and needs no bookkeeping. (For a
+	// relative blobDir, the entries of the working directory's ancestors
+	// are the operator's.)
+	if err := s.fs.SyncDir(s.blobDir); err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	for d := s.blobDir; filepath.Dir(d) != d; d = filepath.Dir(d) {
+		if err := s.fs.SyncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+	}
+	ents, err := s.fs.ReadDir(s.tmpDir)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	// Nothing references a temp file: a blob is only named by the catalog
+	// once it has been renamed out of tmp.
+	for _, e := range ents {
+		if err := s.fs.Remove(filepath.Join(s.tmpDir, e.Name())); err != nil {
+			return fmt.Errorf("open store: remove leftover upload: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *store) initCatalog() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return fmt.Errorf("open catalog %s: bucket %s: %w", s.catalogPath, name, err)
+			}
+		}
+		meta := tx.Bucket([]byte(bucketMeta))
+		switch v := meta.Get([]byte(metaFormat)); {
+		case v == nil:
+			if err := meta.Put([]byte(metaFormat), []byte{storeFormat}); err != nil {
+				return fmt.Errorf("open catalog %s: %w", s.catalogPath, err)
+			}
+		case len(v) != 1 || v[0] != storeFormat:
+			return fmt.Errorf("open catalog %s: format %x not supported (want %d)", s.catalogPath, v, storeFormat)
+		}
+		lsn, err := s.readLSN(meta)
+		if err != nil {
+			return err
+		}
+		s.last.Store(lsn)
+		return nil
+	})
+}
+
+func (s *store) readLSN(meta *bolt.Bucket) (uint64, error) {
+	v := meta.Get([]byte(metaLSN))
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, fmt.Errorf("catalog %s: last lsn is %d bytes, want 8", s.catalogPath, len(v))
+}
+
+// collectPending removes the blobs that a previous run committed as
+// unreferenced but did not get to remove durably before it stopped.
+func (s *store) collectPending() error {
+	var pending []wire.Digest
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketGC)).ForEach(func(k, _ []byte) error {
+			var d wire.Digest
+			if len(k) != len(d) {
+				return fmt.Errorf("catalog %s: gc entry of %d bytes", s.catalogPath, len(k))
+			}
+			copy(d[:], k)
+			pending = append(pending, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range pending {
+		if err := s.removeBlobLocked(d); err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
+	}
+	// Clear them now rather than with the next commit, so a store that is
+	// only read from does not redo this on every open.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		gc := tx.Bucket([]byte(bucketGC))
+		for _, d := range pending {
+			if err := gc.Delete(d[:]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open store: clear gc entries in %s: %w", s.catalogPath, err)
+	}
+	return nil
+}
+
+func (s *store) blobPath(d wire.Digest) string {
+	h := d.String()
+	return filepath.Join(s.blobDir, h[:2], h[2:4], h)
+}
+
+// put stores body as the new current version of ns/key and returns the
+// committed log entry. The body is streamed to disk while it is hashed, so
+// memory stays constant whatever its size. A body longer than limit bytes
+// (negative: no limit) fails with ErrTooLarge and leaves nothing behind.
+// ctx is checked between reads of body. Content already stored under the
+// same digest is reused, not written twice. When put returns nil the entry
+// and its blob are durable.
+func (s *store) put(ctx context.Context, ns, key string, body io.Reader, limit int64, m PutMeta) (wire.LogEntry, error) {
+	e := wire.LogEntry{
+		Op:            wire.OpPut,
+		Namespace:     ns,
+		Key:           key,
+		ContentType:   m.ContentType,
+		CacheControl:  m.CacheControl,
+		SurrogateKeys: m.SurrogateKeys,
+		Consistency:   m.Consistency,
+		Bound:         m.Bound,
+		ModTime:       m.ModTime,
+		Replicas:      m.Replicas,
+	}
+	// Check the metadata at its largest encoding before reading what may
+	// be gigabytes of body only to refuse the entry afterwards.
+	probe := e
+	probe.LSN, probe.Size = wire.MaxVarint, wire.MaxVarint
+	if err := probe.Validate(); err != nil {
+		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
+	}
+
+	tmp, digest, size, err := s.writeTemp(ctx, body, limit)
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
+	}
+	e.Digest, e.Size = digest, uint64(size)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst := s.blobPath(digest)
+	created, err := s.linkLocked(tmp, dst, size)
+	if err != nil {
+		s.fs.Remove(tmp)
+		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
+	}
+	e, err = s.commitLocked(ns, key, func(*wire.LogEntry) (wire.LogEntry, error) { return e, nil })
+	if err != nil {
+		if created {
+			// Nothing else can reference a blob this put created: the
+			// lock has been held since it appeared.
+			s.fs.Remove(dst)
+		}
+		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
+	}
+	return e, nil
+}
+
+// writeTemp streams body into a new file under tmpDir, hashing it, and
+// syncs the file. On error nothing is left behind.
+func (s *store) writeTemp(ctx context.Context, body io.Reader, limit int64) (name string, d wire.Digest, size int64, err error) {
+	tmp := filepath.Join(s.tmpDir, rand.Text())
+	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", d, 0, fmt.Errorf("create upload file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			s.fs.Remove(tmp)
+		}
+	}()
+	bufp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bufp)
+	buf := *bufp
+	h := sha256.New()
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", d, 0, fmt.Errorf("upload: %w", err)
+		}
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			size += int64(n)
+			if limit >= 0 && size > limit {
+				return "", d, 0, fmt.Errorf("body exceeds %d bytes: %w", limit, ErrTooLarge)
+			}
+			h.Write(buf[:n])
+			if _, err := f.Write(buf[:n]); err != nil {
+				return "", d, 0, fmt.Errorf("write upload: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return "", d, 0, fmt.Errorf("read body: %w", rerr)
+		}
+	}
+	// The data must be durable before the rename can make it reachable.
+	if err := f.Sync(); err != nil {
+		return "", d, 0, fmt.Errorf("sync upload %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", d, 0, fmt.Errorf("close upload %s: %w", tmp, err)
+	}
+	h.Sum(d[:0])
+	return tmp, d, size, nil
+}
+
+// linkLocked makes the synced temp file tmp durable as the blob dst. If a
+// blob of that digest and size is already in place it is reused and tmp is
+// removed. created reports whether dst did not exist before, so that only
+// this put can reference it.
+func (s *store) linkLocked(tmp, dst string, size int64) (created bool, err error) {
+	dir := filepath.Dir(dst)
+	if err := s.ensureDirLocked(dir); err != nil {
+		return false, err
+	}
+	fi, err := s.fs.Stat(dst)
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+		s.fs.Remove(tmp)
+		// Its data was synced before it was renamed into place, but its
+		// name may have appeared in a run that died before syncing the
+		// directory: sync again rather than trust it.
+		if err := s.fs.SyncDir(dir); err != nil {
+			return false, fmt.Errorf("link blob: %w", err)
+		}
+		return false, nil
+	}
+	// A blob of the right name and the wrong size is damage; replace it.
+	created = err != nil
+	if err := s.fs.Rename(tmp, dst); err != nil {
+		return false, fmt.Errorf("link blob: %w", err)
+	}
+	if err := s.fs.SyncDir(dir); err != nil {
+		if created {
+			s.fs.Remove(dst)
+		}
+		return false, fmt.Errorf("link blob: %w", err)
+	}
+	return created, nil
+}
+
+// ensureDirLocked creates the fan-out directory dir under blobDir and makes
+// it and its parent durable entries, once per process.
+func (s *store) ensureDirLocked(dir string) error {
+	if s.durableDirs[dir] {
+		return nil
+	}
+	if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create blob dir: %w", err)
+	}
+	for d := dir; d != s.blobDir && !s.durableDirs[d]; d = filepath.Dir(d) {
+		if err := s.fs.SyncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("create blob dir %s: %w", d, err)
+		}
+		s.durableDirs[d] = true
+	}
+	return nil
+}
+
+// delete records the removal of ns/key at modTime. The delete entry keeps
+// the object's consistency level, so a strong object's delete is
+// propagated as strictly as its puts.
+func (s *store) delete(ns, key string, modTime time.Time) (wire.LogEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := s.commitLocked(ns, key, func(cur *wire.LogEntry) (wire.LogEntry, error) {
+		if cur == nil {
+			return wire.LogEntry{}, ErrNotFound
+		}
+		return wire.LogEntry{
+			Op:          wire.OpDelete,
+			Namespace:   ns,
+			Key:         key,
+			Consistency: cur.Consistency,
+			Bound:       cur.Bound,
+			ModTime:     modTime,
+		}, nil
+	})
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("delete %q in %q: %w", key, ns, err)
+	}
+	return e, nil
+}
+
+// commitLocked commits, in one transaction, the entry that build returns
+// for ns/key given its current version (nil if none): it gets the next LSN,
+// is appended to the log, becomes (or, for a delete, removes) the catalog
+// entry, and moves the blob reference counts. Blobs left unreferenced are
+// removed after the commit.
+func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wire.LogEntry, error)) (wire.LogEntry, error) {
+	var (
+		e       wire.LogEntry
+		garbage []wire.Digest
+	)
+	id := []byte(ns + "\x00" + key)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		log, catalog := tx.Bucket([]byte(bucketLog)), tx.Bucket([]byte(bucketCatalog))
+		refs, gc, meta := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC)), tx.Bucket([]byte(bucketMeta))
+		for _, d := range s.collected {
+			if err := gc.Delete(d[:]); err != nil {
+				return err
+			}
+		}
+		var cur *wire.LogEntry
+		if v := catalog.Get(id); v != nil {
+			c, err := wire.ParseLogEntry(v)
+			if err != nil {
+				return fmt.Errorf("catalog entry: %w", err)
+			}
+			cur = &c
+		}
+		var err error
+		if e, err = build(cur); err != nil {
+			return err
+		}
+		last, err := s.readLSN(meta)
+		if err != nil {
+			return err
+		}
+		e.LSN = last + 1
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		enc := e.Append(nil)
+		if err := log.Put(binary.BigEndian.AppendUint64(nil, e.LSN), enc); err != nil {
+			return err
+		}
+		if err := meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, e.LSN)); err != nil {
+			return err
+		}
+		if e.Op == wire.OpPut {
+			if err := catalog.Put(id, enc); err != nil {
+				return err
+			}
+			// Count the new reference before dropping the old one, so
+			// replacing content by itself never reaches zero.
+			if _, err := addRef(refs, gc, e.Digest, +1); err != nil {
+				return err
+			}
+		} else if err := catalog.Delete(id); err != nil {
+			return err
+		}
+		if cur != nil {
+			n, err := addRef(refs, gc, cur.Digest, -1)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				garbage = append(garbage, cur.Digest)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return wire.LogEntry{}, err
+	}
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("commit to %s: %w", s.catalogPath, err)
+	}
+	s.collected = s.collected[:0]
+	s.last.Store(e.LSN)
+	for _, d := range garbage {
+		// A failure leaves d in bucketGC for the next open to retry; the
+		// commit itself stands.
+		if s.removeBlobLocked(d) == nil {
+			s.collected = append(s.collected, d)
+		}
+	}
+	return e, nil
+}
+
+// addRef adds delta to d's reference count and returns the new count. A
+// digest whose count reaches zero is recorded in gc until its blob is gone;
+// one that gains a reference leaves gc.
+func addRef(refs, gc *bolt.Bucket, d wire.Digest, delta int) (uint64, error) {
+	var n uint64
+	if v := refs.Get(d[:]); v != nil {
+		var k int
+		if n, k = binary.Uvarint(v); k <= 0 {
+			return 0, fmt.Errorf("reference count of %s is malformed", d)
+		}
+	}
+	switch {
+	case delta > 0:
+		n++
+		if err := gc.Delete(d[:]); err != nil {
+			return 0, err
+		}
+	case n == 0:
+		return 0, fmt.Errorf("reference count of %s would go below zero", d)
+	default:
+		n--
+	}
+	if n == 0 {
+		if err := refs.Delete(d[:]); err != nil {
+			return 0, err
+		}
+		return 0, gc.Put(d[:], nil)
+	}
+	return n, refs.Put(d[:], binary.AppendUvarint(nil, n))
+}
+
+// removeBlobLocked removes d's blob durably; a blob already gone is fine.
+func (s *store) removeBlobLocked(d wire.Digest) error {
+	p := s.blobPath(d)
+	if err := s.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob: %w", err)
+	}
+	// Without this a crash could bring the file back after bucketGC forgot
+	// it, leaking its space for good.
+	if err := s.fs.SyncDir(filepath.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove blob: %w", err)
+	}
+	return nil
+}
+
+// get returns the current version of ns/key.
+func (s *store) get(ns, key string) (wire.LogEntry, error) {
+	var e wire.LogEntry
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketCatalog)).Get([]byte(ns + "\x00" + key))
+		if v == nil {
+			return ErrNotFound
+		}
+		var err error
+		e, err = wire.ParseLogEntry(v)
+		return err
+	})
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("get %q in %q: %w", key, ns, err)
+	}
+	return e, nil
+}
+
+// openBlob opens the content with digest d for reading. On fsys.OS the
+// file is an *os.File.
+func (s *store) openBlob(d wire.Digest) (fsys.File, error) {
+	f, err := s.fs.OpenFile(s.blobPath(d), os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	return f, nil
+}
+
+// lastLSN returns the LSN of the last committed mutation (0 if none).
+func (s *store) lastLSN() uint64 { return s.last.Load() }
+
+// readLog calls fn with every log entry whose LSN is above after, in LSN
+// order, until fn returns an error, which readLog returns. Entries are read
+// in short transactions, so fn may be slow; entries committed while readLog
+// runs are included.
+func (s *store) readLog(after uint64, fn func(wire.LogEntry) error) error {
+	for after < math.MaxUint64 {
+		var batch []wire.LogEntry
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket([]byte(bucketLog)).Cursor()
+			bytes := 0
+			for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil; k, v = c.Next() {
+				e, err := wire.ParseLogEntry(v)
+				if err != nil {
+					return fmt.Errorf("log entry %x: %w", k, err)
+				}
+				batch = append(batch, e)
+				if bytes += len(v); len(batch) == readChunkEntries || bytes >= readChunkBytes {
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read log of %s: %w", s.catalogPath, err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.LSN
+		}
+	}
+	return nil
+}
+
+// forEachObject calls fn with the current version of every object, in
+// (namespace, key) order, until fn returns an error. Like readLog it reads
+// in short transactions, so the result is not a point-in-time snapshot:
+// each entry was current when it was read. A consistent snapshot is
+// lastLSN taken before the walk plus a replay of the log from there, which
+// is correct because applying an entry whose LSN is not above the stored
+// one is a no-op.
+func (s *store) forEachObject(fn func(wire.LogEntry) error) error {
+	var after []byte
+	for {
+		var batch []wire.LogEntry
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket([]byte(bucketCatalog)).Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); k != nil && string(k) == string(after) {
+					k, v = c.Next()
+				}
+			}
+			bytes := 0
+			for ; k != nil; k, v = c.Next() {
+				e, err := wire.ParseLogEntry(v)
+				if err != nil {
+					return fmt.Errorf("catalog entry %q: %w", k, err)
+				}
+				batch = append(batch, e)
+				after = append(after[:0], k...)
+				if bytes += len(v); len(batch) == readChunkEntries || bytes >= readChunkBytes {
+					break
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("read catalog %s: %w", s.catalogPath, err)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, e := range batch {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// close closes the catalog. Calls in flight must have returned.
+func (s *store) close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close catalog %s: %w", s.catalogPath, err)
+	}
+	return nil
+}
