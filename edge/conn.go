@@ -27,6 +27,21 @@ type session struct {
 	ctrlMu        sync.Mutex // serialises frames written on ctrl
 	heartbeat     time.Duration
 	term          time.Duration
+
+	answerMu   sync.Mutex
+	lastAnswer time.Time // when the last heartbeat answer arrived
+}
+
+func (s *session) answered(t time.Time) {
+	s.answerMu.Lock()
+	defer s.answerMu.Unlock()
+	s.lastAnswer = t
+}
+
+func (s *session) lastAnswered() time.Time {
+	s.answerMu.Lock()
+	defer s.answerMu.Unlock()
+	return s.lastAnswer
 }
 
 func (s *session) send(f wire.Frame) error {
@@ -218,11 +233,11 @@ func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error 
 	tk := e.clk.NewTicker(s.heartbeat)
 	defer tk.Stop()
 	lost := max(3*s.heartbeat, s.term/2)
+	s.answered(e.clk.Now())
 	var seq uint64
 	for {
 		seq++
-		now := e.clk.Now()
-		sent.put(seq, now)
+		sent.put(seq, e.clk.Now())
 		if err := s.send(wire.Heartbeat{Seq: seq, Watermark: e.store.watermark()}); err != nil {
 			return err
 		}
@@ -231,15 +246,9 @@ func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error 
 		case <-ctx.Done():
 			return nil
 		}
-		e.mu.Lock()
-		last := e.confirmed
-		e.mu.Unlock()
-		if last.IsZero() {
-			last = now
-		}
-		// Measured against the last counted answer or, before the first,
-		// the first heartbeat.
-		if e.clk.Since(last) > lost+s.heartbeat && seq > 3 {
+		// Any answer shows the origin is alive, even one that cannot
+		// renew the lease yet because the log is still catching up.
+		if e.clk.Since(s.lastAnswered()) > lost {
 			return errHeartbeatLost
 		}
 	}
@@ -262,6 +271,7 @@ func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error
 		if !ok {
 			return fmt.Errorf("unexpected %T on control stream", f)
 		}
+		s.answered(e.clk.Now())
 		at, ok := sent.take(ack.Seq)
 		if !ok {
 			continue

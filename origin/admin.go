@@ -189,6 +189,8 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		switch {
 		case errors.Is(err, ErrTooLarge):
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body exceeds the limit of %d bytes; nothing stored", o.cfg.MaxObjectSize))
+		case errors.Is(err, wire.ErrMalformed):
+			writeError(w, http.StatusBadRequest, "metadata refused: "+err.Error())
 		case errors.Is(err, syscall.ENOSPC):
 			writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin disk full"})
 		case body.readErr != nil:

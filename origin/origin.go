@@ -183,6 +183,8 @@ func (o *Origin) QUICAddr() net.Addr { return o.udp.LocalAddr() }
 // Run serves until ctx is cancelled, then shuts down: it stops taking
 // publishes (503), closes edge connections and the store.
 func (o *Origin) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	errc := make(chan error, 2)
 	go func() {
 		if err := o.httpSrv.Serve(o.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -200,6 +202,7 @@ func (o *Origin) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	cancel()
 	o.shutdown()
 	return err
 }
