@@ -65,14 +65,25 @@ const (
 	maxBackoff = time.Second
 )
 
-// connectLoop keeps a session with the origin until ctx ends.
-func (e *Edge) connectLoop(ctx context.Context) {
+// permanentError is a refusal no retry can cure; the edge stops with it.
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+// connectLoop keeps a session with the origin until ctx ends, or the
+// origin refuses the edge for good.
+func (e *Edge) connectLoop(ctx context.Context) error {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := e.clk.Now()
 		err := e.runSession(ctx)
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return err
 		}
 		e.log.Warn("origin session ended", "err", err)
 		if e.clk.Since(start) > 5*time.Second {
@@ -83,10 +94,11 @@ func (e *Edge) connectLoop(ctx context.Context) {
 		case <-t.C():
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return nil
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+	return nil
 }
 
 // dial opens one connection of the given kind and exchanges Hello/Welcome.
@@ -124,7 +136,13 @@ func (e *Edge) dial(ctx context.Context, kind wire.ConnKind) (*quic.Conn, *quic.
 	case wire.Welcome:
 		return conn, st, m, nil
 	case wire.Reject:
-		return fail(fmt.Errorf("origin refused the edge: %s", m.Reason))
+		err := fmt.Errorf("origin refused the edge: %s", m.Reason)
+		if m.Code == wire.RejectIdentity || m.Code == wire.RejectVersion {
+			// Retrying cannot help: the certificate and the protocol
+			// version are fixed for the life of the process.
+			err = &permanentError{err}
+		}
+		return fail(err)
 	}
 	return fail(fmt.Errorf("unexpected %T instead of welcome", f))
 }

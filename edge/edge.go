@@ -273,7 +273,7 @@ func (e *Edge) ID() string { return e.cfg.ID }
 // Run serves until ctx is cancelled, then drains: it reports unhealthy,
 // waits DrainDelay, lets in-flight requests finish and closes.
 func (e *Edge) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -287,7 +287,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.connectLoop(cctx)
+		if err := e.connectLoop(cctx); err != nil {
+			errc <- err
+		}
 	}()
 	e.log.Info("edge serving", "http", e.HTTPAddr().String(), "origin", e.cfg.Origin.String())
 	var err error

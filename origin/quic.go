@@ -58,6 +58,14 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 	reject := func(code wire.RejectCode, reason string) {
 		wire.WriteFrame(st, wire.Reject{Code: code, Reason: reason})
 		st.Close()
+		// Closing at once could overtake the Reject frame; the edge closes
+		// as soon as it reads it, so wait for that, briefly.
+		t := o.clk.NewTimer(time.Second)
+		select {
+		case <-conn.Context().Done():
+		case <-t.C():
+		}
+		t.Stop()
 		conn.CloseWithError(codeRejected, reason)
 		o.log.Warn("edge refused", "remote", conn.RemoteAddr().String(), "reason", reason)
 	}

@@ -31,9 +31,9 @@ func caCommand() *cli.Command {
 				Usage: "issue a node certificate signed by the CA in --dir",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "dir", Required: true, EnvVars: env("ca-dir"), Usage: "CA directory"},
-					&cli.StringFlag{Name: "role", Required: true, Usage: "edge or origin"},
-					&cli.StringFlag{Name: "id", Required: true, Usage: "node id"},
-					&cli.StringFlag{Name: "out", Usage: "output directory (default: the CA directory)"},
+					&cli.StringFlag{Name: "role", Required: true, Usage: "edge or origin", EnvVars: env("role")},
+					&cli.StringFlag{Name: "id", Required: true, Usage: "node id", EnvVars: env("id")},
+					&cli.StringFlag{Name: "out", Usage: "output directory (default: the CA directory)", EnvVars: env("out")},
 				},
 				Action: func(c *cli.Context) error {
 					role := pki.Role(c.String("role"))

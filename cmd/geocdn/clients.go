@@ -68,12 +68,12 @@ func publishCommand() *cli.Command {
 		Usage:     "publish a file (or - for stdin) under KEY",
 		ArgsUsage: "KEY FILE",
 		Flags: append([]cli.Flag{originURLFlag,
-			&cli.StringFlag{Name: "content-type", Usage: "Content-Type (default from the file name)"},
-			&cli.StringFlag{Name: "cache-control", Usage: "Cache-Control passed to clients unchanged"},
-			&cli.StringSliceFlag{Name: "surrogate-key", Usage: "surrogate key (tag) for purges; repeatable"},
-			&cli.StringFlag{Name: "w", Value: "0", Usage: "edges that must store the content before the publish returns: 0, N, quorum or all"},
-			&cli.StringFlag{Name: "consistency", Usage: "strong, bounded(Δ), session, consistent-prefix or eventual"},
-			&cli.StringFlag{Name: "namespace", Usage: "namespace (default: default)"},
+			&cli.StringFlag{Name: "content-type", Usage: "Content-Type (default from the file name)", EnvVars: env("content-type")},
+			&cli.StringFlag{Name: "cache-control", Usage: "Cache-Control passed to clients unchanged", EnvVars: env("cache-control")},
+			&cli.StringSliceFlag{Name: "surrogate-key", Usage: "surrogate key (tag) for purges; repeatable", EnvVars: env("surrogate-key")},
+			&cli.StringFlag{Name: "w", Value: "0", Usage: "edges that must store the content before the publish returns: 0, N, quorum or all", EnvVars: env("w")},
+			&cli.StringFlag{Name: "consistency", Usage: "strong, bounded(Δ), session, consistent-prefix or eventual", EnvVars: env("consistency")},
+			&cli.StringFlag{Name: "namespace", Usage: "namespace (default: default)", EnvVars: env("namespace")},
 		}, tokenFlags...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -134,7 +134,7 @@ func deleteCommand() *cli.Command {
 		Name:      "delete",
 		Usage:     "delete the object under KEY",
 		ArgsUsage: "KEY",
-		Flags:     append([]cli.Flag{originURLFlag, &cli.StringFlag{Name: "namespace"}}, tokenFlags...),
+		Flags:     append([]cli.Flag{originURLFlag, &cli.StringFlag{Name: "namespace", EnvVars: env("namespace")}}, tokenFlags...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("delete needs KEY, got %d arguments", c.NArg())
@@ -154,7 +154,7 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the edges the origin knows and their state",
-		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, tokenFlags...),
+		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON", EnvVars: env("json")}}, tokenFlags...),
 		Action: func(c *cli.Context) error {
 			_, out, err := adminRequest(c, http.MethodGet, "/v1/edges", nil, nil, 0, nil)
 			if err != nil {

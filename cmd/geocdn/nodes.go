@@ -48,7 +48,7 @@ func loadToken(c *cli.Context) (string, error) {
 
 var certFlags = []cli.Flag{
 	&cli.StringFlag{Name: "ca", Usage: "cluster CA directory (ca.crt; with ca.key, dev only, the node issues its own certificate in memory)", Required: true, EnvVars: env("ca")},
-	&cli.StringFlag{Name: "cert", Usage: "this node's certificate (from `geocdn ca issue`)", EnvVars: env("cert")},
+	&cli.StringFlag{Name: "cert", Usage: "this node's certificate (from 'geocdn ca issue')", EnvVars: env("cert")},
 	&cli.StringFlag{Name: "key", Usage: "this node's private key", EnvVars: env("key")},
 }
 

@@ -1,0 +1,128 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// BenchmarkServeHitTCP serves hits through the edge's real http.Server on
+// a loopback TCP connection, one request at a time from a raw HTTP/1.1
+// client in the same process, next to a plain handler that writes the
+// same bytes from memory. Unlike BenchmarkServeHit it sees what the
+// response costs on the socket: server-writes/op is the number of write
+// system calls (write, writev, sendfile) the server made per response,
+// read from /proc/self/io (the client's one write per request is taken
+// out), so a response split over several writes, or a lost sendfile,
+// shows up here.
+func BenchmarkServeHitTCP(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		size int
+	}{{"hot-1KiB", 1 << 10}, {"hot-64KiB", 64 << 10}, {"disk-1MiB", 1 << 20}} {
+		body := bytes.Repeat([]byte("x"), bc.size)
+		b.Run("edge-"+bc.name, func(b *testing.B) {
+			e := newTestEdge(b, storeConfig{Logger: slog.New(slog.DiscardHandler)}, 0)
+			e.publish(b, 1, "bench/object", body, true)
+			benchTCP(b, e.h, "/bench/object", bc.size)
+		})
+		b.Run("plain-"+bc.name, func(b *testing.B) {
+			ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["Content-Type"] = ct
+				w.Header()["Content-Length"] = cl
+				w.Write(body)
+			})
+			benchTCP(b, h, "/bench/object", bc.size)
+		})
+		if bc.size > 256<<10 {
+			// The same bytes from a file through the connection's sendfile,
+			// which is how the edge sends objects above the hot tier's limit.
+			b.Run("plain-sendfile-"+bc.name, func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "object")
+				if err := os.WriteFile(path, body, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
+				h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					f, err := os.Open(path)
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+						return
+					}
+					defer f.Close()
+					w.Header()["Content-Type"] = ct
+					w.Header()["Content-Length"] = cl
+					io.Copy(w, f)
+				})
+				benchTCP(b, h, "/bench/object", bc.size)
+			})
+		}
+	}
+}
+
+func benchTCP(b *testing.B, h http.Handler, path string, size int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := newHTTPServer(h, slog.New(slog.DiscardHandler))
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
+	br := bufio.NewReaderSize(conn, 64<<10)
+	do := func() {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || n != int64(size) {
+			b.Fatalf("status %d, %d bytes, %v", resp.StatusCode, n, err)
+		}
+	}
+	for range 100 {
+		do() // warm the hot tier, the connection and the allocator
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	w0, ok := writeSyscalls()
+	for b.Loop() {
+		do()
+	}
+	if w1, ok1 := writeSyscalls(); ok && ok1 {
+		b.ReportMetric(float64(w1-w0-int64(b.N))/float64(b.N), "server-writes/op")
+	}
+}
+
+// writeSyscalls is this process's count of write system calls so far.
+func writeSyscalls() (int64, bool) {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
