@@ -316,6 +316,7 @@ func (e *Edge) countAcksLocked(watermark uint64) {
 		}
 		if p.sent.After(e.confirmed) {
 			e.confirmed = p.sent
+			e.confirmedHit.Store(&p.sent)
 			e.leaseUntil = invalidation.EdgeExpiry(p.sent, p.term)
 		}
 	}

@@ -162,8 +162,11 @@ type Edge struct {
 	originLSN uint64
 	// confirmed is the send time of the last heartbeat whose answer
 	// counted: the edge's log had reached the LSN it carried.
-	confirmed  time.Time
-	leaseUntil time.Time
+	confirmed time.Time
+	// confirmedHit mirrors confirmed for the hit path (Age), which must
+	// not take mu; it holds a *time.Time.
+	confirmedHit atomic.Pointer[time.Time]
+	leaseUntil   time.Time
 	// pendingAcks are heartbeat answers waiting for the log to reach
 	// their LSN before they count.
 	pendingAcks []pendingAck
@@ -352,9 +355,10 @@ func (e *Edge) fresh() bool {
 
 // confirmedAt is when the edge last confirmed its view with the origin.
 func (e *Edge) confirmedAt() time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.confirmed
+	if t := e.confirmedHit.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // Watermark is the highest LSN this edge has applied.

@@ -17,7 +17,8 @@ import (
 // BenchmarkServeHitTCP serves hits through the edge's real http.Server on
 // a loopback TCP connection, one request at a time from a raw HTTP/1.1
 // client in the same process, next to a plain handler that writes the
-// same bytes from memory. Unlike BenchmarkServeHit it sees what the
+// same bytes from memory (and, above the hot tier's limit, one that copies
+// them from a file with sendfile). Unlike BenchmarkServeHit it sees what the
 // response costs on the socket: server-writes/op is the number of write
 // system calls (write, writev, sendfile) the server made per response,
 // read from /proc/self/io (the client's one write per request is taken

@@ -1,0 +1,390 @@
+#!/usr/bin/env bash
+# geocdn benchmarks (`make bench`): HTTP hits of a geocdn edge next to a plain
+# Go server and nginx's proxy_cache, driven by wrk; push replication next to
+# a raw quic-go stream. Raw outputs go to bench/out/<timestamp>/ (and
+# bench/out/latest); the tables are printed at the end and saved as
+# results.md there. See bench/README.md for what each column means.
+#
+# Environment (defaults in brackets):
+#   BENCH_ONLY        http or push: run one half only [both]
+#   BENCH_RUNS        measured runs per (server, size), interleaved [3]
+#   BENCH_DURATION    wrk -d of each run [10s]
+#   BENCH_THREADS     wrk -t [2]
+#   BENCH_CONNS       wrk -c [64]
+#   BENCH_COUNT       URLs (objects) per size [1000]
+#   BENCH_PORT_BASE   first of 5 loopback ports used [18100]
+#   BENCH_TMP         tmpfs for content, nginx cache and geocdn data [/dev/shm]
+#   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
+#   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
+#   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
+#   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+GO=${GO:-go}
+ONLY=${BENCH_ONLY:-}
+RUNS=${BENCH_RUNS:-3}
+DURATION=${BENCH_DURATION:-10s}
+THREADS=${BENCH_THREADS:-2}
+CONNS=${BENCH_CONNS:-64}
+COUNT=${BENCH_COUNT:-1000}
+PORT=${BENCH_PORT_BASE:-18100}
+TMPBASE=${BENCH_TMP:-/dev/shm}
+PUSH_ROUNDS=${BENCH_PUSH_ROUNDS:-3}
+PUSH_TMP=${BENCH_PUSH_TMP:-${TMPDIR:-/tmp}}
+STRACE=${BENCH_STRACE:-1}
+PROFILE=${BENCH_PROFILE:-1}
+
+MAP_PORT=$PORT
+NGINX_PORT=$((PORT + 1))
+ORIGIN_PORT=$((PORT + 2)) # TCP admin API and UDP QUIC
+EDGE_PORT=$((PORT + 3))
+EDGE_ADMIN_PORT=$((PORT + 4))
+
+SIZES=(1k 64k 1m)
+SERVERS=(gomap nginx geocdn)
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT=$ROOT/bench/out/$STAMP
+BIN=$ROOT/bench/out/bin
+mkdir -p "$OUT" "$BIN"
+ln -sfn "$STAMP" "$ROOT/bench/out/latest"
+
+log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Every process this script starts is recorded here and stopped by PID.
+PIDS=()
+WORK=""
+
+# stop_pid PID [SIGNAL]: signal PID, give it 15 s, then SIGKILL; reap it.
+stop_pid() {
+	local pid=$1 sig=${2:-TERM} i
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "-$sig" "$pid" 2>/dev/null || true
+		for ((i = 0; i < 150; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "pid $pid ignored SIG$sig for 15 s; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || true
+	local kept=() p
+	for p in "${PIDS[@]}"; do
+		[[ $p == "$pid" ]] || kept+=("$p")
+	done
+	PIDS=("${kept[@]}")
+}
+
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		stop_pid "${PIDS[i]}"
+	done
+	if [[ -n $WORK && -d $WORK ]]; then
+		rm -rf "$WORK"
+	fi
+	if ((rc != 0)); then
+		log "benchmark failed (exit $rc); raw outputs in $OUT"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# ---------------------------------------------------------------- tools
+install_pkgs() {
+	local sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null || { log "need root or sudo to apt-get install $*"; exit 1; }
+		sudo=(sudo)
+	fi
+	log "installing $* from Debian's packages"
+	"${sudo[@]}" apt-get install -y "$@" >"$OUT/apt.log" 2>&1 ||
+		{ "${sudo[@]}" apt-get update >>"$OUT/apt.log" 2>&1 &&
+			"${sudo[@]}" apt-get install -y "$@" >>"$OUT/apt.log" 2>&1; }
+}
+
+log "building"
+$GO build -o "$ROOT/bin/geocdn" ./cmd/geocdn
+$GO build -o "$BIN/mapserver" ./bench/mapserver
+$GO build -o "$BIN/benchtool" ./bench/benchtool
+$GO build -o "$BIN/edgeprof" ./bench/edgeprof
+GEOCDN=$ROOT/bin/geocdn
+TOOL=$BIN/benchtool
+
+{
+	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "commit: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+	echo "cpu: $(nproc) × $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	echo "kernel: $(uname -r)"
+	echo "go: $($GO version)"
+} >"$OUT/machine.txt"
+
+# ---------------------------------------------------------------- HTTP
+run_http() {
+	local missing=()
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+	if ((${#missing[@]})); then
+		install_pkgs "${missing[@]}"
+	fi
+	local NGINX
+	NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+	{
+		echo "wrk: $(wrk -v 2>&1 | head -1)"
+		echo "nginx: $("$NGINX" -v 2>&1)"
+	} >>"$OUT/machine.txt"
+
+	local p
+	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT; do
+		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
+	done
+
+	WORK=$(mktemp -d "$TMPBASE/geocdn-bench.XXXXXX")
+	chmod 755 "$WORK"
+	local content=$WORK/content
+	log "generating $COUNT objects of each size in $content"
+	"$TOOL" gen -dir "$content" -count "$COUNT"
+
+	# (a) the plain Go server, also nginx's origin
+	"$BIN/mapserver" -addr "127.0.0.1:$MAP_PORT" -content "$content" >"$OUT/mapserver.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$MAP_PORT/1k/00000.bin" -timeout 60s
+
+	# (b) nginx proxy_cache, cache on tmpfs; master in the foreground
+	local ng=$WORK/nginx user_line=""
+	mkdir -p "$ng/cache" "$ng/tmp"
+	if [[ $(id -u) -eq 0 ]]; then
+		# Workers drop to nobody; they write the cache and temp files.
+		user_line="user nobody nogroup;"
+		chown -R nobody:nogroup "$ng/cache" "$ng/tmp"
+	fi
+	cat >"$ng/nginx.conf" <<EOF
+$user_line
+worker_processes 2;
+daemon off;
+master_process on;
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_timeout 120s;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=120s;
+    open_file_cache_valid 120s;
+    client_body_temp_path $ng/tmp/body;
+    proxy_temp_path $ng/tmp/proxy;
+    fastcgi_temp_path $ng/tmp/fastcgi;
+    uwsgi_temp_path $ng/tmp/uwsgi;
+    scgi_temp_path $ng/tmp/scgi;
+    proxy_cache_path $ng/cache levels=1:2 keys_zone=bench:32m max_size=8g inactive=1d use_temp_path=off;
+    upstream origin {
+        server 127.0.0.1:$MAP_PORT;
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 1d;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+EOF
+	"$NGINX" -t -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-t.log" 2>&1 ||
+		{ cat "$OUT/nginx-t.log" >&2; exit 1; }
+	cp "$ng/nginx.conf" "$OUT/nginx.conf"
+	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx.log" 2>&1 &
+	PIDS+=($!)
+
+	# (c) geocdn: an origin and one edge, separate processes, certificates
+	# issued by the nodes themselves from a development CA.
+	"$GEOCDN" ca init --dir "$WORK/ca" >/dev/null
+	head -c 24 /dev/urandom | base64 >"$WORK/token"
+	"$GEOCDN" --log-level warn origin --data "$WORK/origin" \
+		--http "127.0.0.1:$ORIGIN_PORT" --quic "127.0.0.1:$ORIGIN_PORT" \
+		--ca "$WORK/ca" --token-file "$WORK/token" --publish-timeout 2m \
+		>"$OUT/geocdn-origin.log" 2>&1 &
+	PIDS+=($!)
+	"$GEOCDN" --log-level warn edge --id bench --region local --lat 0 --lon 0 \
+		--origin "127.0.0.1:$ORIGIN_PORT" --http "127.0.0.1:$EDGE_PORT" \
+		--admin "127.0.0.1:$EDGE_ADMIN_PORT" --data "$WORK/edge" --ca "$WORK/ca" \
+		--drain-delay 0s >"$OUT/geocdn-edge.log" 2>&1 &
+	PIDS+=($!)
+	local edge_pid=$!
+	"$TOOL" wait -url "http://127.0.0.1:$EDGE_ADMIN_PORT/healthz" -timeout 60s
+	log "publishing $((COUNT * ${#SIZES[@]})) objects to geocdn with w=all"
+	"$TOOL" publish -origin "http://127.0.0.1:$ORIGIN_PORT" -token-file "$WORK/token" \
+		-dir "$content" -count "$COUNT" -w all | tee "$OUT/publish.txt" >&2
+
+	declare -A url=(
+		[gomap]="http://127.0.0.1:$MAP_PORT"
+		[nginx]="http://127.0.0.1:$NGINX_PORT"
+		[geocdn]="http://127.0.0.1:$EDGE_PORT"
+	)
+	log "warming: every object twice through every server, bytes checked, hits checked"
+	{
+		"$TOOL" warm -base "${url[gomap]}" -dir "$content" -count "$COUNT"
+		"$TOOL" warm -base "${url[nginx]}" -dir "$content" -count "$COUNT" -header X-Cache-Status -want HIT
+		"$TOOL" warm -base "${url[geocdn]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
+	} | tee "$OUT/warm.txt" >&2
+
+	# wrk RUN SERVER SIZE FILE DURATION: one bounded wrk run.
+	run_wrk() {
+		local server=$1 size=$2 file=$3 dur=$4
+		BENCH_PREFIX="/$size/" BENCH_COUNT=$COUNT timeout 120 \
+			wrk "-t$THREADS" "-c$CONNS" "-d$dur" --latency --timeout 5s \
+			-s "$ROOT/bench/urls.lua" "${url[$server]}" >"$file" 2>&1
+	}
+	log "wrk warm-up: 3 s per (server, size)"
+	local size server r k
+	for size in "${SIZES[@]}"; do
+		for server in "${SERVERS[@]}"; do
+			run_wrk "$server" "$size" "$OUT/warmup-$server-$size.txt" 3s
+		done
+	done
+
+	metrics() { curl -fsS "http://127.0.0.1:$EDGE_ADMIN_PORT/metrics" | grep -E '^geocdn_edge_(hits|misses)_total' || true; }
+	metrics >"$OUT/geocdn-metrics-before.txt"
+
+	local total=$((RUNS * ${#SIZES[@]} * ${#SERVERS[@]}))
+	log "measuring: $total wrk runs of $DURATION (-t$THREADS -c$CONNS), interleaved"
+	local n=0
+	for ((r = 1; r <= RUNS; r++)); do
+		for size in "${SIZES[@]}"; do
+			# Rotate the order per run so no server always follows the same one.
+			for ((k = 0; k < ${#SERVERS[@]}; k++)); do
+				server=${SERVERS[$(((k + r - 1) % ${#SERVERS[@]}))]}
+				n=$((n + 1))
+				local f="$OUT/wrk-$server-$size-r$r.txt"
+				run_wrk "$server" "$size" "$f" "$DURATION"
+				log "  [$n/$total] run $r $size $server: $(grep -E '^Requests/sec' "$f" | awk '{print $2}') req/s," \
+					"p99 $(awk '$1 == "99%" {print $2}' "$f")"
+			done
+		done
+	done
+	metrics >"$OUT/geocdn-metrics-after.txt"
+	local miss_before miss_after
+	miss_before=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/geocdn-metrics-before.txt")
+	miss_after=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/geocdn-metrics-after.txt")
+	if [[ $miss_before != "$miss_after" ]]; then
+		log "WARNING: the geocdn edge counted misses during the measurement ($miss_before → $miss_after)"
+	fi
+	if ! grep -q . "$OUT/geocdn-metrics-after.txt"; then
+		log "WARNING: could not read the edge's hit and miss counters"
+	fi
+
+	# The 1 MiB case must leave the edge by sendfile from its disk store:
+	# count the edge's syscalls over a short, separate run (strace slows the
+	# process, so never during a measurement).
+	if [[ $STRACE == 1 ]] && command -v strace >/dev/null; then
+		strace -f -c -e trace=sendfile,write,writev,read -o "$OUT/strace-edge-1m.txt" -p "$edge_pid" 2>"$OUT/strace.log" &
+		PIDS+=($!)
+		local strace_pid=$!
+		sleep 1
+		BENCH_PREFIX=/1m/ BENCH_COUNT=$COUNT timeout 60 wrk -t1 -c4 -d2s -s "$ROOT/bench/urls.lua" \
+			"${url[geocdn]}" >"$OUT/wrk-strace-1m.txt" 2>&1 || true
+		stop_pid "$strace_pid" INT
+		local reqs sf
+		reqs=$(awk -F'[ =]' '/^RESULT/ {print $3}' "$OUT/wrk-strace-1m.txt")
+		sf=$(awk '$NF == "sendfile" {print $4}' "$OUT/strace-edge-1m.txt" 2>/dev/null || true)
+		echo "geocdn edge, 1 MiB objects under strace: ${reqs:-?} requests, ${sf:-0} sendfile calls" |
+			tee "$OUT/sendfile.txt" >&2
+	fi
+
+	log "stopping the HTTP servers"
+	for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do
+		stop_pid "${PIDS[k]}"
+	done
+
+	if [[ $PROFILE == 1 ]]; then
+		profile_hot_path "$content"
+	fi
+	rm -rf "$WORK"
+	WORK=""
+
+	"$TOOL" table -dir "$OUT" >"$OUT/http-table.md"
+}
+
+# profile_hot_path CONTENT: CPU profiles of the edge under the same wrk load
+# (in-process origin and edge, wrk outside the profile), the top functions
+# of each, and BenchmarkServeHitTCP: the edge's handler on a real socket
+# next to a plain handler, with write system calls per response.
+profile_hot_path() {
+	local content=$1 prof=$OUT/profile size
+	mkdir -p "$prof"
+	log "profiling the edge's hit path under wrk (edgeprof, $DURATION per size)"
+	timeout 600 "$BIN/edgeprof" -content "$content" -out "$prof" -addr "127.0.0.1:$((PORT + 5))" \
+		-duration "$DURATION" -wrk "-t$THREADS -c$CONNS" -lua "$ROOT/bench/urls.lua" \
+		>"$prof/edgeprof.log" 2>&1 || { cat "$prof/edgeprof.log" >&2; exit 1; }
+	for size in "${SIZES[@]}"; do
+		$GO tool pprof -top -nodecount 25 "$BIN/edgeprof" "$prof/cpu-$size.prof" >"$prof/top-$size.txt" 2>/dev/null
+		$GO tool pprof -top -cum -nodecount 40 "$BIN/edgeprof" "$prof/cpu-$size.prof" >"$prof/top-cum-$size.txt" 2>/dev/null
+	done
+	log "BenchmarkServeHitTCP"
+	timeout 300 $GO test -run '^$' -bench '^BenchmarkServeHitTCP$' -benchtime 1s -count 3 ./edge/ \
+		>"$prof/servehit-tcp.txt" 2>&1 || { cat "$prof/servehit-tcp.txt" >&2; exit 1; }
+	"$TOOL" tcptable -in "$prof/servehit-tcp.txt" >"$OUT/servehit-table.md"
+}
+
+# ---------------------------------------------------------------- push
+run_push() {
+	log "push benchmark: 256 MiB, $PUSH_ROUNDS rounds (data under $PUSH_TMP)"
+	TMPDIR=$PUSH_TMP timeout 900 $GO test -run '^$' -bench '^BenchmarkPush$' -benchtime "${PUSH_ROUNDS}x" \
+		-timeout 14m -v ./bench/ >"$OUT/push.txt" 2>&1 ||
+		{ cat "$OUT/push.txt" >&2; exit 1; }
+	"$TOOL" pushtable -in "$OUT/push.txt" >"$OUT/push-table.md"
+}
+
+[[ $ONLY == push ]] || run_http
+[[ $ONLY == http ]] || run_push
+
+{
+	echo "# geocdn benchmarks"
+	echo
+	sed 's/^/    /' "$OUT/machine.txt"
+	if [[ -f $OUT/http-table.md ]]; then
+		echo
+		echo "## HTTP hits: wrk -t$THREADS -c$CONNS -d$DURATION, $COUNT URLs per size, medians of $RUNS interleaved runs"
+		echo
+		cat "$OUT/http-table.md"
+		if [[ -f $OUT/sendfile.txt ]]; then
+			echo
+			cat "$OUT/sendfile.txt"
+		fi
+	fi
+	if [[ -f $OUT/servehit-table.md ]]; then
+		echo
+		echo "## Edge hit path on a loopback socket (BenchmarkServeHitTCP, one connection, medians of 3)"
+		echo
+		cat "$OUT/servehit-table.md"
+		echo
+		echo "CPU profiles of the edge under wrk: bench/out/$STAMP/profile/ (top-<size>.txt, cpu-<size>.prof)"
+	fi
+	if [[ -f $OUT/push-table.md ]]; then
+		echo
+		echo "## Push replication: one 256 MiB object to one edge, medians of $PUSH_ROUNDS interleaved rounds"
+		echo
+		cat "$OUT/push-table.md"
+	fi
+} >"$OUT/results.md"
+echo
+cat "$OUT/results.md"
+echo
+log "raw outputs in bench/out/$STAMP"
