@@ -36,6 +36,7 @@ func main() {
 			deleteCommand(),
 			statusCommand(),
 			caCommand(),
+			placementCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

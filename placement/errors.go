@@ -1,0 +1,76 @@
+package placement
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrInfeasible is wrapped by the error of a problem whose constraints
+// cannot all be met (Config.BestEffort turns it into a plan that lists the
+// violations).
+var ErrInfeasible = errors.New("placement constraints cannot be met")
+
+// InputError is a malformed topology, demand or catalog: it names the file,
+// the line and the field so a person can fix it.
+type InputError struct {
+	File  string
+	Line  int    // 1-based; 0 when the error is about the whole file
+	Field string // the field's path, as "edges[3].capacity"; may be empty
+	Err   error
+}
+
+func (e *InputError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Field != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Field)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *InputError) Unwrap() error { return e.Err }
+
+// inputErr builds an InputError from a format.
+func inputErr(file string, line int, field, format string, args ...any) *InputError {
+	return &InputError{File: file, Line: line, Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Violation is one constraint a best-effort plan does not meet.
+type Violation struct {
+	// Constraint is "replicas", "capacity" or "fault-domains".
+	Constraint string `json:"constraint"`
+	// Subject is what violates it: a class, an object or an edge.
+	Subject string `json:"subject"`
+	// Detail says by how much, for a person.
+	Detail string `json:"detail"`
+}
+
+func (v Violation) String() string { return v.Constraint + ": " + v.Subject + ": " + v.Detail }
+
+// InfeasibleError lists every constraint that could not be met.
+type InfeasibleError struct {
+	Violations []Violation
+}
+
+func (e *InfeasibleError) Error() string {
+	var b strings.Builder
+	noun := "violations"
+	if len(e.Violations) == 1 {
+		noun = "violation"
+	}
+	fmt.Fprintf(&b, "%v (%d %s; best effort would place anyway):", ErrInfeasible, len(e.Violations), noun)
+	for _, v := range e.Violations {
+		b.WriteString("\n  ")
+		b.WriteString(v.String())
+	}
+	return b.String()
+}
+
+func (e *InfeasibleError) Is(target error) bool { return target == ErrInfeasible }

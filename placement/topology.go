@@ -1,0 +1,224 @@
+package placement
+
+import (
+	"fmt"
+	"io"
+	"regexp"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/geocdn/geocdn/internal/geo"
+)
+
+// validID is what an edge id, a class name or a region may be: it appears
+// in certificates (geocdn://edge/<id>), URLs and tables.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ParseTopology reads a topology in the YAML format described in the
+// package documentation. name labels errors, which are *InputError.
+func ParseTopology(name string, r io.Reader) (*Topology, error) {
+	f := yamlFile{name}
+	root, err := f.parse(r)
+	if err != nil {
+		return nil, err
+	}
+	top, err := f.fields("", root, "version", "regions", "rtt_ms", "edges")
+	if err != nil {
+		return nil, err
+	}
+	if err := f.version(top, root); err != nil {
+		return nil, err
+	}
+	t := &Topology{}
+	anchors := map[string]bool{}
+	if n, ok := top["regions"]; ok {
+		items, err := f.seq("regions", n)
+		if err != nil {
+			return nil, err
+		}
+		t.Measured = &geo.Matrix{}
+		for i, it := range items {
+			path := fmt.Sprintf("regions[%d]", i)
+			fs, err := f.fields(path, it, "name", "lat", "lon")
+			if err != nil {
+				return nil, err
+			}
+			name, err := f.reqID(path, "name", it, fs)
+			if err != nil {
+				return nil, err
+			}
+			if anchors[name] {
+				return nil, inputErr(f.name, fs["name"].Line, path+".name", "region %q given twice", name)
+			}
+			p, err := f.point(path, it, fs)
+			if err != nil {
+				return nil, err
+			}
+			anchors[name] = true
+			t.Measured.SetAnchor(name, p)
+		}
+	}
+	if n, ok := top["rtt_ms"]; ok {
+		items, err := f.seq("rtt_ms", n)
+		if err != nil {
+			return nil, err
+		}
+		if t.Measured == nil {
+			return nil, inputErr(f.name, n.Line, "rtt_ms", "measured RTTs need regions: with the anchor of each region")
+		}
+		type dir struct{ a, b string }
+		seen := map[dir]float64{}
+		var order []dir
+		for i, it := range items {
+			path := fmt.Sprintf("rtt_ms[%d]", i)
+			if it.Kind != yaml.SequenceNode || len(it.Content) != 3 {
+				return nil, inputErr(f.name, it.Line, path, "want [from-region, to-region, milliseconds], got %s", kindName(it))
+			}
+			a, err := f.str(path+"[0]", it.Content[0])
+			if err != nil {
+				return nil, err
+			}
+			b, err := f.str(path+"[1]", it.Content[1])
+			if err != nil {
+				return nil, err
+			}
+			ms, err := f.num(path+"[2]", it.Content[2])
+			if err != nil {
+				return nil, err
+			}
+			for j, r := range []string{a, b} {
+				if !anchors[r] {
+					return nil, inputErr(f.name, it.Content[j].Line, fmt.Sprintf("%s[%d]", path, j), "region %q has no anchor under regions:", r)
+				}
+			}
+			switch {
+			case a == b:
+				return nil, inputErr(f.name, it.Line, path, "a region's RTT to itself is not a measurement between regions")
+			case ms <= 0 || ms > 10_000:
+				return nil, inputErr(f.name, it.Content[2].Line, path+"[2]", "want milliseconds in (0, 10000], got %v", ms)
+			}
+			if _, dup := seen[dir{a, b}]; dup {
+				return nil, inputErr(f.name, it.Line, path, "%s→%s given twice", a, b)
+			}
+			seen[dir{a, b}] = ms
+			order = append(order, dir{a, b})
+		}
+		for _, d := range order {
+			ms := seen[d]
+			if back, ok := seen[dir{d.b, d.a}]; ok {
+				ms = (ms + back) / 2 // both directions: the matrix is symmetric
+			}
+			t.Measured.Set(d.a, d.b, time.Duration(ms*float64(time.Millisecond)))
+		}
+	}
+	en, ok := top["edges"]
+	if !ok {
+		return nil, inputErr(f.name, root.Line, "edges", "missing: a topology needs at least one edge")
+	}
+	items, err := f.seq("edges", en)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, inputErr(f.name, en.Line, "edges", "empty: a topology needs at least one edge")
+	}
+	ids := map[string]int{}
+	for i, it := range items {
+		path := fmt.Sprintf("edges[%d]", i)
+		fs, err := f.fields(path, it, "id", "city", "region", "lat", "lon", "fault_domain", "capacity")
+		if err != nil {
+			return nil, err
+		}
+		var e Edge
+		if e.ID, err = f.reqID(path, "id", it, fs); err != nil {
+			return nil, err
+		}
+		if prev, dup := ids[e.ID]; dup {
+			return nil, inputErr(f.name, fs["id"].Line, path+".id", "edge %q already defined on line %d", e.ID, prev)
+		}
+		ids[e.ID] = fs["id"].Line
+		if e.Region, err = f.reqID(path, "region", it, fs); err != nil {
+			return nil, err
+		}
+		p, err := f.point(path, it, fs)
+		if err != nil {
+			return nil, err
+		}
+		e.Lat, e.Lon = p.Lat, p.Lon
+		e.FaultDomain = e.ID // an edge with no fault domain given fails alone
+		if _, ok := fs["fault_domain"]; ok {
+			if e.FaultDomain, err = f.reqID(path, "fault_domain", it, fs); err != nil {
+				return nil, err
+			}
+		}
+		if n, ok := fs["capacity"]; ok {
+			if e.CapacityBytes, err = f.size(path+".capacity", n); err != nil {
+				return nil, err
+			}
+		}
+		if n, ok := fs["city"]; ok {
+			if e.City, err = f.str(path+".city", n); err != nil {
+				return nil, err
+			}
+		}
+		t.Edges = append(t.Edges, e)
+	}
+	return t, nil
+}
+
+// version checks the version field: absent or 1.
+func (f yamlFile) version(top map[string]*yaml.Node, root *yaml.Node) error {
+	n, ok := top["version"]
+	if !ok {
+		return nil
+	}
+	v, err := f.integer("version", n)
+	if err != nil {
+		return err
+	}
+	if v != 1 {
+		return inputErr(f.name, n.Line, "version", "version %d is not known (this build reads version 1)", v)
+	}
+	return nil
+}
+
+// reqID reads a required identifier field.
+func (f yamlFile) reqID(path, field string, parent *yaml.Node, fs map[string]*yaml.Node) (string, error) {
+	n, ok := fs[field]
+	if !ok {
+		return "", inputErr(f.name, parent.Line, join(path, field), "missing")
+	}
+	s, err := f.str(join(path, field), n)
+	if err != nil {
+		return "", err
+	}
+	if !validID.MatchString(s) {
+		return "", inputErr(f.name, n.Line, join(path, field), "%q: want 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
+	}
+	return s, nil
+}
+
+// point reads the required lat and lon fields.
+func (f yamlFile) point(path string, parent *yaml.Node, fs map[string]*yaml.Node) (geo.Point, error) {
+	var p geo.Point
+	for _, c := range []struct {
+		field string
+		dst   *float64
+		lim   float64
+	}{{"lat", &p.Lat, 90}, {"lon", &p.Lon, 180}} {
+		n, ok := fs[c.field]
+		if !ok {
+			return p, inputErr(f.name, parent.Line, join(path, c.field), "missing")
+		}
+		v, err := f.num(join(path, c.field), n)
+		if err != nil {
+			return p, err
+		}
+		if v < -c.lim || v > c.lim {
+			return p, inputErr(f.name, n.Line, join(path, c.field), "%v is outside [-%v, %v]", v, c.lim, c.lim)
+		}
+		*c.dst = v
+	}
+	return p, nil
+}
