@@ -26,6 +26,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/placement"
 )
 
 // Config configures an edge. Zero values take the defaults named in each
@@ -167,6 +168,10 @@ type Edge struct {
 	// not take mu; it holds a *time.Time.
 	confirmedHit atomic.Pointer[time.Time]
 	leaseUntil   time.Time
+	// plan is the placement plan in force (nil: none applied); planLSN
+	// is the LSN of its log entry.
+	plan    atomic.Pointer[placement.Plan]
+	planLSN uint64
 	// pendingAcks are heartbeat answers waiting for the log to reach
 	// their LSN before they count.
 	pendingAcks []pendingAck
@@ -188,6 +193,11 @@ func New(cfg Config) (*Edge, error) {
 		return nil, err
 	}
 	e.metrics = newMetrics(cfg.Registry)
+	if obj, ok := e.store.lookup(placement.PlanNamespace, placement.PlanKey); ok && obj.Present {
+		if err := e.loadPlan(obj.Entry); err != nil {
+			e.log.Error("placement plan on disk", "err", err)
+		}
+	}
 	if err := e.listen(); err != nil {
 		e.closeListeners()
 		e.store.close()

@@ -404,6 +404,32 @@ func (s *store) missing(owes func(wire.LogEntry) bool) []wire.LogEntry {
 	return out
 }
 
+// unowed returns the pinned blobs on disk that some current version refers
+// to but none this edge owes: replicas a new placement plan moved away.
+// Pinned blobs no version refers to yet (a push ahead of its log entry)
+// are left alone.
+func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
+	s.mu.RLock()
+	entries := make([]wire.LogEntry, 0, len(s.index))
+	for _, v := range s.index {
+		entries = append(entries, v.entry)
+	}
+	var pinned []wire.Digest
+	for d, b := range s.blobs {
+		if b.onDisk && b.required && b.refs > 0 {
+			pinned = append(pinned, d)
+		}
+	}
+	s.mu.RUnlock()
+	owed := make(map[wire.Digest]bool)
+	for _, e := range entries {
+		if owes(e) {
+			owed[e.Digest] = true
+		}
+	}
+	return slices.DeleteFunc(pinned, func(d wire.Digest) bool { return owed[d] })
+}
+
 // usage reports the bytes on disk of required blobs and of evictable fills.
 func (s *store) usage() (required, fills int64) {
 	s.mu.RLock()
@@ -722,13 +748,44 @@ func (s *store) makeRoomLocked(need int64) error {
 		return fmt.Errorf("%w: %d bytes wanted, %d of %d in use by required blobs", ErrDiskFull, need, s.required, s.diskCap)
 	}
 	slices.SortFunc(cands, func(a, b cand) int { return cmp.Compare(a.used, b.used) })
-	var victims []cand
+	var victims []evictee
 	for _, c := range cands {
 		if over <= 0 {
 			break
 		}
-		victims = append(victims, c)
+		victims = append(victims, evictee{c.d, c.b})
 		over -= c.b.size
+	}
+	return s.evictLocked(victims)
+}
+
+// evictee is a blob chosen for removal.
+type evictee struct {
+	d wire.Digest
+	b *blob
+}
+
+// drop removes the blobs ds from disk, pinned or not: the edge no longer
+// owes them under the placement plan in force. Index entries stay, so a
+// later request fills the content as it would an evicted fill.
+func (s *store) drop(ds []wire.Digest) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var victims []evictee
+	s.mu.RLock()
+	for _, d := range ds {
+		if b := s.blobs[d]; b != nil && b.onDisk {
+			victims = append(victims, evictee{d, b})
+		}
+	}
+	s.mu.RUnlock()
+	return s.evictLocked(victims)
+}
+
+// evictLocked forgets and unlinks victims. Callers hold writeMu.
+func (s *store) evictLocked(victims []evictee) error {
+	if len(victims) == 0 {
+		return nil
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		for _, v := range victims {
@@ -751,7 +808,7 @@ func (s *store) makeRoomLocked(need int64) error {
 	}
 	s.mu.Unlock()
 	for _, v := range victims {
-		s.log.Debug("edge: evicted fill", "digest", hex.EncodeToString(v.d[:]), "size", v.b.size)
+		s.log.Debug("edge: evicted blob", "digest", hex.EncodeToString(v.d[:]), "size", v.b.size)
 		s.removeFile(v.d)
 	}
 	return nil

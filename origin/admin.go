@@ -30,6 +30,8 @@ const HeaderLSN = "GeoCDN-LSN"
 func (o *Origin) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/edges", o.handleEdges)
+	mux.HandleFunc("GET /v1/placement", o.handlePlanGet)
+	mux.HandleFunc("PUT /v1/placement", o.handlePlanPut)
 	mux.HandleFunc("GET /healthz", o.handleHealthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{}))
 	tokenSum := sha256.Sum256([]byte(o.cfg.Token))
@@ -130,7 +132,7 @@ func (o *Origin) ackPlan(wq writeQuorum, replicas []string) (eligible []string, 
 	case wq.all:
 		now := o.clk.Now()
 		for _, id := range set {
-			if e := o.edges.get(id); e != nil && e.state(now, o.cfg.HeartbeatInterval) != EdgeDown {
+			if e := o.edges.get(id); e != nil && e.state(now, o.stateRule()) != EdgeDown {
 				eligible = append(eligible, id)
 			}
 		}
@@ -167,7 +169,7 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
 		return
 	}
-	replicas := o.edges.replicaSet(ns, key, o.cfg.Replicas)
+	replicas := o.replicaSet(ns, key)
 	eligible, need, err := o.ackPlan(wq, replicas)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -320,7 +322,7 @@ func (o *Origin) Edges() []EdgeStatus {
 		st := EdgeStatus{
 			ID: e.info.ID, Region: e.info.Region, Lat: e.info.Lat, Lon: e.info.Lon,
 			FaultDomain: e.info.FaultDomain, PublicURL: e.info.PublicURL,
-			State: e.stateLocked(now, o.cfg.HeartbeatInterval), LeaseExpires: e.leaseExpires,
+			State: e.stateLocked(now, o.stateRule()), LeaseExpires: e.leaseExpires,
 			Watermark: e.watermark,
 		}
 		e.mu.Unlock()

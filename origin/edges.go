@@ -56,6 +56,9 @@ type edge struct {
 	pushCursor    uint64
 	pushWake      chan struct{}
 	pusherRunning bool
+	// planSync asks the pusher to offer the edge everything it owes under
+	// a newly applied plan.
+	planSync bool
 }
 
 func newEdge(info edgeInfo) *edge {
@@ -98,15 +101,27 @@ func (e *edge) clearData(c *quic.Conn) {
 	}
 }
 
-// state derives the edge's health at now.
-func (e *edge) state(now time.Time, heartbeat time.Duration) EdgeState {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.stateLocked(now, heartbeat)
+// stateRule is what an edge's state is judged by: the heartbeat interval,
+// and until when after an origin start an edge not heard from yet may
+// still hold a lease granted before the restart.
+type stateRule struct {
+	heartbeat    time.Duration
+	unknownUntil time.Time
 }
 
-func (e *edge) stateLocked(now time.Time, heartbeat time.Duration) EdgeState {
+// state derives the edge's health at now.
+func (e *edge) state(now time.Time, r stateRule) EdgeState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stateLocked(now, r)
+}
+
+func (e *edge) stateLocked(now time.Time, r stateRule) EdgeState {
+	heartbeat := r.heartbeat
 	switch {
+	case e.leaseExpires.IsZero() && now.Before(r.unknownUntil):
+		// A lease from before the restart may still run: not known down.
+		return EdgeSuspect
 	case e.leaseExpires.IsZero() || !now.Before(e.leaseExpires):
 		return EdgeDown
 	case e.control == nil || now.Sub(e.lastHeartbeat) > 3*heartbeat:

@@ -40,7 +40,7 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 			n := 0
 			now := o.clk.Now()
 			for _, e := range o.edges.all() {
-				if e.state(now, o.cfg.HeartbeatInterval) == EdgeUp {
+				if e.state(now, o.stateRule()) == EdgeUp {
 					n++
 				}
 			}

@@ -19,12 +19,15 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/invalidation"
+	"github.com/geocdn/geocdn/placement"
 )
 
 // Origin is a running origin node. Create it with New, serve with Run.
@@ -36,6 +39,8 @@ type Origin struct {
 	edges   *registry
 	metrics *metrics
 	acks    *ackTracker
+	// plan is the placement plan in force, nil until one is applied.
+	plan atomic.Pointer[placement.Plan]
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -78,6 +83,10 @@ func New(cfg Config) (*Origin, error) {
 	}
 	o.edges, err = loadRegistry(filepath.Join(cfg.DataDir, "edges.json"))
 	if err != nil {
+		o.store.close()
+		return nil, err
+	}
+	if err := o.loadPlan(); err != nil {
 		o.store.close()
 		return nil, err
 	}
@@ -267,3 +276,11 @@ func (o *Origin) emit(ev Event) {
 
 // LastLSN is the LSN of the latest committed log entry.
 func (o *Origin) LastLSN() uint64 { return o.store.lastLSN() }
+
+// stateRule judges edge states: an edge not heard from since this origin
+// started counts as suspect, not down, for one lease term plus margin,
+// since it may still hold a lease granted before the restart.
+func (o *Origin) stateRule() stateRule {
+	term := o.cfg.LeaseTerm
+	return stateRule{heartbeat: o.cfg.HeartbeatInterval, unknownUntil: o.started.Add(term + invalidation.Margin(term))}
+}

@@ -290,3 +290,16 @@ func position(data []byte, off int64) (line, col int) {
 	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
 	return line, col
 }
+
+// PlanNamespace and PlanKey name the object under which the origin keeps
+// the plan in force and replicates it to every edge: a plan change is a log
+// entry like any other, ordered with the publishes around it, so each edge
+// switches plans at the same point of the log. The namespace is not a
+// valid client namespace, so no tenant's object can collide with it.
+const (
+	PlanNamespace = "_geocdn"
+	PlanKey       = "placement"
+)
+
+// IsPlanObject reports whether ns/key is the replicated plan itself.
+func IsPlanObject(ns, key string) bool { return ns == PlanNamespace && key == PlanKey }

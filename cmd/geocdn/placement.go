@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -51,6 +52,38 @@ func placementCommand() *cli.Command {
 					}
 					printPlan(os.Stdout, p, res)
 					return nil
+				},
+			},
+			{
+				Name:      "apply",
+				Usage:     "put a plan file (from plan --json; - for stdin) in force at the origin",
+				ArgsUsage: "PLANFILE",
+				Flags:     append([]cli.Flag{originURLFlag}, tokenFlags...),
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return fmt.Errorf("apply needs PLANFILE (or - for stdin), got %d arguments", c.NArg())
+					}
+					var r io.Reader = os.Stdin
+					if f := c.Args().First(); f != "-" {
+						fh, err := os.Open(f)
+						if err != nil {
+							return err
+						}
+						defer fh.Close()
+						r = fh
+					}
+					b, err := io.ReadAll(r)
+					if err != nil {
+						return err
+					}
+					// Check locally first, so a bad file is named here
+					// rather than in the origin's answer.
+					if _, err := placement.UnmarshalPlan(b); err != nil {
+						return fmt.Errorf("%s: %w", c.Args().First(), err)
+					}
+					_, out, err := adminRequest(c, http.MethodPut, "/v1/placement", nil, bytes.NewReader(b), int64(len(b)), http.Header{"Content-Type": {"application/json"}})
+					os.Stdout.Write(out)
+					return err
 				},
 			},
 			{
