@@ -382,7 +382,9 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 		}
 		for _, ent := range batch {
 			if ent.Op == wire.OpPut && placement.IsPlanObject(ent.Namespace, ent.Key) {
+				e.bg.Add(1)
 				go func() {
+					defer e.bg.Done()
 					if err := e.planApplied(ctx, ent); err != nil && ctx.Err() == nil {
 						e.log.Error("placement plan", "lsn", ent.LSN, "err", err)
 					}
@@ -410,7 +412,11 @@ func (e *Edge) acceptPushes(ctx context.Context, s *session) error {
 			}
 			return err
 		}
-		go e.handlePush(st)
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			e.handlePush(st)
+		}()
 	}
 }
 
@@ -433,6 +439,12 @@ func (e *Edge) handlePush(st *quic.Stream) {
 	if e.store.hasBlob(offer.Digest) && (!offer.Required || e.store.setRequired(offer.Digest, true) == nil) {
 		e.metrics.push("have")
 		wire.WriteFrame(st, wire.PushReply{Status: wire.PushHave})
+		return
+	}
+	if err := e.store.admit(int64(offer.Size)); err != nil {
+		e.metrics.push("disk_full")
+		e.log.Warn("push refused", "key", offer.Key, "lsn", offer.LSN, "err", err)
+		wire.WriteFrame(st, wire.PushReply{Status: wire.PushRefuse, Reason: err.Error()})
 		return
 	}
 	if err := wire.WriteFrame(st, wire.PushReply{Status: wire.PushWant}); err != nil {
@@ -470,14 +482,19 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 	if s == nil {
 		return wire.LogEntry{}, errNoOrigin
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
-	defer cancel()
-	st, err := s.data.OpenStreamSync(ctx)
+	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
+	st, err := s.data.OpenStreamSync(octx)
+	cancel()
 	if err != nil {
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
+	// Stream deadlines run on the real clock (as socket deadlines do), so
+	// they are set from time.Now, not from the injected clock. FillTimeout
+	// bounds the answer; the body then gets time in proportion to its size
+	// at a floor rate of 1 MiB/s, so a large fill is not cut off.
+	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
 	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want}); err != nil {
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
 	}
@@ -500,6 +517,7 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 		return wire.LogEntry{}, fmt.Errorf("fill: origin: %s", resp.Reason)
 	}
 	ent := resp.Entry
+	st.SetReadDeadline(time.Now().Add(e.cfg.FillTimeout + time.Duration(ent.Size>>20)*time.Second))
 	required := false
 	if cur, ok := e.store.lookup(ns, key); ok && cur.Entry.Digest == ent.Digest {
 		required = e.owes(cur.Entry)

@@ -156,6 +156,9 @@ type Edge struct {
 	httpSrv, adminSrv *http.Server
 
 	draining atomic.Bool
+	// bg tracks push handlers and plan loads, which touch the store and
+	// must end before it closes.
+	bg sync.WaitGroup
 
 	mu   sync.Mutex
 	sess *session
@@ -324,6 +327,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	cancel()
 	<-done
 	e.closeListeners()
+	e.bg.Wait()
 	e.store.close()
 	return err
 }

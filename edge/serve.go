@@ -287,6 +287,11 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		h.log.Warn("edge: fill failed", "ns", ns, "key", key, "err", err)
 		noStore(w)
 		w.Header().Set("Cache-Status", fwd+"; detail=origin-error")
+		if errors.Is(err, ErrDiskFull) {
+			// The origin answered; this edge could not keep the bytes.
+			http.Error(w, "edge storage full", http.StatusServiceUnavailable)
+			return
+		}
 		msg := "origin unreachable"
 		if errors.Is(err, context.DeadlineExceeded) {
 			msg = "origin timed out"

@@ -135,6 +135,9 @@ type store struct {
 	// never takes it.
 	writeMu  sync.Mutex
 	reserved int64 // bytes promised to writes in progress; guarded by writeMu
+	// receiving counts writes in progress per digest (guarded by mu), so
+	// the repair loop does not start a second copy of a push under way.
+	receiving map[wire.Digest]int
 
 	// mu guards the maps and usage counters for readers; writers hold it
 	// only to publish changes already committed to bbolt, never across I/O.
@@ -184,13 +187,14 @@ func openStore(cfg storeConfig) (*store, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &store{
-		blobDir: filepath.Join(cfg.Dir, "blobs"),
-		tmpDir:  filepath.Join(cfg.Dir, "blobs", "tmp"),
-		hotMax:  cfg.HotMaxObject,
-		diskCap: cfg.DiskBytes,
-		log:     cfg.Logger,
-		index:   make(map[objKey]*version),
-		blobs:   make(map[wire.Digest]*blob),
+		blobDir:   filepath.Join(cfg.Dir, "blobs"),
+		tmpDir:    filepath.Join(cfg.Dir, "blobs", "tmp"),
+		hotMax:    cfg.HotMaxObject,
+		diskCap:   cfg.DiskBytes,
+		log:       cfg.Logger,
+		index:     make(map[objKey]*version),
+		blobs:     make(map[wire.Digest]*blob),
+		receiving: make(map[wire.Digest]int),
 	}
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
@@ -393,7 +397,7 @@ func (s *store) missing(owes func(wire.LogEntry) bool) []wire.LogEntry {
 	s.mu.RLock()
 	var out []wire.LogEntry
 	for _, v := range s.index {
-		if b := s.blobs[v.entry.Digest]; b == nil || !b.onDisk {
+		if b := s.blobs[v.entry.Digest]; (b == nil || !b.onDisk) && s.receiving[v.entry.Digest] == 0 {
 			out = append(out, v.entry)
 		}
 	}
@@ -625,6 +629,16 @@ func (s *store) writeBlob(d wire.Digest, size int64, r io.Reader, required bool)
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	s.receiving[d]++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.receiving[d]--; s.receiving[d] == 0 {
+			delete(s.receiving, d)
+		}
+		s.mu.Unlock()
+	}()
 	committed := false
 	defer func() {
 		if !committed {
@@ -757,6 +771,21 @@ func (s *store) makeRoomLocked(need int64) error {
 		over -= c.b.size
 	}
 	return s.evictLocked(victims)
+}
+
+// admit reports whether a blob of size bytes could be stored, evicting
+// fills if need be, without reserving anything: a push is refused at the
+// offer rather than after its bytes crossed the network.
+func (s *store) admit(size int64) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.diskCap == 0 {
+		return nil
+	}
+	if s.required+s.reserved+size > s.diskCap {
+		return fmt.Errorf("%w: %d bytes offered, %d of %d in use by required blobs", ErrDiskFull, size, s.required, s.diskCap)
+	}
+	return nil
 }
 
 // evictee is a blob chosen for removal.

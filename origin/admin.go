@@ -203,6 +203,9 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		}
 		return
 	}
+	// The body is in; what remains is waiting for acks, bounded by the
+	// publish timeout, which the server-wide WriteTimeout must not cut.
+	http.NewResponseController(w).SetWriteDeadline(o.clk.Now().Add(o.cfg.PublishTimeout + time.Minute))
 	o.metrics.publishes.WithLabelValues("committed").Inc()
 	o.metrics.publishBytes.Add(float64(ent.Size))
 	aw := o.acks.wait(ent.LSN, eligible, need)

@@ -53,7 +53,12 @@ type edge struct {
 	leaseExpires  time.Time
 	// pushCursor is the LSN up to which the pusher has considered the log;
 	// reset to the edge's watermark on every control reconnect.
-	pushCursor    uint64
+	pushCursor uint64
+	// unpushed holds the LSNs of pushes started but not settled (stored
+	// or refused by the edge). A reconnect restarts the cursor before the
+	// oldest, even when the edge's log watermark is past it: the log entry
+	// may have arrived while its content did not.
+	unpushed      map[uint64]struct{}
 	pushWake      chan struct{}
 	pusherRunning bool
 	// planSync asks the pusher to offer the edge everything it owes under
@@ -62,7 +67,24 @@ type edge struct {
 }
 
 func newEdge(info edgeInfo) *edge {
-	return &edge{info: info, dataReady: make(chan struct{}), pushWake: make(chan struct{}, 1)}
+	return &edge{info: info, dataReady: make(chan struct{}), pushWake: make(chan struct{}, 1), unpushed: make(map[uint64]struct{})}
+}
+
+func (e *edge) pushSettled(lsn uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.unpushed, lsn)
+}
+
+// restartPushes moves the push cursor to the edge's announced watermark,
+// or before the oldest unsettled push if that is earlier. Callers hold mu.
+func (e *edge) restartPushesLocked(watermark uint64) {
+	cursor := watermark
+	for lsn := range e.unpushed {
+		cursor = min(cursor, lsn-1)
+	}
+	clear(e.unpushed)
+	e.pushCursor = cursor
 }
 
 func (e *edge) wakePusher() {

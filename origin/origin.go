@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
 )
@@ -39,6 +41,10 @@ type Origin struct {
 	edges   *registry
 	metrics *metrics
 	acks    *ackTracker
+	// pushBody is a test seam: when set, the bytes of every push are read
+	// through it, so tests can damage a transfer on the wire. Never set in
+	// production.
+	pushBody atomic.Pointer[func(ent wire.LogEntry, blob io.Reader) io.Reader]
 	// plan is the placement plan in force, nil until one is applied.
 	plan atomic.Pointer[placement.Plan]
 
@@ -223,6 +229,17 @@ func (o *Origin) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	o.httpSrv.Shutdown(sctx)
+	// Tell edges now rather than let them find out from missed heartbeats.
+	for _, e := range o.edges.all() {
+		e.mu.Lock()
+		conns := []*quic.Conn{e.control, e.data}
+		e.mu.Unlock()
+		for _, c := range conns {
+			if c != nil {
+				c.CloseWithError(codeNormal, "origin shutting down")
+			}
+		}
+	}
 	o.closeListeners()
 	o.wg.Wait()
 	o.store.close()

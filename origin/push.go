@@ -7,7 +7,6 @@ import (
 	"io"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/quic-go/quic-go"
 
@@ -42,6 +41,9 @@ func (o *Origin) runPusher(ctx context.Context, e *edge) {
 			case <-ctx.Done():
 				return false
 			}
+			e.mu.Lock()
+			e.unpushed[ent.LSN] = struct{}{}
+			e.mu.Unlock()
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
@@ -138,6 +140,7 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 		n, err = o.pushOnce(ctx, conn, ent)
 		o.metrics.pushBytes.Add(float64(n))
 		if err == nil {
+			e.pushSettled(ent.LSN)
 			o.metrics.pushes.WithLabelValues("stored").Inc()
 			o.acks.stored(ent.LSN, e.info.ID)
 			o.emit(Event{Kind: EventPushStored, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Bytes: n})
@@ -147,6 +150,12 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 			break
 		}
 	}
+	if errors.Is(err, errPushRefused) || errors.Is(err, errBadDigest) {
+		// The edge answered: resending on reconnect would not help. A
+		// transfer cut off by the connection stays unsettled and is
+		// offered again when the edge returns.
+		e.pushSettled(ent.LSN)
+	}
 	o.metrics.pushes.WithLabelValues("failed").Inc()
 	o.emit(Event{Kind: EventPushFailed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Err: err})
 	if ctx.Err() == nil {
@@ -155,12 +164,6 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 }
 
 var errBadDigest = errors.New("edge saw a digest mismatch")
-
-// pushBodyHook is a test seam: when set, the bytes of every push are read
-// through hook(o, ent, blob) instead of the blob itself, so tests in this
-// package can corrupt a transfer on the wire. It is never set in
-// production; it takes the origin so that a test only touches its own.
-var pushBodyHook atomic.Pointer[func(o *Origin, ent wire.LogEntry, blob io.Reader) io.Reader]
 
 // pushOnce runs the push protocol of wire.PushOffer on a new stream.
 func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntry) (int64, error) {
@@ -199,8 +202,8 @@ func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntr
 		return 0, err
 	}
 	var body io.Reader = blob
-	if hook := pushBodyHook.Load(); hook != nil {
-		body = (*hook)(o, ent, blob)
+	if hook := o.pushBody.Load(); hook != nil {
+		body = (*hook)(ent, blob)
 	}
 	n, err := io.Copy(st, body)
 	blob.Close()

@@ -22,6 +22,8 @@ const (
 	codeProtocol quic.ApplicationErrorCode = 3
 )
 
+var errUnexpectedFrame = errors.New("unexpected frame")
+
 func (o *Origin) acceptLoop(ctx context.Context) {
 	for {
 		conn, err := o.quicLn.Accept(ctx)
@@ -116,7 +118,7 @@ func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st 
 	old := e.control
 	e.control = conn
 	e.watermark = hello.Watermark
-	e.pushCursor = hello.Watermark
+	e.restartPushesLocked(hello.Watermark)
 	e.mu.Unlock()
 	if old != nil {
 		old.CloseWithError(codeReplaced, "replaced by a newer connection")
@@ -141,7 +143,11 @@ func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st 
 		e.control = nil
 	}
 	e.mu.Unlock()
-	conn.CloseWithError(codeNormal, "")
+	if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrUnknownFrame) || errors.Is(err, errUnexpectedFrame) {
+		conn.CloseWithError(codeProtocol, err.Error())
+	} else {
+		conn.CloseWithError(codeNormal, "")
+	}
 	o.emit(Event{Kind: EventEdgeDisconnected, Edge: e.info.ID, Err: err})
 	o.log.Info("edge disconnected", "edge", e.info.ID, "err", err)
 }
@@ -180,7 +186,7 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			e.watermark = max(e.watermark, m.Watermark)
 			e.mu.Unlock()
 		default:
-			return fmt.Errorf("unexpected %T on control stream", f)
+			return fmt.Errorf("%w: %T on control stream", errUnexpectedFrame, f)
 		}
 	}
 }
@@ -229,7 +235,11 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 		if err != nil {
 			return
 		}
-		go o.serveFill(e, st)
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			o.serveFill(e, st)
+		}()
 	}
 }
 

@@ -179,8 +179,11 @@ func (c *Cluster) StartOrigin() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node[*origin.Origin]{n: o, cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		n.done <- o.Run(ctx)
+		err := o.Run(ctx)
+		// Release the port before reporting the stop, so a restart can
+		// bind it again at once.
 		pc.Close()
+		n.done <- err
 	}()
 	c.origin = n
 	return nil
