@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -148,6 +149,7 @@ type handler struct {
 	nsFor       func(string) string
 	fillTimeout time.Duration
 	group       singleflight.Group
+	lsn         atomic.Pointer[lsnValue]
 
 	// Constant header values, shared like respHeaders.
 	hitXCache, missXCache, hitStatus []string
@@ -394,14 +396,9 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 	if hv.cacheControl != nil {
 		hd["Cache-Control"] = hv.cacheControl
 	}
-	// One allocation holds both per-request values; each slice has
-	// capacity 1 like the shared ones.
-	vals := make([]string, 2)
-	vals[0] = strconv.FormatUint(h.st.watermark(), 10)
-	hd["Geocdn-Lsn"] = vals[0:1:1]
+	hd["Geocdn-Lsn"] = h.lsnHeader()
 	if age != "" {
-		vals[1] = age
-		hd["Age"] = vals[1:2:2]
+		hd["Age"] = ageHeader(age)
 	}
 	hd["X-Cache"] = xCache
 	hd["Cache-Status"] = cacheStatus
@@ -413,9 +410,14 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 		if hv.lastModified != nil {
 			hd["Last-Modified"] = hv.lastModified
 		}
-		hd["Content-Length"] = hv.contentLength
-		hd["Accept-Ranges"] = acceptRanges
-		w.WriteHeader(http.StatusOK)
+		// A body that fits net/http's response buffer gets its
+		// Content-Length from net/http when the handler returns; leaving
+		// it and Accept-Ranges out of the map keeps the map small enough
+		// not to grow (and be cloned grown) on every hit.
+		if len(c.hot) > smallBody || r.Method == http.MethodHead {
+			hd["Content-Length"] = hv.contentLength
+			hd["Accept-Ranges"] = acceptRanges
+		}
 		if r.Method != http.MethodHead {
 			w.Write(c.hot)
 			h.m.served(int64(len(c.hot)))
@@ -442,6 +444,43 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 			h.m.served(n)
 		}
 	}
+}
+
+// smallBody is the size up to which net/http buffers a whole response
+// and computes its Content-Length (its bufferBeforeChunkingSize).
+const smallBody = 2048
+
+// lsnHeader is the GeoCDN-LSN value, rebuilt only when the watermark moves.
+func (h *handler) lsnHeader() []string {
+	wm := h.st.watermark()
+	if c := h.lsn.Load(); c != nil && c.wm == wm {
+		return c.v
+	}
+	c := &lsnValue{wm: wm, v: []string{strconv.FormatUint(wm, 10)}}
+	h.lsn.Store(c)
+	return c.v
+}
+
+type lsnValue struct {
+	wm uint64
+	v  []string
+}
+
+// ageValues holds the Age header values of the first seconds, shared like
+// respHeaders, so a hit allocates none.
+var ageValues = func() [][]string {
+	v := make([][]string, 256)
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func ageHeader(age string) []string {
+	if n, err := strconv.Atoi(age); err == nil && n >= 0 && n < len(ageValues) {
+		return ageValues[n]
+	}
+	return []string{age}
 }
 
 // plainRequest reports that r asks for the whole object unconditionally,
