@@ -215,14 +215,14 @@ func TestServeHit(t *testing.T) {
 	rec := e.do("GET", "/dir/hello.txt")
 	checkResponse(t, rec, http.StatusOK, string(body))
 	checkHeaders(t, rec, map[string]string{
-		"ETag":           `"` + ent.Digest.String() + `"`,
-		"Last-Modified":  "Sat, 01 Mar 2025 12:00:00 GMT",
-		"Content-Type":   "text/plain",
-		"Cache-Control":  "max-age=60",
-		"Age":            "5",
-		"GeoCDN-LSN":     "7",
-		"X-Cache":        "HIT",
-		"Cache-Status":   "geocdn; hit",
+		"ETag":          `"` + ent.Digest.String() + `"`,
+		"Last-Modified": "Sat, 01 Mar 2025 12:00:00 GMT",
+		"Content-Type":  "text/plain",
+		"Cache-Control": "max-age=60",
+		"Age":           "5",
+		"GeoCDN-LSN":    "7",
+		"X-Cache":       "HIT",
+		"Cache-Status":  "geocdn; hit",
 	})
 	// A small body's Content-Length is computed by net/http itself, so it
 	// is checked on a real connection rather than on a recorder.
