@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/geocdn/geocdn/internal/cluster"
+	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/router"
 )
 
 // devEdges are the development cluster's edges, at real cities of the
@@ -36,6 +39,7 @@ func devCommand() *cli.Command {
 			&cli.IntFlag{Name: "base-port", Value: 8080, Usage: "origin admin on this port, edges on the next ones, their admin listeners 1000 higher", EnvVars: env("base-port")},
 			&cli.StringFlag{Name: "content", Value: "testdata/sample", Usage: "directory whose files are published at start", EnvVars: env("content")},
 			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "edge lease term", EnvVars: env("lease")},
+			&cli.StringFlag{Name: "geoip", Value: "testdata/geoip-test.mmdb", Usage: "GeoIP2 City database of the dev router", EnvVars: env("dev-geoip")},
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("data")
@@ -73,7 +77,22 @@ func devCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			printDev(cl, dir, keys)
+			// The dev router trusts loopback, so X-Forwarded-For can play
+			// a client anywhere in the test GeoIP database.
+			frankfurt := geo.Point{Lat: 50.11, Lon: 8.68}
+			rt, err := router.New(router.Config{
+				HTTPAddr: fmt.Sprintf("127.0.0.1:%d", base+100), OriginAdmin: cl.OriginURL(), Token: cl.Token,
+				GeoIPPath: c.String("geoip"), DefaultLocation: &frankfurt,
+				TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+				Logger:         slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			rtDone := make(chan error, 1)
+			go func() { rtDone <- rt.Run(ctx) }()
+			defer func() { <-rtDone }()
+			printDev(cl, dir, keys, "http://"+rt.HTTPAddr().String())
 			<-ctx.Done()
 			fmt.Println("\nstopping…")
 			return nil
@@ -129,9 +148,10 @@ func publishDir(ctx context.Context, cl *cluster.Cluster, dir string) ([]string,
 	return keys, nil
 }
 
-func printDev(cl *cluster.Cluster, dir string, keys []string) {
+func printDev(cl *cluster.Cluster, dir string, keys []string, routerURL string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ngeocdn dev cluster is up (data in %s)\n\n", dir)
+	fmt.Fprintf(&b, "  router        %s   (302 to the nearest healthy edge)\n", routerURL)
 	fmt.Fprintf(&b, "  origin admin  %s   token: %s (also in %s)\n", cl.OriginURL(), cl.Token, filepath.Join(dir, "token"))
 	for _, e := range cl.Edges() {
 		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics\n", e.Spec.ID, e.Spec.Region, e.URL, e.Spec.AdminAddr)
@@ -144,7 +164,9 @@ func printDev(cl *cluster.Cluster, dir string, keys []string) {
 				k = key
 			}
 		}
-		fmt.Fprintf(&b, "\ntry:\n  curl -i %s/%s\n", cl.Edges()[0].URL, escapeKey(k))
+		fmt.Fprintf(&b, "\ntry (a client in Paris, then one in Tokyo):\n")
+		fmt.Fprintf(&b, "  curl -iL -H 'X-Forwarded-For: 192.0.2.1' %s/%s\n", routerURL, escapeKey(k))
+		fmt.Fprintf(&b, "  curl -s '%s/v1/route?ip=198.51.100.65&key=%s'\n", routerURL, escapeKey(k))
 		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' %s/v1/edges\n", cl.Token, cl.OriginURL())
 		fmt.Fprintf(&b, "  echo hi | go run ./cmd/geocdn publish --origin %s --token %s hello.txt -\n", cl.OriginURL(), cl.Token)
 	}

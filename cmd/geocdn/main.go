@@ -32,6 +32,7 @@ func main() {
 			devCommand(),
 			originCommand(),
 			edgeCommand(),
+			routerCommand(),
 			publishCommand(),
 			deleteCommand(),
 			statusCommand(),

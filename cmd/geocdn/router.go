@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/router"
+)
+
+func routerCommand() *cli.Command {
+	d := router.DefaultConfig()
+	return &cli.Command{
+		Name:  "router",
+		Usage: "send HTTP clients to their nearest healthy edge (302) using a GeoIP2 City database",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "listen address for redirects, /v1/route, /healthz and /metrics", EnvVars: env("http")},
+			&cli.StringFlag{Name: "origin-admin", Usage: "origin admin API base URL, whose /v1/edges lists the edges", Required: true, EnvVars: env("origin-admin")},
+			&cli.StringFlag{Name: "geoip", Usage: "GeoIP2 or GeoLite2 City database (.mmdb)", Required: true, EnvVars: env("geoip")},
+			&cli.StringFlag{Name: "trusted-proxies", Usage: "comma-separated CIDRs or addresses whose --client-ip-header is believed (e.g. 127.0.0.0/8,::1)", EnvVars: env("trusted-proxies")},
+			&cli.StringFlag{Name: "client-ip-header", Value: d.ClientIPHeader, Usage: "header trusted proxies append the client to: X-Forwarded-For or Forwarded", EnvVars: env("client-ip-header")},
+			&cli.StringFlag{Name: "default-location", Usage: "LAT,LON for clients the database places nowhere (default: spread them over every edge)", EnvVars: env("default-location")},
+			&cli.StringFlag{Name: "country-locations", Usage: "override where clients known only by country are placed: CC=LAT,LON;CC=LAT,LON", EnvVars: env("country-locations")},
+			&cli.IntFlag{Name: "max-accuracy", Value: d.MaxAccuracyKm, Usage: "largest GeoIP accuracy radius (km) taken as a city-level position", EnvVars: env("max-accuracy")},
+			&cli.DurationFlag{Name: "equivalence", Value: d.Equivalence, Usage: "edges within this estimated RTT of the nearest share clients by rendezvous hashing", EnvVars: env("equivalence")},
+			&cli.DurationFlag{Name: "membership-interval", Value: d.MembershipInterval, Usage: "how often the origin's edge list is fetched (at most 1s)", EnvVars: env("membership-interval")},
+			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "how often each edge's /healthz is probed (at most 500ms)", EnvVars: env("probe-interval")},
+			&cli.DurationFlag{Name: "probe-timeout", Value: d.ProbeTimeout, Usage: "timeout of one probe or edge-list fetch (at most 2s)", EnvVars: env("probe-timeout")},
+		}, tokenFlags...),
+		Action: func(c *cli.Context) error {
+			tok, err := loadToken(c)
+			if err != nil {
+				return err
+			}
+			trusted, err := router.ParseTrustedProxies(c.String("trusted-proxies"))
+			if err != nil {
+				return fmt.Errorf("--trusted-proxies: %w", err)
+			}
+			var def *geo.Point
+			if s := c.String("default-location"); s != "" {
+				p, err := router.ParseLocation(s)
+				if err != nil {
+					return fmt.Errorf("--default-location: %w", err)
+				}
+				def = &p
+			}
+			countries, err := parseCountryLocations(c.String("country-locations"))
+			if err != nil {
+				return fmt.Errorf("--country-locations: %w", err)
+			}
+			r, err := router.New(router.Config{
+				HTTPAddr: c.String("http"), OriginAdmin: c.String("origin-admin"), Token: tok,
+				GeoIPPath: c.String("geoip"), MaxAccuracyKm: c.Int("max-accuracy"),
+				DefaultLocation: def, CountryLocations: countries,
+				TrustedProxies: trusted, ClientIPHeader: c.String("client-ip-header"),
+				Equivalence: c.Duration("equivalence"), MembershipInterval: c.Duration("membership-interval"),
+				ProbeInterval: c.Duration("probe-interval"), ProbeTimeout: c.Duration("probe-timeout"),
+				Logger: slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			return r.Run(ctx)
+		},
+	}
+}
+
+// parseCountryLocations parses "US=39.83,-98.58;CA=43.65,-79.38".
+func parseCountryLocations(s string) (map[string]geo.Point, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]geo.Point{}
+	for f := range strings.SplitSeq(s, ";") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		cc, loc, ok := strings.Cut(f, "=")
+		cc = strings.ToUpper(strings.TrimSpace(cc))
+		if !ok || len(cc) != 2 {
+			return nil, fmt.Errorf("%q: want CC=LAT,LON with a two-letter country code", f)
+		}
+		p, err := router.ParseLocation(loc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cc, err)
+		}
+		out[cc] = p
+	}
+	return out, nil
+}

@@ -1,0 +1,5 @@
+package geoip
+
+// The test database is generated, never edited by hand; TestReproducible in
+// ./gen checks the committed file against the program.
+//go:generate go run ./gen -o ../../testdata/geoip-test.mmdb
