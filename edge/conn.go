@@ -392,6 +392,7 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 			}
 		}
 		wm := e.store.watermark()
+		e.notifyLog()
 		e.metrics.setWatermark(wm)
 		e.mu.Lock()
 		e.countAcksLocked(wm)
@@ -438,6 +439,7 @@ func (e *Edge) handlePush(st *quic.Stream) {
 	// edge asks for the bytes rather than claim a copy it lacks.
 	if e.store.hasBlob(offer.Digest) && (!offer.Required || e.store.setRequired(offer.Digest, true) == nil) {
 		e.metrics.push("have")
+		e.awaitLog(offer.LSN)
 		wire.WriteFrame(st, wire.PushReply{Status: wire.PushHave})
 		return
 	}
@@ -468,8 +470,47 @@ func (e *Edge) handlePush(st *quic.Stream) {
 	if err != nil {
 		st.CancelRead(0)
 		e.log.Warn("push refused", "key", offer.Key, "lsn", offer.LSN, "err", err)
+	} else {
+		e.awaitLog(offer.LSN)
 	}
 	wire.WriteFrame(st, res)
+}
+
+// pushLogWait bounds how long a push acknowledgement waits for the log.
+const pushLogWait = 5 * time.Second
+
+// awaitLog waits, briefly, until the log has reached lsn. Content and log
+// travel on different connections; acknowledging a push only once its log
+// entry is applied means a w= count names edges that can serve the
+// version, not just edges that hold its bytes.
+func (e *Edge) awaitLog(lsn uint64) {
+	t := e.clk.NewTimer(pushLogWait)
+	defer t.Stop()
+	for {
+		ch := e.logAdvanced()
+		if e.store.watermark() >= lsn {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C():
+			return
+		}
+	}
+}
+
+// logAdvanced returns a channel closed the next time the watermark moves.
+func (e *Edge) logAdvanced() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wmCh
+}
+
+func (e *Edge) notifyLog() {
+	e.mu.Lock()
+	close(e.wmCh)
+	e.wmCh = make(chan struct{})
+	e.mu.Unlock()
 }
 
 // fill fetches content from the origin into the store (as an evictable

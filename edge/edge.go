@@ -178,6 +178,8 @@ type Edge struct {
 	// pendingAcks are heartbeat answers waiting for the log to reach
 	// their LSN before they count.
 	pendingAcks []pendingAck
+	// wmCh is closed and replaced whenever the watermark moves.
+	wmCh chan struct{}
 }
 
 // New opens the store and binds the listeners; Run serves them.
@@ -186,7 +188,7 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, wmCh: make(chan struct{})}
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,
