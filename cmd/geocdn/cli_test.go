@@ -103,6 +103,36 @@ func TestCLISetUpPublishServeStatusDelete(t *testing.T) {
 		t.Fatalf("status --json: %+v, want e1 up at %s", edges, e1.url())
 	}
 
+	// placement plan | apply: the plan from a topology naming e1 is put in
+	// force at the origin, which then serves it back.
+	topo := filepath.Join(c.dir, "topology.yaml")
+	demand := filepath.Join(c.dir, "demand.csv")
+	planFile := filepath.Join(c.dir, "plan.json")
+	if err := os.WriteFile(topo, []byte("version: 1\nedges:\n  - {id: e1, region: eu-west, lat: 51.51, lon: -0.13, fault_domain: uk, capacity: 1GB}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(demand, []byte("id,lat,lon,region,weight,country\nlondon,51.51,-0.13,eu-west,9.3,GB\nparis,48.86,2.35,eu-west,11.0,FR\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := mustCLI(t, "placement", "plan", "--topology", topo, "--demand", demand, "--replicas", "1", "--json")
+	if err := os.WriteFile(planFile, []byte(plan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = mustCLI(t, append(append([]string{"placement", "apply"}, cli...), planFile)...)
+	var applied origin.PlanResult
+	if err := json.Unmarshal([]byte(out), &applied); err != nil || applied.LSN <= res.LSN || len(applied.Edges) != 1 || applied.Edges[0] != "e1" {
+		t.Fatalf("placement apply printed %q (%v), want a committed LSN after %d naming e1", out, err, res.LSN)
+	}
+	if g, err := c.get(c.originURL()+"/v1/placement", true); err != nil || g.status != 200 || !bytes.Contains(g.body, []byte(`"e1"`)) {
+		t.Fatalf("GET /v1/placement after apply: %+v %v, want the plan naming e1", g, err)
+	}
+	if err := os.WriteFile(planFile, []byte("{not a plan"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := runCLI(t, append(append([]string{"placement", "apply"}, cli...), planFile)...); err == nil || !strings.Contains(errOut, "plan.json") {
+		t.Errorf("apply of a broken plan file: err %v, stderr %q; want a failure naming the file", err, errOut)
+	}
+
 	// A wrong token is refused with the origin's message.
 	_, errOut, err := runCLI(t, "publish", "--origin", c.originURL(), "--token", "not-the-token-0123456789", "x.txt", file)
 	if err == nil || !strings.Contains(errOut, "401") {
