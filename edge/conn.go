@@ -392,7 +392,7 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 			}
 		}
 		wm := e.store.watermark()
-		e.notifyLog()
+		e.logMoved.Broadcast()
 		e.metrics.setWatermark(wm)
 		e.mu.Lock()
 		e.countAcksLocked(wm)
@@ -487,7 +487,7 @@ func (e *Edge) awaitLog(lsn uint64) {
 	t := e.clk.NewTimer(pushLogWait)
 	defer t.Stop()
 	for {
-		ch := e.logAdvanced()
+		ch := e.logMoved.C()
 		if e.store.watermark() >= lsn {
 			return
 		}
@@ -497,20 +497,6 @@ func (e *Edge) awaitLog(lsn uint64) {
 			return
 		}
 	}
-}
-
-// logAdvanced returns a channel closed the next time the watermark moves.
-func (e *Edge) logAdvanced() <-chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.wmCh
-}
-
-func (e *Edge) notifyLog() {
-	e.mu.Lock()
-	close(e.wmCh)
-	e.wmCh = make(chan struct{})
-	e.mu.Unlock()
 }
 
 // fill fetches content from the origin into the store (as an evictable

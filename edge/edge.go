@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/quic-go/quic-go"
 
+	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/placement"
@@ -178,8 +179,8 @@ type Edge struct {
 	// pendingAcks are heartbeat answers waiting for the log to reach
 	// their LSN before they count.
 	pendingAcks []pendingAck
-	// wmCh is closed and replaced whenever the watermark moves.
-	wmCh chan struct{}
+	// logMoved is signalled whenever the watermark moves.
+	logMoved broadcast.Signal
 }
 
 // New opens the store and binds the listeners; Run serves them.
@@ -188,7 +189,7 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, wmCh: make(chan struct{})}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock}
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,

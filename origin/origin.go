@@ -25,6 +25,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -59,9 +60,11 @@ type Origin struct {
 	// margin has passed it cannot know which leases are out.
 	started time.Time
 
-	mu       sync.Mutex
-	commitCh chan struct{} // closed and replaced on every commit
-	closing  bool
+	// commits is signalled on every commit.
+	commits broadcast.Signal
+
+	mu      sync.Mutex
+	closing bool
 
 	wg sync.WaitGroup
 }
@@ -76,10 +79,9 @@ func New(cfg Config) (*Origin, error) {
 		return nil, fmt.Errorf("origin data dir: %w", err)
 	}
 	o := &Origin{
-		cfg:      cfg,
-		log:      cfg.Logger.With("role", "origin", "id", cfg.ID),
-		clk:      cfg.Clock,
-		commitCh: make(chan struct{}),
+		cfg: cfg,
+		log: cfg.Logger.With("role", "origin", "id", cfg.ID),
+		clk: cfg.Clock,
 	}
 	o.started = o.clk.Now()
 	var err error
@@ -266,20 +268,9 @@ func (o *Origin) isClosing() bool {
 	return o.closing
 }
 
-// commits returns a channel closed at the next commit. Take it before
-// reading the log so no commit between the read and the wait is missed.
-func (o *Origin) commits() <-chan struct{} {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.commitCh
-}
-
 // committed wakes every log sender and pusher.
 func (o *Origin) committed() {
-	o.mu.Lock()
-	close(o.commitCh)
-	o.commitCh = make(chan struct{})
-	o.mu.Unlock()
+	o.commits.Broadcast()
 	for _, e := range o.edges.all() {
 		e.wakePusher()
 	}

@@ -201,7 +201,7 @@ func (o *Origin) sendLog(ctx context.Context, conn *quic.Conn, after uint64) err
 	defer us.Close()
 	w := bufio.NewWriterSize(us, 64<<10)
 	for {
-		wake := o.commits()
+		wake := o.commits.C()
 		err := o.store.readLog(after, func(e wire.LogEntry) error {
 			if _, err := w.Write(wire.AppendFrame(nil, e)); err != nil {
 				return err
