@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -150,11 +149,7 @@ func (c *Cluster) StartOrigin() error {
 	if c.origin != nil {
 		return errors.New("cluster: origin already running")
 	}
-	cert, err := c.CA.Issue(pki.Identity{Role: pki.RoleOrigin, ID: "origin-1"}, time.Now(), 24*time.Hour)
-	if err != nil {
-		return err
-	}
-	// Bind the UDP socket here so a restart reuses the exact port.
+	// Bind the sockets here so a restart reuses the exact ports.
 	pc, err := net.ListenPacket("udp", c.originQUIC)
 	if err != nil {
 		return fmt.Errorf("origin quic: %w", err)
@@ -164,29 +159,23 @@ func (c *Cluster) StartOrigin() error {
 		pc.Close()
 		return fmt.Errorf("origin http: %w", err)
 	}
-	o, err := origin.New(origin.Config{
-		ID: "origin-1", DataDir: filepath.Join(c.cfg.Dir, "origin"),
-		HTTPListener: ln, PacketConn: pc, CA: c.CA, Cert: cert, Token: c.Token,
-		LeaseTerm: c.cfg.LeaseTerm, Replicas: c.cfg.Replicas, PublishTimeout: c.cfg.PublishTimeout,
-		MaxObjectSize: c.cfg.MaxObjectSize, Logger: c.cfg.Logger, OnEvent: c.cfg.OnEvent,
-	})
+	n, err := c.settings().runOrigin(pc, ln)
 	if err != nil {
 		pc.Close()
 		ln.Close()
 		return err
 	}
-	c.originHTTP, c.originQUIC = o.HTTPAddr().String(), o.QUICAddr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node[*origin.Origin]{n: o, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		err := o.Run(ctx)
-		// Release the port before reporting the stop, so a restart can
-		// bind it again at once.
-		pc.Close()
-		n.done <- err
-	}()
+	c.originHTTP, c.originQUIC = n.n.HTTPAddr().String(), n.n.QUICAddr().String()
 	c.origin = n
 	return nil
+}
+
+func (c *Cluster) settings() nodeSettings {
+	return nodeSettings{
+		dir: c.cfg.Dir, ca: c.CA, token: c.Token, leaseTerm: c.cfg.LeaseTerm, replicas: c.cfg.Replicas,
+		publishTimeout: c.cfg.PublishTimeout, maxObjectSize: c.cfg.MaxObjectSize,
+		cacheSize: c.cfg.CacheSize, diskBytes: c.cfg.DiskBytes, logger: c.cfg.Logger, onEvent: c.cfg.OnEvent,
+	}
 }
 
 // StopOrigin shuts the origin down (gracefully: what it acknowledged is on
@@ -236,16 +225,17 @@ func (c *Cluster) startEdge(en *EdgeNode) error {
 	if en.node != nil {
 		return fmt.Errorf("cluster: edge %s already running", en.Spec.ID)
 	}
-	cert, err := c.CA.Issue(pki.Identity{Role: pki.RoleEdge, ID: en.Spec.ID}, time.Now(), 24*time.Hour)
-	if err != nil {
-		return err
-	}
 	originAddr, err := net.ResolveUDPAddr("udp", c.originQUIC)
 	if err != nil {
 		return err
 	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("edge %s quic: %w", en.Spec.ID, err)
+	}
 	ln, err := net.Listen("tcp", or(en.Spec.HTTPAddr, "127.0.0.1:0"))
 	if err != nil {
+		pc.Close()
 		return fmt.Errorf("edge %s http: %w", en.Spec.ID, err)
 	}
 	// Keep the bound port for restarts.
@@ -253,39 +243,18 @@ func (c *Cluster) startEdge(en *EdgeNode) error {
 	if en.URL == "" {
 		en.URL = "http://" + en.Spec.HTTPAddr
 	}
-	if err := os.MkdirAll(en.dir, 0o755); err != nil {
-		ln.Close()
-		return err
-	}
-	e, err := edge.New(edge.Config{
-		ID: en.Spec.ID, Region: en.Spec.Region, Lat: en.Spec.Lat, Lon: en.Spec.Lon,
-		Origin: originAddr, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr, PublicURL: en.URL,
-		DataDir: en.dir, CA: c.CA, Cert: cert, CacheSize: c.cfg.CacheSize, DiskBytes: c.cfg.DiskBytes,
-		Logger: c.cfg.Logger,
-	})
+	n, err := c.settings().runEdge(en, originAddr, pc, ln)
 	if err != nil {
+		pc.Close()
 		ln.Close()
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &node[*edge.Edge]{n: e, cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- e.Run(ctx) }()
 	en.node = n
 	return nil
 }
 
 // KillEdge stops edge i. Its data directory is kept.
-func (c *Cluster) KillEdge(i int) error {
-	en := c.edges[i]
-	en.mu.Lock()
-	n := en.node
-	en.node = nil
-	en.mu.Unlock()
-	if n == nil {
-		return nil
-	}
-	return n.stop()
-}
+func (c *Cluster) KillEdge(i int) error { return c.edges[i].kill() }
 
 // StartEdge starts edge i again after KillEdge, on the same address and data.
 func (c *Cluster) StartEdge(i int) error { return c.startEdge(c.edges[i]) }

@@ -1,0 +1,101 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/geocdn/geocdn/edge"
+	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/origin"
+)
+
+// nodeSettings are what both harnesses (loopback and simulated WAN) give
+// their nodes; only the sockets differ.
+type nodeSettings struct {
+	dir                  string
+	ca                   *pki.CA
+	token                string
+	leaseTerm            time.Duration
+	replicas             int
+	publishTimeout       time.Duration
+	maxObjectSize        int64
+	cacheSize, diskBytes int64
+	logger               *slog.Logger
+	onEvent              func(origin.Event)
+}
+
+// originID is the id of every harness's single origin.
+const originID = "origin-1"
+
+// runOrigin starts an origin on pc and ln and runs it until the node is
+// stopped. The origin does not own a conn it is given, so pc is closed
+// when it ends, before the stop is reported, so a restart can bind the
+// same address at once.
+func (s nodeSettings) runOrigin(pc net.PacketConn, ln net.Listener) (*node[*origin.Origin], error) {
+	cert, err := s.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: originID}, time.Now(), 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	o, err := origin.New(origin.Config{
+		ID: originID, DataDir: filepath.Join(s.dir, "origin"),
+		HTTPListener: ln, PacketConn: pc, CA: s.ca, Cert: cert, Token: s.token,
+		LeaseTerm: s.leaseTerm, Replicas: s.replicas, PublishTimeout: s.publishTimeout,
+		MaxObjectSize: s.maxObjectSize, Logger: s.logger, OnEvent: s.onEvent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node[*origin.Origin]{n: o, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := o.Run(ctx)
+		pc.Close()
+		n.done <- err
+	}()
+	return n, nil
+}
+
+// runEdge starts en on pc and ln, dialling the origin at originAddr, and
+// runs it until the node is stopped; pc is closed when it ends.
+func (s nodeSettings) runEdge(en *EdgeNode, originAddr net.Addr, pc net.PacketConn, ln net.Listener) (*node[*edge.Edge], error) {
+	cert, err := s.ca.Issue(pki.Identity{Role: pki.RoleEdge, ID: en.Spec.ID}, time.Now(), 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(en.dir, 0o755); err != nil {
+		return nil, err
+	}
+	e, err := edge.New(edge.Config{
+		ID: en.Spec.ID, Region: en.Spec.Region, Lat: en.Spec.Lat, Lon: en.Spec.Lon,
+		Origin: originAddr, PacketConn: pc, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr,
+		PublicURL: en.URL, DataDir: en.dir, CA: s.ca, Cert: cert,
+		CacheSize: s.cacheSize, DiskBytes: s.diskBytes, Logger: s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &node[*edge.Edge]{n: e, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := e.Run(ctx)
+		pc.Close()
+		n.done <- err
+	}()
+	return n, nil
+}
+
+// kill stops the edge if it runs. Its data directory is kept.
+func (en *EdgeNode) kill() error {
+	en.mu.Lock()
+	n := en.node
+	en.node = nil
+	en.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.stop()
+}
