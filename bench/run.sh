@@ -16,6 +16,7 @@
 #   BENCH_TMP         tmpfs for content, nginx cache and geocdn data [/dev/shm]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
 #   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
+#   BENCH_EDGE_FLAGS  extra flags for the geocdn edge [none]
 #   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
 #   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
 set -euo pipefail
@@ -34,6 +35,9 @@ TMPBASE=${BENCH_TMP:-/dev/shm}
 PUSH_ROUNDS=${BENCH_PUSH_ROUNDS:-3}
 PUSH_TMP=${BENCH_PUSH_TMP:-${TMPDIR:-/tmp}}
 STRACE=${BENCH_STRACE:-1}
+# Extra flags for the geocdn edge, e.g. a hot tier that holds the whole hot
+# set in RAM as the map server and nginx's tmpfs cache do.
+EDGE_FLAGS=${BENCH_EDGE_FLAGS:-}
 PROFILE=${BENCH_PROFILE:-1}
 
 MAP_PORT=$PORT
@@ -225,7 +229,7 @@ EOF
 	"$GEOCDN" --log-level warn edge --id bench --region local --lat 0 --lon 0 \
 		--origin "127.0.0.1:$ORIGIN_PORT" --http "127.0.0.1:$EDGE_PORT" \
 		--admin "127.0.0.1:$EDGE_ADMIN_PORT" --data "$WORK/edge" --ca "$WORK/ca" \
-		--drain-delay 0s >"$OUT/geocdn-edge.log" 2>&1 &
+		--drain-delay 0s $EDGE_FLAGS >"$OUT/geocdn-edge.log" 2>&1 &
 	PIDS+=($!)
 	local edge_pid=$!
 	"$TOOL" wait -url "http://127.0.0.1:$EDGE_ADMIN_PORT/healthz" -timeout 60s
