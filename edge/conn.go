@@ -377,8 +377,8 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 				break drain
 			}
 		}
-		if err := e.store.apply(batch); err != nil {
-			return fmt.Errorf("apply log: %w", err)
+		if err := e.applyLog(batch); err != nil {
+			return err
 		}
 		for _, ent := range batch {
 			if ent.Op == wire.OpPut && placement.IsPlanObject(ent.Namespace, ent.Key) {
@@ -401,6 +401,37 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 			return err
 		}
 	}
+}
+
+// applyLog applies a batch of log entries in order. A purge is carried out
+// at its place in the log: the entries before it are applied first, so it
+// evicts the versions current at its LSN and none published after it.
+func (e *Edge) applyLog(batch []wire.LogEntry) error {
+	start := 0
+	for i, ent := range batch {
+		if ent.Op != wire.OpPurge {
+			continue
+		}
+		fresh := ent.LSN > e.store.watermark()
+		if err := e.store.apply(batch[start : i+1]); err != nil {
+			return fmt.Errorf("apply log: %w", err)
+		}
+		start = i + 1
+		if !fresh {
+			continue
+		}
+		n, err := e.store.purge(ent)
+		if err != nil {
+			return fmt.Errorf("purge at lsn %d: %w", ent.LSN, err)
+		}
+		e.metrics.purged(n)
+	}
+	if start < len(batch) {
+		if err := e.store.apply(batch[start:]); err != nil {
+			return fmt.Errorf("apply log: %w", err)
+		}
+	}
+	return nil
 }
 
 // acceptPushes takes pushes the origin opens on the data connection.
@@ -503,6 +534,14 @@ func (e *Edge) awaitLog(lsn uint64) {
 // fill unless the edge owes a replica of it) and returns the entry that
 // describes the stored bytes. A zero want asks for the current version.
 func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error) {
+	var have wire.Digest
+	if want.IsZero() {
+		// Asking for the current version: say what is held, so an
+		// unchanged version costs an answer, not a body.
+		if cur, ok := e.store.lookup(ns, key); ok && cur.Present {
+			have = cur.Entry.Digest
+		}
+	}
 	e.mu.Lock()
 	s := e.sess
 	e.mu.Unlock()
@@ -522,7 +561,7 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 	// bounds the answer; the body then gets time in proportion to its size
 	// at a floor rate of 1 MiB/s, so a large fill is not cut off.
 	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
-	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want}); err != nil {
+	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want, Have: have}); err != nil {
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
 	}
 	st.Close()
@@ -538,6 +577,12 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 	case wire.FillNotFound:
 		st.CancelRead(0)
 		return wire.LogEntry{}, errNotFound
+	case wire.FillNotModified:
+		if !e.store.hasBlob(resp.Entry.Digest) {
+			// Evicted since the request: ask again for the body.
+			return e.fill(ctx, ns, key, resp.Entry.Digest)
+		}
+		return resp.Entry, nil
 	case wire.FillOK:
 	default:
 		st.CancelRead(0)

@@ -12,15 +12,16 @@ import (
 // dev cluster). Every method is safe on a nil *metrics, which records
 // nothing.
 type metrics struct {
-	hits         prometheus.Counter
-	misses       prometheus.Counter
-	servedBytes  prometheus.Counter
-	fills        *prometheus.CounterVec
-	fillBytes    prometheus.Counter
-	fillDuration prometheus.Histogram
-	pushes       *prometheus.CounterVec
-	watermark    prometheus.Gauge
-	logLag       prometheus.Gauge
+	hits           prometheus.Counter
+	misses         prometheus.Counter
+	servedBytes    prometheus.Counter
+	fills          *prometheus.CounterVec
+	fillBytes      prometheus.Counter
+	fillDuration   prometheus.Histogram
+	pushes         *prometheus.CounterVec
+	purgedVersions prometheus.Counter
+	watermark      prometheus.Gauge
+	logLag         prometheus.Gauge
 }
 
 // newMetrics registers the edge's instruments on reg.
@@ -55,6 +56,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "geocdn_edge_pushes_total",
 			Help: "Pushes offered by the origin by result: stored, have, bad_digest, disk_full, failed.",
 		}, []string{"result"}),
+		purgedVersions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_edge_purged_total",
+			Help: "Object versions evicted or marked stale by purges.",
+		}),
 		watermark: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "geocdn_edge_watermark",
 			Help: "Highest log sequence number the edge has applied.",
@@ -72,7 +77,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.pushes.WithLabelValues(r)
 	}
 	reg.MustRegister(m.hits, m.misses, m.servedBytes, m.fills, m.fillBytes,
-		m.fillDuration, m.pushes, m.watermark, m.logLag)
+		m.fillDuration, m.pushes, m.purgedVersions, m.watermark, m.logLag)
 	return m
 }
 
@@ -119,6 +124,12 @@ func (m *metrics) fillDone(err error, bytes int64, took time.Duration) {
 func (m *metrics) push(result string) {
 	if m != nil {
 		m.pushes.WithLabelValues(result).Inc()
+	}
+}
+
+func (m *metrics) purged(n int) {
+	if m != nil {
+		m.purgedVersions.Add(float64(n))
 	}
 }
 

@@ -243,7 +243,7 @@ func noStore(w http.ResponseWriter) {
 
 func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key string) {
 	obj, known := h.st.lookup(ns, key)
-	if known && obj.Present {
+	if known && obj.Present && !obj.Stale {
 		c, err := h.st.openContent(obj.Entry.Digest)
 		if err == nil {
 			h.m.hit()
@@ -262,7 +262,15 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		err       error
 		fwd       = "geocdn; fwd=miss"
 	)
-	if known {
+	if known && obj.Stale {
+		// A soft purge: ask the origin for the current version. If it is
+		// the one held, only the answer crosses the network, not the body.
+		e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
+		fwd = "geocdn; fwd=stale"
+		if err == nil {
+			h.st.revalidated(ns, key)
+		}
+	} else if known {
 		e, collapsed, err = h.fill(r.Context(), ns, key, obj.Entry.Digest)
 		if errors.Is(err, errNotFound) {
 			// The origin no longer has that content: the key moved on and

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,6 +63,9 @@ type object struct {
 	// hdr holds the response header values of this version, formatted once
 	// when the version was applied so the hit path does not rebuild them.
 	hdr *respHeaders
+	// Stale reports that a soft purge marked the version for revalidation
+	// with the origin before it is served again.
+	Stale bool
 }
 
 // content is an opened blob: either hot bytes held in RAM or a file the
@@ -88,6 +92,9 @@ type objKey struct{ ns, key string }
 type version struct {
 	entry wire.LogEntry
 	hdr   *respHeaders
+	// stale is set by a soft purge (guarded by mu); it is kept in memory
+	// only, so a restart forgets it.
+	stale bool
 }
 
 // blob is the store's record of one digest. Fields other than lastUse are
@@ -379,7 +386,57 @@ func (s *store) lookup(ns, key string) (object, bool) {
 		return object{}, false
 	}
 	b := s.blobs[v.entry.Digest]
-	return object{Entry: v.entry, Present: b != nil && b.onDisk, hdr: v.hdr}, true
+	return object{Entry: v.entry, Present: b != nil && b.onDisk, hdr: v.hdr, Stale: v.stale}, true
+}
+
+// purge carries out a purge entry the log has reached: the current
+// versions it matches lose their blobs (hard) or are marked stale (soft).
+// It returns how many versions matched.
+func (s *store) purge(p wire.LogEntry) (int, error) {
+	var digests []wire.Digest
+	n := 0
+	s.mu.Lock()
+	for k, v := range s.index {
+		if k.ns != p.Namespace || !purgeMatches(p, &v.entry) {
+			continue
+		}
+		n++
+		if p.Soft {
+			v.stale = true
+		} else {
+			digests = append(digests, v.entry.Digest)
+		}
+	}
+	s.mu.Unlock()
+	return n, s.drop(digests)
+}
+
+// revalidated clears the stale mark of ns/key once the origin confirmed
+// (or replaced) its version.
+func (s *store) revalidated(ns, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.index[objKey{ns, key}]; v != nil {
+		v.stale = false
+	}
+}
+
+// purgeMatches reports whether a purge selects the version e.
+func purgeMatches(p wire.LogEntry, e *wire.LogEntry) bool {
+	if slices.Contains(p.PurgeKeys, e.Key) {
+		return true
+	}
+	for _, pre := range p.PurgePrefixes {
+		if strings.HasPrefix(e.Key, pre) {
+			return true
+		}
+	}
+	for _, t := range p.PurgeTags {
+		if slices.Contains(e.SurrogateKeys, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // hasBlob reports whether the content with digest d is on disk.
@@ -459,6 +516,12 @@ func (s *store) apply(entries []wire.LogEntry) error {
 	for i := range entries {
 		e := &entries[i]
 		if e.LSN <= wm {
+			continue
+		}
+		if e.Op == wire.OpPurge {
+			// The caller carries purges out (store.purge) after applying
+			// the entries before them; here they only move the watermark.
+			wm = e.LSN
 			continue
 		}
 		if e.Op != wire.OpPut && e.Op != wire.OpDelete {

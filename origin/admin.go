@@ -32,6 +32,7 @@ func (o *Origin) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/edges", o.handleEdges)
 	mux.HandleFunc("GET /v1/placement", o.handlePlanGet)
 	mux.HandleFunc("PUT /v1/placement", o.handlePlanPut)
+	mux.HandleFunc("POST /v1/purge", o.handlePurge)
 	mux.HandleFunc("GET /healthz", o.handleHealthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{}))
 	tokenSum := sha256.Sum256([]byte(o.cfg.Token))

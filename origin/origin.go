@@ -60,8 +60,10 @@ type Origin struct {
 	// margin has passed it cannot know which leases are out.
 	started time.Time
 
-	// commits is signalled on every commit.
+	// commits is signalled on every commit; acked whenever an edge's
+	// acknowledged watermark moves.
 	commits broadcast.Signal
+	acked   broadcast.Signal
 
 	mu      sync.Mutex
 	closing bool

@@ -185,6 +185,7 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			e.mu.Lock()
 			e.watermark = max(e.watermark, m.Watermark)
 			e.mu.Unlock()
+			o.acked.Broadcast()
 		default:
 			return fmt.Errorf("%w: %T on control stream", errUnexpectedFrame, f)
 		}
@@ -260,6 +261,12 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		return
 	case err != nil:
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+		return
+	}
+	if req.Digest.IsZero() && !req.Have.IsZero() && req.Have == ent.Digest {
+		// Revalidation: the edge holds the current content already.
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotModified, Entry: ent})
+		o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest})
 		return
 	}
 	if !req.Digest.IsZero() && req.Digest != ent.Digest {

@@ -456,6 +456,34 @@ func (s *store) delete(ns, key string, modTime time.Time) (wire.LogEntry, error)
 	return e, nil
 }
 
+// purge commits a purge entry: it gets the next LSN and is appended to the
+// log, and changes no catalog entry or blob.
+func (s *store) purge(e wire.LogEntry) (wire.LogEntry, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.Op = wire.OpPurge
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		log, meta := tx.Bucket([]byte(bucketLog)), tx.Bucket([]byte(bucketMeta))
+		last, err := s.readLSN(meta)
+		if err != nil {
+			return err
+		}
+		e.LSN = last + 1
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		if err := log.Put(binary.BigEndian.AppendUint64(nil, e.LSN), e.Append(nil)); err != nil {
+			return err
+		}
+		return meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, e.LSN))
+	})
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("commit purge to %s: %w", s.catalogPath, err)
+	}
+	s.last.Store(e.LSN)
+	return e, nil
+}
+
 // commitLocked commits, in one transaction, the entry that build returns
 // for ns/key given its current version (nil if none): it gets the next LSN,
 // is appended to the log, becomes (or, for a delete, removes) the catalog

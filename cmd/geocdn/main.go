@@ -35,6 +35,7 @@ func main() {
 			routerCommand(),
 			publishCommand(),
 			deleteCommand(),
+			purgeCommand(),
 			statusCommand(),
 			caCommand(),
 			placementCommand(),

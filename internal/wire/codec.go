@@ -25,6 +25,8 @@ const (
 	MaxSurrogateKeys = 256
 	// MaxReplicas bounds the replica set of one log entry.
 	MaxReplicas = 4096
+	// MaxPurgeSelectors bounds each list of keys, prefixes or tags in one purge.
+	MaxPurgeSelectors = 1024
 	// MaxVarint is the largest integer a frame can carry (2^62-1). Append
 	// panics on a larger one, as quicvarint does: no LSN, size or counter
 	// of a running system gets there, so it is a bug, not an input.
@@ -208,6 +210,20 @@ func (d *decoder) namespace() string {
 		d.failf("namespace: contains NUL")
 	}
 	return s
+}
+
+// strings reads a counted list of at most max strings of at most size
+// bytes each; nil when empty.
+func (d *decoder) strings(what string, max, size int) []string {
+	n := d.count(what+"s", max)
+	if n <= 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.string(what, size)
+	}
+	return out
 }
 
 // key reads an object key. The HTTP front ends refuse NUL in keys, so one

@@ -13,12 +13,16 @@ import (
 // FillRequest asks for the content of an object. A zero Digest asks for the
 // latest committed version of Namespace/Key; a non-zero one asks for exactly
 // that content (and fails with FillNotFound if the origin no longer has it).
+// With a zero Digest, a non-zero Have names the content the edge holds:
+// if it is still current the origin answers FillNotModified and sends no
+// body (revalidation after a soft purge).
 //
-// Layout: namespace | key | digest (32 bytes).
+// Layout: namespace | key | digest (32 bytes) | have (32 bytes).
 type FillRequest struct {
 	Namespace string
 	Key       string
 	Digest    Digest
+	Have      Digest
 }
 
 // FillStatus is the outcome of a fill.
@@ -28,6 +32,9 @@ const (
 	FillOK       FillStatus = 1
 	FillNotFound FillStatus = 2
 	FillError    FillStatus = 3
+	// FillNotModified: the content the request said it has is current;
+	// Entry describes it and no body follows.
+	FillNotModified FillStatus = 4
 )
 
 func (s FillStatus) String() string {
@@ -38,6 +45,8 @@ func (s FillStatus) String() string {
 		return "not-found"
 	case FillError:
 		return "error"
+	case FillNotModified:
+		return "not-modified"
 	}
 	return "fill-status(" + strconv.Itoa(int(s)) + ")"
 }
@@ -59,13 +68,14 @@ type FillResponse struct {
 func (FillRequest) Type() FrameType { return FrameFillRequest }
 
 func (r FillRequest) Len() int {
-	return stringLen(r.Namespace) + stringLen(r.Key) + DigestSize
+	return stringLen(r.Namespace) + stringLen(r.Key) + 2*DigestSize
 }
 
 func (r FillRequest) Append(b []byte) []byte {
 	b = appendString(b, r.Namespace)
 	b = appendString(b, r.Key)
-	return append(b, r.Digest[:]...)
+	b = append(b, r.Digest[:]...)
+	return append(b, r.Have[:]...)
 }
 
 func parseFillRequest(b []byte) (FillRequest, error) {
@@ -74,6 +84,7 @@ func parseFillRequest(b []byte) (FillRequest, error) {
 		Namespace: d.namespace(),
 		Key:       d.key(),
 		Digest:    d.digest("digest"),
+		Have:      d.digest("have"),
 	}
 	if err := d.finish(); err != nil {
 		return FillRequest{}, err
@@ -83,9 +94,12 @@ func parseFillRequest(b []byte) (FillRequest, error) {
 
 func (FillResponse) Type() FrameType { return FrameFillResponse }
 
+// hasEntry reports whether a response with this status carries an entry.
+func (s FillStatus) hasEntry() bool { return s == FillOK || s == FillNotModified }
+
 // entryLen is the length of the embedded entry as Append writes it.
 func (r FillResponse) entryLen() int {
-	if r.Status != FillOK {
+	if !r.Status.hasEntry() {
 		return 0
 	}
 	return r.Entry.Len()
@@ -116,18 +130,18 @@ func parseFillResponse(b []byte) (FillResponse, error) {
 	entry := d.bytes("entry", d.varint("entry length"))
 	if d.err == nil {
 		switch {
-		case r.Status < FillOK || r.Status > FillError:
+		case r.Status < FillOK || r.Status > FillNotModified:
 			d.failf("unknown status %d", r.Status)
-		case r.Status == FillOK && len(entry) == 0:
-			d.failf("status ok without an entry")
-		case r.Status != FillOK && len(entry) != 0:
+		case r.Status.hasEntry() && len(entry) == 0:
+			d.failf("status %s without an entry", r.Status)
+		case !r.Status.hasEntry() && len(entry) != 0:
 			d.failf("status %s with an entry", r.Status)
 		}
 	}
 	if err := d.finish(); err != nil {
 		return FillResponse{}, err
 	}
-	if r.Status == FillOK {
+	if r.Status.hasEntry() {
 		e, err := parseLogEntry(entry)
 		if err != nil {
 			return FillResponse{}, err

@@ -139,9 +139,11 @@ func validFrames() []frameCase {
 		{name: "fill-request", in: FillRequest{Namespace: "default", Key: "a/b/c.js", Digest: testDigest(3)}},
 		{name: "fill-request/latest", in: FillRequest{Namespace: "default", Key: "a"}},
 		{name: "fill-request/empty", in: FillRequest{}},
+		{name: "fill-request/revalidate", in: FillRequest{Namespace: "default", Key: "a", Have: testDigest(4)}},
 		{name: "fill-response/ok", in: FillResponse{Status: FillOK, Entry: fullEntry()}},
 		{name: "fill-response/ok-with-reason", in: FillResponse{Status: FillOK, Reason: "pending, do not cache", Entry: deleted}},
 		{name: "fill-response/not-found", in: FillResponse{Status: FillNotFound, Reason: "no such key"}},
+		{name: "fill-response/not-modified", in: FillResponse{Status: FillNotModified, Entry: fullEntry()}},
 		{name: "fill-response/error-drops-entry", in: FillResponse{Status: FillError, Reason: "io", Entry: fullEntry()}, want: FillResponse{Status: FillError, Reason: "io"}},
 	}
 }
@@ -458,7 +460,8 @@ func TestMalformed(t *testing.T) {
 	// A list count far beyond the bytes that follow must fail before
 	// anything is allocated for it.
 	hugeCount := fullEntry().Append(nil)
-	hugeCount = hugeCount[:len(hugeCount)-len(appendString(appendString([]byte{2}, "edge-fra-1"), "edge-iad-2"))]
+	// Strip the replicas and the (empty) purge section of format 2 after them.
+	hugeCount = hugeCount[:len(hugeCount)-len(appendString(appendString([]byte{2}, "edge-fra-1"), "edge-iad-2"))-4]
 	hugeCount = quicvarint.Append(hugeCount, MaxReplicas)
 
 	tests := []struct {
@@ -477,9 +480,9 @@ func TestMalformed(t *testing.T) {
 		{"reject/code 0", AppendFrame(nil, Reject{Code: 0}), "reject code"},
 		{"reject/code 5", AppendFrame(nil, Reject{Code: 5}), "reject code"},
 		{"log entry/version 0", withVersion(0), "format version 0"},
-		{"log entry/version 2", withVersion(LogEntryVersion + 1), "format version 2"},
+		{"log entry/version 3", withVersion(LogEntryVersion + 1), "format version 3"},
 		{"log entry/op 0", entry(func(e *LogEntry) { e.Op = 0 }), "op 0"},
-		{"log entry/op 3", entry(func(e *LogEntry) { e.Op = 3 }), "op 3"},
+		{"log entry/op 4", entry(func(e *LogEntry) { e.Op = 4 }), "op 4"},
 		{"log entry/consistency 5", entry(func(e *LogEntry) { e.Consistency = Strong + 1 }), "consistency 5"},
 		{"log entry/namespace too long", entry(func(e *LogEntry) { e.Namespace = strings.Repeat("n", MaxNamespaceLen+1) }), "namespace: length"},
 		{"log entry/namespace NUL", entry(func(e *LogEntry) { e.Namespace = "a\x00b" }), "namespace: contains NUL"},
@@ -502,7 +505,8 @@ func TestMalformed(t *testing.T) {
 		{"fill request/namespace NUL", AppendFrame(nil, FillRequest{Namespace: "\x00"}), "namespace"},
 		{"fill request/key too long", AppendFrame(nil, FillRequest{Key: strings.Repeat("k", MaxKeyLen+1)}), "key"},
 		{"fill response/status 0", AppendFrame(nil, FillResponse{}), "unknown status 0"},
-		{"fill response/status 4", AppendFrame(nil, FillResponse{Status: 4}), "unknown status 4"},
+		{"fill response/status 5", AppendFrame(nil, FillResponse{Status: 5}), "unknown status 5"},
+		{"fill response/not-modified without entry", frameBytes(FrameFillResponse, []byte{byte(FillNotModified), 0, 0}), "without an entry"},
 		{"fill response/ok without entry", frameBytes(FrameFillResponse, []byte{byte(FillOK), 0, 0}), "without an entry"},
 		{"fill response/not found with entry", frameBytes(FrameFillResponse, appendString([]byte{byte(FillNotFound), 0}, string(fullEntry().Append(nil)))), "with an entry"},
 		{"fill response/bad entry", AppendFrame(nil, FillResponse{Status: FillOK, Entry: LogEntry{}}), "log entry: unknown op 0"},

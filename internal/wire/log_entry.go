@@ -20,6 +20,11 @@ const (
 	OpPut Op = 1
 	// OpDelete removes Namespace/Key; later reads answer 404.
 	OpDelete Op = 2
+	// OpPurge evicts edge copies of the objects of Namespace that match
+	// PurgeKeys, PurgePrefixes or PurgeTags (surrogate keys); with Soft it
+	// marks them stale instead, to be revalidated with the origin. The
+	// catalog is unchanged. Format version 2 and later.
+	OpPurge Op = 3
 )
 
 func (o Op) String() string {
@@ -28,6 +33,8 @@ func (o Op) String() string {
 		return "put"
 	case OpDelete:
 		return "delete"
+	case OpPurge:
+		return "purge"
 	}
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
@@ -124,7 +131,7 @@ func ParseConsistency(s string) (Consistency, time.Duration, error) {
 // LogEntryVersion is the format version written into every new log entry.
 // Decoders accept every version up to and including it, so a rolling
 // upgrade can read entries written by an older origin.
-const LogEntryVersion = 1
+const LogEntryVersion = 2
 
 // DigestSize is the size of a content digest (sha256).
 const DigestSize = 32
@@ -209,6 +216,14 @@ type LogEntry struct {
 	// Replicas are the edge ids that must hold a pushed replica of this
 	// version. Empty means every edge.
 	Replicas []string
+
+	// PurgeKeys, PurgePrefixes and PurgeTags select the objects an
+	// OpPurge applies to; Soft makes it mark them stale rather than evict
+	// them. Empty for other ops.
+	PurgeKeys     []string
+	PurgePrefixes []string
+	PurgeTags     []string
+	Soft          bool
 }
 
 // ObjectID identifies the entry's object across namespaces. Decoders refuse
@@ -224,11 +239,25 @@ func (e LogEntry) Len() int {
 	for _, k := range e.SurrogateKeys {
 		n += stringLen(k)
 	}
-	n += 1 + varintLen(boundMillis(e.Bound)) + 8 + varintLen(uint64(len(e.Replicas)))
-	for _, r := range e.Replicas {
-		n += stringLen(r)
+	n += 1 + varintLen(boundMillis(e.Bound)) + 8 + stringsLen(e.Replicas)
+	return n + stringsLen(e.PurgeKeys) + stringsLen(e.PurgePrefixes) + stringsLen(e.PurgeTags) + 1
+}
+
+// stringsLen is the encoded size of a counted list of strings.
+func stringsLen(ss []string) int {
+	n := varintLen(uint64(len(ss)))
+	for _, s := range ss {
+		n += stringLen(s)
 	}
 	return n
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = quicvarint.Append(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
 }
 
 // Append writes the entry in format LogEntryVersion.
@@ -249,11 +278,16 @@ func (e LogEntry) Append(b []byte) []byte {
 	b = append(b, byte(e.Consistency))
 	b = quicvarint.Append(b, boundMillis(e.Bound))
 	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(e.ModTime)))
-	b = quicvarint.Append(b, uint64(len(e.Replicas)))
-	for _, r := range e.Replicas {
-		b = appendString(b, r)
+	b = appendStrings(b, e.Replicas)
+	// Format version 2: the purge selectors.
+	b = appendStrings(b, e.PurgeKeys)
+	b = appendStrings(b, e.PurgePrefixes)
+	b = appendStrings(b, e.PurgeTags)
+	soft := byte(0)
+	if e.Soft {
+		soft = 1
 	}
-	return b
+	return append(b, soft)
 }
 
 // ParseLogEntry decodes an entry written by Append in any format version
@@ -269,16 +303,17 @@ func parseLogEntry(b []byte) (LogEntry, error) {
 		d.failf("%d bytes exceed %d", len(b), MaxLogEntrySize)
 		return LogEntry{}, d.err
 	}
-	// Version 1 is the only format so far; a later one branches here on
-	// the fields it adds or changes.
-	if v := d.uint8("format version"); d.err == nil && (v == 0 || v > LogEntryVersion) {
-		d.failf("format version %d not supported (want 1 to %d)", v, LogEntryVersion)
+	// Version 2 added OpPurge and the purge selectors after the replicas;
+	// version 1 entries end at the replicas.
+	version := d.uint8("format version")
+	if d.err == nil && (version == 0 || version > LogEntryVersion) {
+		d.failf("format version %d not supported (want 1 to %d)", version, LogEntryVersion)
 	}
 	var e LogEntry
 	e.LSN = d.varint("lsn")
 	e.Op = Op(d.uint8("op"))
-	if d.err == nil && e.Op != OpPut && e.Op != OpDelete {
-		d.failf("unknown op %d", e.Op)
+	if d.err == nil && e.Op != OpPut && e.Op != OpDelete && !(e.Op == OpPurge && version >= 2) {
+		d.failf("unknown op %d in format version %d", e.Op, version)
 	}
 	e.Namespace = d.namespace()
 	e.Key = d.key()
@@ -304,10 +339,17 @@ func parseLogEntry(b []byte) (LogEntry, error) {
 	if ns := int64(d.uint64be("mod time")); ns != 0 {
 		e.ModTime = time.Unix(0, ns).UTC()
 	}
-	if n := d.count("replicas", MaxReplicas); n > 0 {
-		e.Replicas = make([]string, n)
-		for i := range e.Replicas {
-			e.Replicas[i] = d.string("replica", MaxStringLen)
+	e.Replicas = d.strings("replica", MaxReplicas, MaxStringLen)
+	if version >= 2 {
+		e.PurgeKeys = d.strings("purge key", MaxPurgeSelectors, MaxKeyLen)
+		e.PurgePrefixes = d.strings("purge prefix", MaxPurgeSelectors, MaxKeyLen)
+		e.PurgeTags = d.strings("purge tag", MaxPurgeSelectors, MaxStringLen)
+		switch soft := d.uint8("soft"); {
+		case d.err != nil:
+		case soft > 1:
+			d.failf("soft flag %d is not 0 or 1", soft)
+		default:
+			e.Soft = soft == 1
 		}
 	}
 	if err := d.finish(); err != nil {

@@ -1,0 +1,184 @@
+package origin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
+)
+
+// PurgeRequest is the body of POST /v1/purge.
+type PurgeRequest struct {
+	Keys     []string `json:"keys"`
+	Prefixes []string `json:"prefixes"`
+	Tags     []string `json:"tags"`
+}
+
+// PurgeResult is the answer to POST /v1/purge.
+type PurgeResult struct {
+	LSN uint64 `json:"lsn"`
+	// Edges are the edges told: every edge not known to be down.
+	Edges []string `json:"edges"`
+	// Acked are the edges whose log has reached the purge.
+	Acked []string `json:"acked"`
+	// Expired are told edges that lost their lease instead of acking
+	// (wait=true only): they will not serve the purged objects unchecked.
+	Expired []string `json:"expired,omitempty"`
+	TookMS  int64    `json:"took_ms"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// maxPurgeBody bounds a purge request body.
+const maxPurgeBody = 1 << 20
+
+// handlePurge commits a purge to the log; edges evict (or, with soft=true,
+// mark stale) the matching objects when they apply it. With wait=true it
+// answers once every edge told has acknowledged the purge or lost its
+// lease, and, after an origin start, not before one lease term plus margin
+// has passed, since leases granted before the restart may still run.
+func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
+	start := o.clk.Now()
+	q := r.URL.Query()
+	wait, soft := q.Get("wait") == "true", q.Get("soft") == "true"
+	ns := q.Get("namespace")
+	if ns == "" {
+		ns = objkey.DefaultNamespace
+	} else if err := objkey.ValidNamespace(ns); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var req PurgeRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("purge body exceeds %d bytes", maxPurgeBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "purge body: "+err.Error())
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "purge body: trailing data after the JSON object")
+		return
+	}
+	if len(req.Keys)+len(req.Prefixes)+len(req.Tags) == 0 {
+		writeError(w, http.StatusBadRequest, `purge body names nothing: give "keys", "prefixes" or "tags"`)
+		return
+	}
+	for i, k := range req.Keys {
+		k = trimSlash(k)
+		if err := objkey.Validate(k); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("keys[%d]: %v", i, err))
+			return
+		}
+		req.Keys[i] = k
+	}
+	for i, p := range req.Prefixes {
+		req.Prefixes[i] = trimSlash(p)
+	}
+	if o.isClosing() {
+		writeError(w, http.StatusServiceUnavailable, "origin shutting down")
+		return
+	}
+	now := o.clk.Now()
+	var told []string
+	for _, e := range o.edges.all() {
+		if e.state(now, o.stateRule()) != EdgeDown {
+			told = append(told, e.info.ID)
+		}
+	}
+	ent, err := o.store.purge(wire.LogEntry{
+		Namespace: ns, PurgeKeys: req.Keys, PurgePrefixes: req.Prefixes, PurgeTags: req.Tags,
+		Soft: soft, ModTime: now,
+	})
+	if errors.Is(err, wire.ErrMalformed) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	} else if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	o.committed()
+	res := PurgeResult{LSN: ent.LSN, Edges: told}
+	status := http.StatusOK
+	if wait {
+		if !o.awaitPurge(r, &res) {
+			status = http.StatusGatewayTimeout
+			res.Error = fmt.Sprintf("not every edge acknowledged the purge or lost its lease within %v; the purge is committed", o.cfg.PublishTimeout)
+		}
+	} else {
+		res.Acked, _ = o.purgeProgress(res.LSN, told)
+	}
+	if res.Edges == nil {
+		res.Edges = []string{}
+	}
+	if res.Acked == nil {
+		res.Acked = []string{}
+	}
+	res.TookMS = o.clk.Since(start).Milliseconds()
+	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
+	writeJSON(w, status, res)
+}
+
+// purgeProgress splits told into edges that acked lsn and edges whose
+// lease has expired; the rest are still pending.
+func (o *Origin) purgeProgress(lsn uint64, told []string) (acked, expired []string) {
+	now := o.clk.Now()
+	for _, id := range told {
+		e := o.edges.get(id)
+		e.mu.Lock()
+		wm, until := e.watermark, e.leaseExpires
+		e.mu.Unlock()
+		switch {
+		case wm >= lsn:
+			acked = append(acked, id)
+		case !now.Before(until):
+			expired = append(expired, id)
+		}
+	}
+	return acked, expired
+}
+
+// awaitPurge waits until every told edge acked or lost its lease, and the
+// restart rule is satisfied; false on timeout.
+func (o *Origin) awaitPurge(r *http.Request, res *PurgeResult) bool {
+	term := o.cfg.LeaseTerm
+	notBefore := o.started.Add(term + invalidation.Margin(term))
+	deadline := o.clk.Now().Add(o.cfg.PublishTimeout)
+	// Leases expire without any message, so re-check on every heartbeat
+	// interval as well as on every acknowledgement.
+	tick := o.clk.NewTicker(o.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		acks := o.acked.C()
+		acked, expired := o.purgeProgress(res.LSN, res.Edges)
+		res.Acked, res.Expired = acked, expired
+		now := o.clk.Now()
+		if len(acked)+len(expired) == len(res.Edges) && !now.Before(notBefore) {
+			return true
+		}
+		if !now.Before(deadline) {
+			return false
+		}
+		select {
+		case <-acks:
+		case <-tick.C():
+		case <-r.Context().Done():
+			return false
+		}
+	}
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[0] == '/' {
+		s = s[1:]
+	}
+	return s
+}
