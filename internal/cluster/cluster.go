@@ -63,7 +63,7 @@ type Cluster struct {
 	Token string
 
 	mu     sync.Mutex
-	origin *node[*origin.Origin]
+	origin originSlot
 	// originHTTP and originQUIC are the addresses the origin first bound,
 	// reused on restart so edges and clients find it again.
 	originHTTP, originQUIC string
@@ -144,30 +144,31 @@ func or(s, def string) string {
 
 // StartOrigin starts (or restarts) the origin on its first addresses.
 func (c *Cluster) StartOrigin() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.origin != nil {
-		return errors.New("cluster: origin already running")
-	}
-	// Bind the sockets here so a restart reuses the exact ports.
-	pc, err := net.ListenPacket("udp", c.originQUIC)
-	if err != nil {
-		return fmt.Errorf("origin quic: %w", err)
-	}
-	ln, err := net.Listen("tcp", c.originHTTP)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("origin http: %w", err)
-	}
-	n, err := c.settings().runOrigin(pc, ln)
-	if err != nil {
-		pc.Close()
-		ln.Close()
-		return err
-	}
-	c.originHTTP, c.originQUIC = n.n.HTTPAddr().String(), n.n.QUICAddr().String()
-	c.origin = n
-	return nil
+	return c.origin.start(func() (*node[*origin.Origin], error) {
+		c.mu.Lock()
+		quicAddr, httpAddr := c.originQUIC, c.originHTTP
+		c.mu.Unlock()
+		// Bind the sockets here so a restart reuses the exact ports.
+		pc, err := net.ListenPacket("udp", quicAddr)
+		if err != nil {
+			return nil, fmt.Errorf("origin quic: %w", err)
+		}
+		ln, err := net.Listen("tcp", httpAddr)
+		if err != nil {
+			pc.Close()
+			return nil, fmt.Errorf("origin http: %w", err)
+		}
+		n, err := c.settings().runOrigin(pc, ln)
+		if err != nil {
+			pc.Close()
+			ln.Close()
+			return nil, err
+		}
+		c.mu.Lock()
+		c.originHTTP, c.originQUIC = n.n.HTTPAddr().String(), n.n.QUICAddr().String()
+		c.mu.Unlock()
+		return n, nil
+	})
 }
 
 func (c *Cluster) settings() nodeSettings {
@@ -181,14 +182,7 @@ func (c *Cluster) settings() nodeSettings {
 // StopOrigin shuts the origin down (gracefully: what it acknowledged is on
 // disk). Use RestartOrigin or StartOrigin to bring it back.
 func (c *Cluster) StopOrigin() error {
-	c.mu.Lock()
-	n := c.origin
-	c.origin = nil
-	c.mu.Unlock()
-	if n == nil {
-		return nil
-	}
-	return n.stop()
+	return c.origin.stop()
 }
 
 // RestartOrigin stops and starts the origin.
@@ -201,12 +195,7 @@ func (c *Cluster) RestartOrigin() error {
 
 // Origin returns the running origin, or nil while it is stopped.
 func (c *Cluster) Origin() *origin.Origin {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.origin == nil {
-		return nil
-	}
-	return c.origin.n
+	return c.origin.get()
 }
 
 // OriginURL is the origin admin API's base URL.
@@ -225,7 +214,10 @@ func (c *Cluster) startEdge(en *EdgeNode) error {
 	if en.node != nil {
 		return fmt.Errorf("cluster: edge %s already running", en.Spec.ID)
 	}
-	originAddr, err := net.ResolveUDPAddr("udp", c.originQUIC)
+	c.mu.Lock()
+	quicAddr := c.originQUIC
+	c.mu.Unlock()
+	originAddr, err := net.ResolveUDPAddr("udp", quicAddr)
 	if err != nil {
 		return err
 	}

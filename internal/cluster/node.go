@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/geocdn/geocdn/edge"
@@ -98,4 +100,47 @@ func (en *EdgeNode) kill() error {
 		return nil
 	}
 	return n.stop()
+}
+
+// originSlot holds a harness's origin between start and stop.
+type originSlot struct {
+	mu sync.Mutex
+	n  *node[*origin.Origin]
+}
+
+// start runs start under the slot's lock unless an origin already runs.
+func (s *originSlot) start(start func() (*node[*origin.Origin], error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n != nil {
+		return errors.New("cluster: origin already running")
+	}
+	n, err := start()
+	if err != nil {
+		return err
+	}
+	s.n = n
+	return nil
+}
+
+// stop shuts the origin down gracefully, if it runs.
+func (s *originSlot) stop() error {
+	s.mu.Lock()
+	n := s.n
+	s.n = nil
+	s.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.stop()
+}
+
+// get returns the running origin, or nil.
+func (s *originSlot) get() *origin.Origin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		return nil
+	}
+	return s.n.n
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/geocdn/geocdn/internal/memnet"
@@ -90,8 +89,7 @@ type WAN struct {
 
 	originAddr *net.UDPAddr
 
-	mu     sync.Mutex
-	origin *node[*origin.Origin]
+	origin originSlot
 	edges  []*EdgeNode
 	byID   map[string]int
 }
@@ -172,28 +170,24 @@ func StartWAN(cfg WANConfig) (*WAN, error) {
 
 // StartOrigin starts (or restarts) the origin on its host.
 func (w *WAN) StartOrigin() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.origin != nil {
-		return errors.New("cluster: origin already running")
-	}
-	pc, err := w.Net.Listen(originHost, quicPort)
-	if err != nil {
-		return err
-	}
-	ln, err := w.Mem.Listen(originHTTPWAN)
-	if err != nil {
-		pc.Close()
-		return err
-	}
-	n, err := w.settings().runOrigin(pc, ln)
-	if err != nil {
-		pc.Close()
-		ln.Close()
-		return err
-	}
-	w.origin = n
-	return nil
+	return w.origin.start(func() (*node[*origin.Origin], error) {
+		pc, err := w.Net.Listen(originHost, quicPort)
+		if err != nil {
+			return nil, err
+		}
+		ln, err := w.Mem.Listen(originHTTPWAN)
+		if err != nil {
+			pc.Close()
+			return nil, err
+		}
+		n, err := w.settings().runOrigin(pc, ln)
+		if err != nil {
+			pc.Close()
+			ln.Close()
+			return nil, err
+		}
+		return n, nil
+	})
 }
 
 func (w *WAN) settings() nodeSettings {
@@ -206,14 +200,7 @@ func (w *WAN) settings() nodeSettings {
 
 // StopOrigin shuts the origin down gracefully.
 func (w *WAN) StopOrigin() error {
-	w.mu.Lock()
-	n := w.origin
-	w.origin = nil
-	w.mu.Unlock()
-	if n == nil {
-		return nil
-	}
-	return n.stop()
+	return w.origin.stop()
 }
 
 // RestartOrigin stops and starts the origin.
@@ -226,12 +213,7 @@ func (w *WAN) RestartOrigin() error {
 
 // Origin returns the running origin, or nil while it is stopped.
 func (w *WAN) Origin() *origin.Origin {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.origin == nil {
-		return nil
-	}
-	return w.origin.n
+	return w.origin.get()
 }
 
 // OriginURL is the origin admin API's base URL, reachable with Client.
