@@ -515,19 +515,7 @@ const pushLogWait = 5 * time.Second
 // entry is applied means a w= count names edges that can serve the
 // version, not just edges that hold its bytes.
 func (e *Edge) awaitLog(lsn uint64) {
-	t := e.clk.NewTimer(pushLogWait)
-	defer t.Stop()
-	for {
-		ch := e.logMoved.C()
-		if e.store.watermark() >= lsn {
-			return
-		}
-		select {
-		case <-ch:
-		case <-t.C():
-			return
-		}
-	}
+	e.waitWatermark(context.Background(), lsn, pushLogWait)
 }
 
 // fill fetches content from the origin into the store (as an evictable

@@ -370,6 +370,42 @@ func (e *Edge) fresh() bool {
 	return e.sess != nil && e.clk.Now().Before(e.leaseUntil) && e.store.watermark() >= e.originLSN
 }
 
+// leaseValid reports whether the edge's volume lease is valid now.
+func (e *Edge) leaseValid() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.clk.Now().Before(e.leaseUntil)
+}
+
+// sessionLogWait bounds how long a session read waits for the log to reach
+// the client's LSN before asking the origin instead.
+const sessionLogWait = 500 * time.Millisecond
+
+// waitLog waits up to sessionLogWait for the log to reach lsn.
+func (e *Edge) waitLog(ctx context.Context, lsn uint64) bool {
+	return e.waitWatermark(ctx, lsn, sessionLogWait)
+}
+
+// waitWatermark waits up to d for the log to reach lsn and reports
+// whether it has.
+func (e *Edge) waitWatermark(ctx context.Context, lsn uint64, d time.Duration) bool {
+	t := e.clk.NewTimer(d)
+	defer t.Stop()
+	for {
+		ch := e.logMoved.C()
+		if e.store.watermark() >= lsn {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-t.C():
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // confirmedAt is when the edge last confirmed its view with the origin.
 func (e *Edge) confirmedAt() time.Time {
 	if t := e.confirmedHit.Load(); t != nil {

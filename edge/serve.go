@@ -17,6 +17,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
 )
 
 // errNotFound is what a filler returns (possibly wrapped) when the origin
@@ -53,6 +54,35 @@ type view interface {
 	// confirmedAt is when the edge last confirmed its view with the
 	// origin; the zero time if it never has.
 	confirmedAt() time.Time
+	// leaseValid reports that the edge holds a valid volume lease.
+	leaseValid() bool
+	// waitLog waits briefly for the log to reach lsn and reports whether
+	// it has.
+	waitLog(ctx context.Context, lsn uint64) bool
+}
+
+// HeaderMinLSN is the request header of session consistency: the client's
+// last seen LSN, which the edge's log must have reached to answer.
+const HeaderMinLSN = "GeoCDN-Min-LSN"
+
+// revalidateWait bounds a revalidation of a strong or bounded object, so a
+// cut-off edge answers 503 within the 2 s DESIGN.md promises, never stale.
+const revalidateWait = 1500 * time.Millisecond
+
+// freshEnough reports whether the edge may serve version e without asking
+// the origin, by its consistency level (DESIGN.md § The one mechanism).
+func (h *handler) freshEnough(e *wire.LogEntry) bool {
+	switch e.Consistency {
+	case wire.Strong:
+		return h.view.leaseValid()
+	case wire.Bounded:
+		at := h.view.confirmedAt()
+		return !at.IsZero() && h.now().Sub(at) < e.Bound-invalidation.Margin(e.Bound)
+	}
+	// Session, consistent prefix and eventual: the version the log names
+	// as current may be served; session is checked against the client's
+	// LSN before this.
+	return true
 }
 
 const defaultFillTimeout = 10 * time.Second
@@ -243,7 +273,23 @@ func noStore(w http.ResponseWriter) {
 
 func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key string) {
 	obj, known := h.st.lookup(ns, key)
-	if known && obj.Present && !obj.Stale {
+	// Session consistency: the log must have reached the client's LSN,
+	// else the origin answers.
+	behind := false
+	if v := r.Header.Get(HeaderMinLSN); v != "" {
+		min, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			noStore(w)
+			http.Error(w, HeaderMinLSN+": want a decimal LSN", http.StatusBadRequest)
+			return
+		}
+		if h.st.watermark() < min {
+			behind = !h.view.waitLog(r.Context(), min)
+			obj, known = h.st.lookup(ns, key)
+		}
+	}
+	confirm := behind || (known && !h.freshEnough(&obj.Entry))
+	if known && obj.Present && !obj.Stale && !confirm {
 		c, err := h.st.openContent(obj.Entry.Digest)
 		if err == nil {
 			h.m.hit()
@@ -262,7 +308,22 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		err       error
 		fwd       = "geocdn; fwd=miss"
 	)
-	if known && obj.Stale {
+	if known && confirm {
+		// A strong or bounded version the lease no longer vouches for,
+		// or a session the log has not caught up with: the origin
+		// confirms the version (no body if it is the one held) or the
+		// answer is an error, never a stale body.
+		ctx, cancel := context.WithTimeout(r.Context(), revalidateWait)
+		e, collapsed, err = h.fill(ctx, ns, key, wire.Digest{})
+		cancel()
+		fwd = "geocdn; fwd=stale"
+		if err != nil && !errors.Is(err, errNotFound) && r.Context().Err() == nil {
+			noStore(w)
+			w.Header().Set("Cache-Status", fwd+"; detail=unconfirmed")
+			http.Error(w, "freshness cannot be confirmed with the origin", http.StatusServiceUnavailable)
+			return
+		}
+	} else if known && obj.Stale {
 		// A soft purge: ask the origin for the current version. If it is
 		// the one held, only the answer crosses the network, not the body.
 		e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
@@ -279,7 +340,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 			fwd = "geocdn; fwd=uri-miss"
 		}
 	} else {
-		if h.view.fresh() {
+		if h.view.fresh() && !behind {
 			h.notFound(w, statusNotFound)
 			return
 		}

@@ -79,12 +79,18 @@ func (o *fakeOrigin) fill(ctx context.Context, ns, key string, want wire.Digest)
 }
 
 type fakeView struct {
-	isFresh atomic.Bool
-	at      time.Time
+	isFresh  atomic.Bool
+	unleased atomic.Bool
+	logAt    atomic.Uint64
+	at       time.Time
 }
 
 func (v *fakeView) fresh() bool            { return v.isFresh.Load() }
 func (v *fakeView) confirmedAt() time.Time { return v.at }
+func (v *fakeView) leaseValid() bool       { return !v.unleased.Load() }
+func (v *fakeView) waitLog(ctx context.Context, lsn uint64) bool {
+	return v.logAt.Load() >= lsn
+}
 
 var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
