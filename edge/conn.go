@@ -295,6 +295,14 @@ func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error
 		if !ok {
 			continue
 		}
+		if ack.LeaseMillis == 0 {
+			// The origin is alive but withholds the lease: this edge has
+			// left log entries unacknowledged too long.
+			e.mu.Lock()
+			e.originLSN = max(e.originLSN, ack.LSN)
+			e.mu.Unlock()
+			continue
+		}
 		term := time.Duration(ack.LeaseMillis) * time.Millisecond
 		e.mu.Lock()
 		e.originLSN = max(e.originLSN, ack.LSN)

@@ -9,6 +9,7 @@
 package origin
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +69,8 @@ type Origin struct {
 
 	mu      sync.Mutex
 	closing bool
+	// commitTimes are recent commits in LSN order (guarded by mu).
+	commitTimes []commitRecord
 
 	wg sync.WaitGroup
 }
@@ -270,8 +274,24 @@ func (o *Origin) isClosing() bool {
 	return o.closing
 }
 
-// committed wakes every log sender and pusher.
+// commitRecord is when a commit made LSN lsn.
+type commitRecord struct {
+	lsn uint64
+	at  time.Time
+}
+
+// commitTimesKept bounds the commit times remembered for the lease rule.
+const commitTimesKept = 1 << 14
+
+// committed wakes every log sender and pusher, and records the commit time
+// the lease rule measures unacknowledged entries by.
 func (o *Origin) committed() {
+	o.mu.Lock()
+	o.commitTimes = append(o.commitTimes, commitRecord{o.store.lastLSN(), o.clk.Now()})
+	if len(o.commitTimes) > commitTimesKept {
+		o.commitTimes = append(o.commitTimes[:0], o.commitTimes[len(o.commitTimes)-commitTimesKept/2:]...)
+	}
+	o.mu.Unlock()
 	o.commits.Broadcast()
 	for _, e := range o.edges.all() {
 		e.wakePusher()
@@ -293,4 +313,40 @@ func (o *Origin) LastLSN() uint64 { return o.store.lastLSN() }
 func (o *Origin) stateRule() stateRule {
 	term := o.cfg.LeaseTerm
 	return stateRule{heartbeat: o.cfg.HeartbeatInterval, unknownUntil: o.started.Add(term + invalidation.Margin(term))}
+}
+
+// committedAt is when the entry lsn was committed, as far as this process
+// knows: entries from before its start, or older than it remembers, count
+// as committed at its start, which makes them look younger, never older.
+func (o *Origin) committedAt(lsn uint64) time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.commitTimes) == 0 {
+		return o.started
+	}
+	i, _ := slices.BinarySearchFunc(o.commitTimes, lsn, func(r commitRecord, l uint64) int { return cmp.Compare(r.lsn, l) })
+	switch {
+	case i == len(o.commitTimes):
+		// Committed a moment ago, not recorded yet.
+		return o.clk.Now()
+	case i == 0 && o.commitTimes[0].lsn != lsn:
+		return o.started
+	}
+	return o.commitTimes[i].at
+}
+
+// unackedBound is how old an entry an edge has not acknowledged may be
+// before the origin stops renewing its lease: half a term. An edge whose
+// renewals get through while its log does not (a one-way partition, a
+// stuck stream) then loses its lease within one term and a half, so a
+// strong write waiting for it is never stalled for ever.
+func (o *Origin) unackedBound() time.Duration { return o.cfg.LeaseTerm / 2 }
+
+// mayRenew reports whether an edge that has applied the log up to
+// watermark may have its lease renewed now.
+func (o *Origin) mayRenew(watermark uint64) bool {
+	if watermark >= o.store.lastLSN() {
+		return true
+	}
+	return o.clk.Since(o.committedAt(watermark+1)) <= o.unackedBound()
 }

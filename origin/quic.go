@@ -166,21 +166,24 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			e.mu.Lock()
 			e.watermark = max(e.watermark, m.Watermark)
 			e.lastHeartbeat = now
+			wm := e.watermark
 			e.mu.Unlock()
-			ack := wire.HeartbeatAck{
-				Seq:         m.Seq,
-				LSN:         o.store.lastLSN(),
-				LeaseMillis: uint64(o.cfg.LeaseTerm / time.Millisecond),
+			renew := o.mayRenew(wm)
+			ack := wire.HeartbeatAck{Seq: m.Seq, LSN: o.store.lastLSN()}
+			if renew {
+				ack.LeaseMillis = uint64(o.cfg.LeaseTerm / time.Millisecond)
 			}
 			if err := wire.WriteFrame(st, ack); err != nil {
 				return err
 			}
-			// The lease the edge now holds is stamped at or after the
-			// grant was sent, so the origin never believes it expires
-			// earlier than the edge does.
-			e.mu.Lock()
-			e.leaseExpires = o.clk.Now().Add(o.cfg.LeaseTerm)
-			e.mu.Unlock()
+			if renew {
+				// The lease the edge now holds is stamped at or after the
+				// grant was sent, so the origin never believes it expires
+				// earlier than the edge does.
+				e.mu.Lock()
+				e.leaseExpires = o.clk.Now().Add(o.cfg.LeaseTerm)
+				e.mu.Unlock()
+			}
 		case wire.Ack:
 			e.mu.Lock()
 			e.watermark = max(e.watermark, m.Watermark)
