@@ -327,6 +327,8 @@ func (e *Edge) countAcksLocked(watermark uint64) {
 			e.confirmed = p.sent
 			e.confirmedHit.Store(&p.sent)
 			e.leaseUntil = invalidation.EdgeExpiry(p.sent, p.term)
+			until := e.leaseUntil
+			e.leaseUntilHit.Store(&until)
 		}
 	}
 	e.pendingAcks = keep

@@ -93,3 +93,19 @@ func TestSessionReadWaitsForTheClientsLSN(t *testing.T) {
 		t.Fatalf("malformed %s: status %d, want 400", HeaderMinLSN, rec.Code)
 	}
 }
+
+func TestUnleasedEventualHitSaysSo(t *testing.T) {
+	e := newTestEdge(t, storeConfig{}, 0)
+	e.publishLevel(t, 2, "ev", []byte("eventual"), wire.Eventual, 0)
+	if cs := e.do("GET", "/ev").Header().Get("Cache-Status"); cs != statusHit {
+		t.Fatalf("leased hit: Cache-Status %q, want %q", cs, statusHit)
+	}
+	e.view.unleased.Store(true)
+	rec := e.do("GET", "/ev")
+	if cs := rec.Header().Get("Cache-Status"); cs != statusHit+"; detail=unleased" {
+		t.Fatalf("unleased hit: Cache-Status %q, want the unleased detail", cs)
+	}
+	if rec.Header().Get("Age") != "5" {
+		t.Fatalf("Age %q, want 5: seconds since the edge last confirmed its view", rec.Header().Get("Age"))
+	}
+}

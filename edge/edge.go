@@ -172,6 +172,8 @@ type Edge struct {
 	// not take mu; it holds a *time.Time.
 	confirmedHit atomic.Pointer[time.Time]
 	leaseUntil   time.Time
+	// leaseUntilHit mirrors leaseUntil for readers that must not take mu.
+	leaseUntilHit atomic.Pointer[time.Time]
 	// plan is the placement plan in force (nil: none applied); planLSN
 	// is the LSN of its log entry.
 	plan    atomic.Pointer[placement.Plan]
@@ -353,12 +355,7 @@ func (e *Edge) closeListeners() {
 // Healthy reports whether the edge can serve: it holds a valid lease and
 // is not draining.
 func (e *Edge) Healthy() bool {
-	if e.draining.Load() {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.clk.Now().Before(e.leaseUntil)
+	return !e.draining.Load() && e.leaseValid()
 }
 
 // fresh reports whether the local log view may answer for keys it does not
@@ -370,11 +367,11 @@ func (e *Edge) fresh() bool {
 	return e.sess != nil && e.clk.Now().Before(e.leaseUntil) && e.store.watermark() >= e.originLSN
 }
 
-// leaseValid reports whether the edge's volume lease is valid now.
+// leaseValid reports whether the edge's volume lease is valid now. It
+// reads an atomic copy of the expiry, since hits ask it.
 func (e *Edge) leaseValid() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.clk.Now().Before(e.leaseUntil)
+	until := e.leaseUntilHit.Load()
+	return until != nil && e.clk.Now().Before(*until)
 }
 
 // sessionLogWait bounds how long a session read waits for the log to reach

@@ -182,7 +182,7 @@ type handler struct {
 	lsn         atomic.Pointer[lsnValue]
 
 	// Constant header values, shared like respHeaders.
-	hitXCache, missXCache, hitStatus []string
+	hitXCache, missXCache, hitStatus, unleasedStatus []string
 }
 
 // newHandler returns the edge's client-facing HTTP handler. It validates
@@ -193,18 +193,19 @@ func newHandler(cfg handlerConfig) http.Handler {
 		panic("edge: newHandler needs Store, Fill and View")
 	}
 	h := &handler{
-		st:          cfg.Store,
-		fillr:       cfg.Fill,
-		view:        cfg.View,
-		now:         cfg.Clock,
-		m:           cfg.Metrics,
-		log:         cfg.Logger,
-		healthy:     cfg.Healthy,
-		nsFor:       cfg.NamespaceFor,
-		fillTimeout: cfg.FillTimeout,
-		hitXCache:   []string{"HIT"},
-		missXCache:  []string{"MISS"},
-		hitStatus:   []string{statusHit},
+		st:             cfg.Store,
+		fillr:          cfg.Fill,
+		view:           cfg.View,
+		now:            cfg.Clock,
+		m:              cfg.Metrics,
+		log:            cfg.Logger,
+		healthy:        cfg.Healthy,
+		nsFor:          cfg.NamespaceFor,
+		fillTimeout:    cfg.FillTimeout,
+		hitXCache:      []string{"HIT"},
+		missXCache:     []string{"MISS"},
+		hitStatus:      []string{statusHit},
+		unleasedStatus: []string{statusHit + "; detail=unleased"},
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -293,7 +294,13 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		c, err := h.st.openContent(obj.Entry.Digest)
 		if err == nil {
 			h.m.hit()
-			h.write(w, r, &obj.Entry, obj.hdr, c, h.hitStatus, h.hitXCache, h.age())
+			status := h.hitStatus
+			if !h.view.leaseValid() {
+				// An eventual or consistent-prefix version served while
+				// cut off from the origin (stale-if-error, RFC 5861).
+				status = h.unleasedStatus
+			}
+			h.write(w, r, &obj.Entry, obj.hdr, c, status, h.hitXCache, h.age())
 			return
 		}
 		// Evicted or superseded since lookup: fill it like any miss.
