@@ -574,6 +574,9 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 	switch resp.Status {
 	case wire.FillNotFound:
 		st.CancelRead(0)
+		if resp.Reason == wire.PendingReason {
+			return wire.LogEntry{}, &pendingError{notFound: true}
+		}
 		return wire.LogEntry{}, errNotFound
 	case wire.FillNotModified:
 		if !e.store.hasBlob(resp.Entry.Digest) {
@@ -592,19 +595,38 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 	if cur, ok := e.store.lookup(ns, key); ok && cur.Entry.Digest == ent.Digest {
 		required = e.owes(cur.Entry)
 	}
-	if e.store.hasBlob(ent.Digest) {
-		st.CancelRead(0)
-		return ent, nil
+	pending := resp.Reason == wire.PendingReason
+	if pending {
+		// The previous version of a strong write not yet visible: kept
+		// only as an evictable fill, never as the key's current version.
+		required = false
 	}
-	start := e.clk.Now()
-	err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
-	e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
-	if err != nil {
+	if !e.store.hasBlob(ent.Digest) {
+		start := e.clk.Now()
+		err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
+		e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
+		if err != nil {
+			st.CancelRead(0)
+			return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
+		}
+	} else {
 		st.CancelRead(0)
-		return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
+	}
+	if pending {
+		return ent, &pendingError{entry: ent}
 	}
 	return ent, nil
 }
+
+// pendingError reports a fill answered for a strong write that is not yet
+// visible: entry is the previous version to serve without keeping, or,
+// with notFound, the key has no visible version.
+type pendingError struct {
+	entry    wire.LogEntry
+	notFound bool
+}
+
+func (p *pendingError) Error() string { return "strong write pending at the origin" }
 
 var errNoOrigin = errors.New("not connected to the origin")
 

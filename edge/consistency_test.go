@@ -35,7 +35,7 @@ func TestConsistencyGatesServingWithoutALease(t *testing.T) {
 		wantFill  bool
 		wantCache string // substring of Cache-Status
 	}{
-		{"strong with a lease is a hit", wire.Strong, 0, false, nil, 200, false, "hit"},
+		{"strong with a lease, not yet confirmed visible, asks the origin", wire.Strong, 0, false, nil, 200, true, "fwd=stale"},
 		{"strong without a lease revalidates", wire.Strong, 0, true, nil, 200, true, "fwd=stale"},
 		{"strong without a lease and no origin is 503", wire.Strong, 0, true, errors.New("unreachable"), 503, true, "detail=unconfirmed"},
 		{"bounded confirmed within the bound is a hit", wire.Bounded, 10 * time.Second, true, nil, 200, false, "hit"},
@@ -107,5 +107,24 @@ func TestUnleasedEventualHitSaysSo(t *testing.T) {
 	}
 	if rec.Header().Get("Age") != "5" {
 		t.Fatalf("Age %q, want 5: seconds since the edge last confirmed its view", rec.Header().Get("Age"))
+	}
+}
+
+// A strong version is served locally only once the origin confirmed it
+// visible and while the lease is valid.
+func TestStrongVersionServedLocallyOnceConfirmed(t *testing.T) {
+	e := newTestEdge(t, storeConfig{}, 0)
+	e.publishLevel(t, 4, "st", []byte("strong"), wire.Strong, 0)
+	if rec := e.do("GET", "/st"); rec.Code != 200 || e.origin.calls.Load() != 1 {
+		t.Fatalf("first read: status %d, origin calls %d; want 200 after one confirmation", rec.Code, e.origin.calls.Load())
+	}
+	rec := e.do("GET", "/st")
+	if rec.Code != 200 || e.origin.calls.Load() != 1 || rec.Header().Get("Cache-Status") != statusHit {
+		t.Fatalf("second read: status %d, origin calls %d, Cache-Status %q; want a local hit", rec.Code, e.origin.calls.Load(), rec.Header().Get("Cache-Status"))
+	}
+	e.view.unleased.Store(true)
+	e.origin.err = errors.New("unreachable")
+	if rec := e.do("GET", "/st"); rec.Code != 503 {
+		t.Fatalf("confirmed but unleased and cut off: status %d, want 503", rec.Code)
 	}
 }

@@ -71,10 +71,13 @@ const revalidateWait = 1500 * time.Millisecond
 
 // freshEnough reports whether the edge may serve version e without asking
 // the origin, by its consistency level (DESIGN.md § The one mechanism).
-func (h *handler) freshEnough(e *wire.LogEntry) bool {
+func (h *handler) freshEnough(o *object) bool {
+	e := &o.Entry
 	switch e.Consistency {
 	case wire.Strong:
-		return h.view.leaseValid()
+		// Two conditions: the lease vouches for the log view, and the
+		// origin has confirmed the version visible.
+		return h.view.leaseValid() && !o.Pending
 	case wire.Bounded:
 		at := h.view.confirmedAt()
 		return !at.IsZero() && h.now().Sub(at) < e.Bound-invalidation.Margin(e.Bound)
@@ -289,7 +292,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 			obj, known = h.st.lookup(ns, key)
 		}
 	}
-	confirm := behind || (known && !h.freshEnough(&obj.Entry))
+	confirm := behind || (known && !h.freshEnough(&obj))
 	if known && obj.Present && !obj.Stale && !confirm {
 		c, err := h.st.openContent(obj.Entry.Digest)
 		if err == nil {
@@ -321,10 +324,20 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		// confirms the version (no body if it is the one held) or the
 		// answer is an error, never a stale body.
 		ctx, cancel := context.WithTimeout(r.Context(), revalidateWait)
-		e, collapsed, err = h.fill(ctx, ns, key, wire.Digest{})
+		if obj.Entry.Consistency == wire.Strong {
+			// Never collapsed: a read that arrives after the write became
+			// visible must not take the answer of a request sent before.
+			e, err = h.fillr.fill(ctx, ns, key, wire.Digest{})
+		} else {
+			e, collapsed, err = h.fill(ctx, ns, key, wire.Digest{})
+		}
 		cancel()
 		fwd = "geocdn; fwd=stale"
-		if err != nil && !errors.Is(err, errNotFound) && r.Context().Err() == nil {
+		if err == nil {
+			h.st.revalidated(ns, key, e.Digest)
+		}
+		var pe *pendingError
+		if err != nil && !errors.Is(err, errNotFound) && !errors.As(err, &pe) && r.Context().Err() == nil {
 			noStore(w)
 			w.Header().Set("Cache-Status", fwd+"; detail=unconfirmed")
 			http.Error(w, "freshness cannot be confirmed with the origin", http.StatusServiceUnavailable)
@@ -336,7 +349,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
 		fwd = "geocdn; fwd=stale"
 		if err == nil {
-			h.st.revalidated(ns, key)
+			h.st.revalidated(ns, key, e.Digest)
 		}
 	} else if known {
 		e, collapsed, err = h.fill(r.Context(), ns, key, obj.Entry.Digest)
@@ -354,8 +367,18 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		e, collapsed, err = h.fill(r.Context(), ns, key, wire.Digest{})
 		fwd = "geocdn; fwd=uri-miss"
 	}
+	var pe *pendingError
 	switch {
 	case err == nil:
+	case errors.As(err, &pe) && pe.notFound:
+		// A strong write of a new key, not visible yet.
+		h.notFound(w, fwd+"; fwd-status=404; detail=pending")
+		return
+	case errors.As(err, &pe):
+		// The previous version of a strong write not visible yet: served,
+		// but neither kept as current here nor cacheable downstream.
+		h.servePending(w, r, &pe.entry, fwd)
+		return
 	case errors.Is(err, errNotFound):
 		h.notFound(w, fwd+"; fwd-status=404")
 		return
@@ -521,6 +544,25 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 		}
 	}
 }
+
+// servePending sends the previous version of a pending strong write with
+// Cache-Control: no-store.
+func (h *handler) servePending(w http.ResponseWriter, r *http.Request, e *wire.LogEntry, fwd string) {
+	c, err := h.st.openContent(e.Digest)
+	if err != nil {
+		noStore(w)
+		http.Error(w, "stored content unavailable", http.StatusBadGateway)
+		return
+	}
+	hv := *newRespHeaders(e)
+	hv.cacheControl = noStoreValue
+	h.m.miss()
+	h.write(w, r, e, &hv, c, []string{fwd + "; detail=pending"}, h.missXCache, "0")
+}
+
+// noStoreValue is the shared Cache-Control value of answers that must not
+// be cached downstream.
+var noStoreValue = []string{"no-store"}
 
 // smallBody is the size up to which net/http buffers a whole response
 // and computes its Content-Length (its bufferBeforeChunkingSize).

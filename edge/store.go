@@ -66,6 +66,8 @@ type object struct {
 	// Stale reports that a soft purge marked the version for revalidation
 	// with the origin before it is served again.
 	Stale bool
+	// Pending reports a strong version not yet confirmed visible.
+	Pending bool
 }
 
 // content is an opened blob: either hot bytes held in RAM or a file the
@@ -95,6 +97,9 @@ type version struct {
 	// stale is set by a soft purge (guarded by mu); it is kept in memory
 	// only, so a restart forgets it.
 	stale bool
+	// pending marks a strong version the origin has not yet confirmed
+	// visible (guarded by mu): it is not served before it is.
+	pending bool
 }
 
 // blob is the store's record of one digest. Fields other than lastUse are
@@ -270,7 +275,9 @@ func (s *store) load() error {
 			if err != nil {
 				return fmt.Errorf("index entry %q: %w", k, err)
 			}
-			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, hdr: newRespHeaders(&e)}
+			// A strong version's visibility is not on disk: until the
+			// origin confirms it, it is pending.
+			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, hdr: newRespHeaders(&e), pending: e.Consistency == wire.Strong}
 			b := s.blobs[e.Digest]
 			if b == nil {
 				b = &blob{size: int64(e.Size)}
@@ -386,7 +393,7 @@ func (s *store) lookup(ns, key string) (object, bool) {
 		return object{}, false
 	}
 	b := s.blobs[v.entry.Digest]
-	return object{Entry: v.entry, Present: b != nil && b.onDisk, hdr: v.hdr, Stale: v.stale}, true
+	return object{Entry: v.entry, Present: b != nil && b.onDisk, hdr: v.hdr, Stale: v.stale, Pending: v.pending}, true
 }
 
 // purge carries out a purge entry the log has reached: the current
@@ -411,13 +418,14 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 	return n, s.drop(digests)
 }
 
-// revalidated clears the stale mark of ns/key once the origin confirmed
-// (or replaced) its version.
-func (s *store) revalidated(ns, key string) {
+// revalidated clears the stale and pending marks of ns/key once the origin
+// confirmed version d as its current, visible version.
+func (s *store) revalidated(ns, key string, d wire.Digest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v := s.index[objKey{ns, key}]; v != nil {
+	if v := s.index[objKey{ns, key}]; v != nil && v.entry.Digest == d {
 		v.stale = false
+		v.pending = false
 	}
 }
 
@@ -537,7 +545,7 @@ func (s *store) apply(entries []wire.LogEntry) error {
 			released[old.entry.Digest] = struct{}{}
 		}
 		if e.Op == wire.OpPut {
-			staged[k] = &version{entry: *e, hdr: newRespHeaders(e)}
+			staged[k] = &version{entry: *e, hdr: newRespHeaders(e), pending: e.Consistency == wire.Strong}
 			delta[e.Digest]++
 			sizes[e.Digest] = int64(e.Size)
 		} else {

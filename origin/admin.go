@@ -185,8 +185,16 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		Replicas:      replicas,
 		ModTime:       o.clk.Now(),
 	}
+	var strong *pendingStrong
+	var told []string
+	if cons == wire.Strong {
+		told, strong = o.liveEdges(), o.strongBefore(ns, key)
+	}
 	body := &deadlineReader{r: r.Body, rc: http.NewResponseController(w), now: o.clk.Now}
 	ent, err := o.store.put(r.Context(), ns, key, body, o.cfg.MaxObjectSize, meta)
+	if err != nil && strong != nil && strong.oldBlob != nil {
+		strong.oldBlob.Close()
+	}
 	if err != nil {
 		o.metrics.publishes.WithLabelValues("refused").Inc()
 		switch {
@@ -209,6 +217,11 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 	http.NewResponseController(w).SetWriteDeadline(o.clk.Now().Add(o.cfg.PublishTimeout + time.Minute))
 	o.metrics.publishes.WithLabelValues("committed").Inc()
 	o.metrics.publishBytes.Add(float64(ent.Size))
+	var visible <-chan struct{}
+	if strong != nil {
+		o.strongCommitted(ns, key, strong, ent.LSN)
+		visible = o.strongVisible(ns, key, ent.LSN, told)
+	}
 	aw := o.acks.wait(ent.LSN, eligible, need)
 	defer o.acks.release(ent.LSN, aw)
 	o.committed()
@@ -225,13 +238,27 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 	status := http.StatusCreated
 	timer := o.clk.NewTimer(o.cfg.PublishTimeout)
 	defer timer.Stop()
-	select {
-	case <-aw.done:
-	case <-timer.C():
-		status = http.StatusGatewayTimeout
-		res.Error = fmt.Sprintf("w: %d of %d edge acknowledgements within %v; the write is committed and delivery continues", len(o.acks.result(aw)), need, o.cfg.PublishTimeout)
-	case <-r.Context().Done():
-		return
+	if visible != nil {
+		// A strong write returns once every edge that may hold a lease
+		// has applied it or lost its lease, and the version is visible.
+		select {
+		case <-visible:
+		case <-timer.C():
+			status = http.StatusGatewayTimeout
+			res.Error = fmt.Sprintf("strong write not yet visible after %v; it is committed and becomes visible when every edge has applied it or lost its lease", o.cfg.PublishTimeout)
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if status == http.StatusCreated {
+		select {
+		case <-aw.done:
+		case <-timer.C():
+			status = http.StatusGatewayTimeout
+			res.Error = fmt.Sprintf("w: %d of %d edge acknowledgements within %v; the write is committed and delivery continues", len(o.acks.result(aw)), need, o.cfg.PublishTimeout)
+		case <-r.Context().Done():
+			return
+		}
 	}
 	res.Acked = o.acks.result(aw)
 	if res.Acked == nil {

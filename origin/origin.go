@@ -67,10 +67,15 @@ type Origin struct {
 	commits broadcast.Signal
 	acked   broadcast.Signal
 
+	// stopping closes when the origin shuts down, ending background waits.
+	stopping chan struct{}
+
 	mu      sync.Mutex
 	closing bool
 	// commitTimes are recent commits in LSN order (guarded by mu).
 	commitTimes []commitRecord
+	// pending are strong writes not yet visible, by ns\x00key (guarded by mu).
+	pending map[string]*pendingStrong
 
 	wg sync.WaitGroup
 }
@@ -85,9 +90,11 @@ func New(cfg Config) (*Origin, error) {
 		return nil, fmt.Errorf("origin data dir: %w", err)
 	}
 	o := &Origin{
-		cfg: cfg,
-		log: cfg.Logger.With("role", "origin", "id", cfg.ID),
-		clk: cfg.Clock,
+		cfg:      cfg,
+		log:      cfg.Logger.With("role", "origin", "id", cfg.ID),
+		clk:      cfg.Clock,
+		pending:  make(map[string]*pendingStrong),
+		stopping: make(chan struct{}),
 	}
 	o.started = o.clk.Now()
 	var err error
@@ -234,6 +241,7 @@ func (o *Origin) shutdown() {
 	o.mu.Lock()
 	o.closing = true
 	o.mu.Unlock()
+	close(o.stopping)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	o.httpSrv.Shutdown(sctx)

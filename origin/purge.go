@@ -9,7 +9,6 @@ import (
 
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
-	"github.com/geocdn/geocdn/invalidation"
 )
 
 // PurgeRequest is the body of POST /v1/purge.
@@ -88,12 +87,7 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := o.clk.Now()
-	var told []string
-	for _, e := range o.edges.all() {
-		if e.state(now, o.stateRule()) != EdgeDown {
-			told = append(told, e.info.ID)
-		}
-	}
+	told := o.liveEdges()
 	ent, err := o.store.purge(wire.LogEntry{
 		Namespace: ns, PurgeKeys: req.Keys, PurgePrefixes: req.Prefixes, PurgeTags: req.Tags,
 		Soft: soft, ModTime: now,
@@ -149,31 +143,9 @@ func (o *Origin) purgeProgress(lsn uint64, told []string) (acked, expired []stri
 // awaitPurge waits until every told edge acked or lost its lease, and the
 // restart rule is satisfied; false on timeout.
 func (o *Origin) awaitPurge(r *http.Request, res *PurgeResult) bool {
-	term := o.cfg.LeaseTerm
-	notBefore := o.started.Add(term + invalidation.Margin(term))
-	deadline := o.clk.Now().Add(o.cfg.PublishTimeout)
-	// Leases expire without any message, so re-check on every heartbeat
-	// interval as well as on every acknowledgement.
-	tick := o.clk.NewTicker(o.cfg.HeartbeatInterval)
-	defer tick.Stop()
-	for {
-		acks := o.acked.C()
-		acked, expired := o.purgeProgress(res.LSN, res.Edges)
-		res.Acked, res.Expired = acked, expired
-		now := o.clk.Now()
-		if len(acked)+len(expired) == len(res.Edges) && !now.Before(notBefore) {
-			return true
-		}
-		if !now.Before(deadline) {
-			return false
-		}
-		select {
-		case <-acks:
-		case <-tick.C():
-		case <-r.Context().Done():
-			return false
-		}
-	}
+	ok := o.awaitVisible(res.LSN, res.Edges, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
+	res.Acked, res.Expired = o.purgeProgress(res.LSN, res.Edges)
+	return ok
 }
 
 func trimSlash(s string) string {

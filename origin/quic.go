@@ -257,7 +257,20 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "expected a fill request"})
 		return
 	}
+	if req.Digest.IsZero() {
+		if p, ok := o.pendingFor(req.Namespace, req.Key); ok {
+			n, err := o.servePending(st, p)
+			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
+			return
+		}
+	}
 	ent, err := o.store.get(req.Namespace, req.Key)
+	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.inRestartGrace() {
+		// Leases from before the restart may still run, and which
+		// strong versions edges treat as visible is unknown until then.
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "origin restarted: strong versions are confirmed once earlier leases have run out"})
+		return
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "no such object"})

@@ -150,3 +150,8 @@ func parseFillResponse(b []byte) (FillResponse, error) {
 	}
 	return r, nil
 }
+
+// PendingReason flags a fill answer for a key whose strong write is not
+// yet visible: the entry (and body) are the previous version, to be served
+// but not kept as current; with FillNotFound, the key is new.
+const PendingReason = "pending, do not cache"
