@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # geocdn benchmarks (`make bench`): HTTP hits of a geocdn edge next to a plain
 # Go server and nginx's proxy_cache, driven by wrk; push replication next to
-# a raw quic-go stream. Raw outputs go to bench/out/<timestamp>/ (and
-# bench/out/latest); the tables are printed at the end and saved as
-# results.md there. See bench/README.md for what each column means.
+# a raw quic-go stream; purges over the simulated WAN. Raw outputs go to
+# bench/out/<timestamp>/ (and bench/out/latest); the tables are printed at
+# the end and saved as results.md there. See bench/README.md for what each
+# column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http or push: run one half only [both]
+#   BENCH_ONLY        http, push or purge: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
@@ -16,6 +17,7 @@
 #   BENCH_TMP         tmpfs for content, nginx cache and geocdn data [/dev/shm]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
 #   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
+#   BENCH_PURGE_TMP   directory for the purge benchmark's nodes' data [$TMPDIR or /tmp]
 #   BENCH_EDGE_FLAGS  extra flags for the geocdn edge [none]
 #   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
 #   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
@@ -34,6 +36,7 @@ PORT=${BENCH_PORT_BASE:-18100}
 TMPBASE=${BENCH_TMP:-/dev/shm}
 PUSH_ROUNDS=${BENCH_PUSH_ROUNDS:-3}
 PUSH_TMP=${BENCH_PUSH_TMP:-${TMPDIR:-/tmp}}
+PURGE_TMP=${BENCH_PURGE_TMP:-${TMPDIR:-/tmp}}
 STRACE=${BENCH_STRACE:-1}
 # Extra flags for the geocdn edge, e.g. a hot tier that holds the whole hot
 # set in RAM as the map server and nginx's tmpfs cache do.
@@ -356,8 +359,24 @@ run_push() {
 	"$TOOL" pushtable -in "$OUT/push.txt" >"$OUT/push-table.md"
 }
 
-[[ $ONLY == push ]] || run_http
-[[ $ONLY == http ]] || run_push
+# ---------------------------------------------------------------- purge
+# BenchmarkPurgeWAN runs in-process: an origin and 20 edges on a simulated
+# WAN (no sockets, no ports), in real time; it closes every node itself and
+# the test binary's timeout bounds it. Its tables are the lines of its
+# output that start with "**" or "|".
+run_purge() {
+	log "purge benchmark: origin in Washington DC, 20 edges over the simulated WAN (data under $PURGE_TMP)"
+	TMPDIR=$PURGE_TMP timeout 600 $GO test -run '^$' -bench '^BenchmarkPurgeWAN$' -benchtime 1x \
+		-timeout 9m -v ./internal/cluster/ >"$OUT/purge.txt" 2>&1 ||
+		{ cat "$OUT/purge.txt" >&2; exit 1; }
+	awk '/^\*\*/ { if (n++) print ""; print; print ""; next } /^\|/ { print }' \
+		"$OUT/purge.txt" >"$OUT/purge-table.md"
+	grep -q '^|' "$OUT/purge-table.md" || { log "no table in $OUT/purge.txt"; exit 1; }
+}
+
+[[ -n $ONLY && $ONLY != http ]] || run_http
+[[ -n $ONLY && $ONLY != push ]] || run_push
+[[ -n $ONLY && $ONLY != purge ]] || run_purge
 
 {
 	echo "# geocdn benchmarks"
@@ -386,6 +405,12 @@ run_push() {
 		echo "## Push replication: one 256 MiB object to one edge, medians of $PUSH_ROUNDS interleaved rounds"
 		echo
 		cat "$OUT/push-table.md"
+	fi
+	if [[ -f $OUT/purge-table.md ]]; then
+		echo
+		echo "## Purges over the simulated WAN (BenchmarkPurgeWAN, one run, real time)"
+		echo
+		cat "$OUT/purge-table.md"
 	fi
 } >"$OUT/results.md"
 echo

@@ -185,15 +185,16 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		Replicas:      replicas,
 		ModTime:       o.clk.Now(),
 	}
-	var strong *pendingStrong
+	strong := cons == wire.Strong
 	var told []string
-	if cons == wire.Strong {
-		told, strong = o.liveEdges(), o.strongBefore(ns, key)
+	if strong {
+		told = o.liveEdges()
+		o.strongReserve(ns, key)
 	}
 	body := &deadlineReader{r: r.Body, rc: http.NewResponseController(w), now: o.clk.Now}
 	ent, err := o.store.put(r.Context(), ns, key, body, o.cfg.MaxObjectSize, meta)
-	if err != nil && strong != nil && strong.oldBlob != nil {
-		strong.oldBlob.Close()
+	if err != nil && strong {
+		o.strongAbort(ns, key)
 	}
 	if err != nil {
 		o.metrics.publishes.WithLabelValues("refused").Inc()
@@ -218,9 +219,10 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 	o.metrics.publishes.WithLabelValues("committed").Inc()
 	o.metrics.publishBytes.Add(float64(ent.Size))
 	var visible <-chan struct{}
-	if strong != nil {
-		o.strongCommitted(ns, key, strong, ent.LSN)
-		visible = o.strongVisible(ns, key, ent.LSN, told)
+	if strong {
+		sw := o.strongCommitted(ent)
+		o.strongVisible(ns, key, sw, told)
+		visible = sw.visible
 	}
 	aw := o.acks.wait(ent.LSN, eligible, need)
 	defer o.acks.release(ent.LSN, aw)

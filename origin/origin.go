@@ -74,8 +74,10 @@ type Origin struct {
 	closing bool
 	// commitTimes are recent commits in LSN order (guarded by mu).
 	commitTimes []commitRecord
-	// pending are strong writes not yet visible, by ns\x00key (guarded by mu).
-	pending map[string]*pendingStrong
+	// strong holds the keys with strong writes reserved or pending, by
+	// ns\x00key (see strong.go).
+	strongMu sync.Mutex
+	strong   map[string]*strongKey
 
 	wg sync.WaitGroup
 }
@@ -93,7 +95,7 @@ func New(cfg Config) (*Origin, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("role", "origin", "id", cfg.ID),
 		clk:      cfg.Clock,
-		pending:  make(map[string]*pendingStrong),
+		strong:   make(map[string]*strongKey),
 		stopping: make(chan struct{}),
 	}
 	o.started = o.clk.Now()

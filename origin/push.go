@@ -150,6 +150,10 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 			break
 		}
 	}
+	if errors.Is(err, errSuperseded) {
+		e.pushSettled(ent.LSN)
+		return
+	}
 	if errors.Is(err, errPushRefused) || errors.Is(err, errBadDigest) {
 		// The edge answered: resending on reconnect would not help. A
 		// transfer cut off by the connection stays unsettled and is
@@ -164,6 +168,9 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 }
 
 var errBadDigest = errors.New("edge saw a digest mismatch")
+
+// errSuperseded ends a push whose version was replaced while it ran.
+var errSuperseded = errors.New("version superseded")
 
 // pushOnce runs the push protocol of wire.PushOffer on a new stream.
 func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntry) (int64, error) {
@@ -199,6 +206,11 @@ func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntr
 	blob, err := o.store.openBlob(ent.Digest)
 	if err != nil {
 		st.CancelWrite(0)
+		if !o.isCurrent(ent) {
+			// A newer version replaced this one and its blob was collected
+			// meanwhile: nothing is owed any more.
+			return 0, errSuperseded
+		}
 		return 0, err
 	}
 	var body io.Reader = blob

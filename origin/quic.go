@@ -258,8 +258,8 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		return
 	}
 	if req.Digest.IsZero() {
-		if p, ok := o.pendingFor(req.Namespace, req.Key); ok {
-			n, err := o.servePending(st, p)
+		if h, ok := o.pendingVisible(req.Namespace, req.Key); ok {
+			n, err := o.servePending(st, h)
 			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
 			return
 		}

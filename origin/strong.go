@@ -9,70 +9,147 @@ import (
 	"github.com/geocdn/geocdn/invalidation"
 )
 
-// pendingStrong is a strong write committed but not yet visible: until
-// every edge that may hold a lease has applied it (or lost its lease),
-// fills of the key are answered with the old version, flagged pending so
-// edges do not keep it as current.
-type pendingStrong struct {
-	lsn uint64
-	old *wire.LogEntry // nil when the key did not exist
-	// oldBlob stays open while pending: the new version's commit may have
-	// collected the old blob's file, and an open file stays readable.
-	oldBlob fsys.File
+// Strong writes of one key become visible one at a time, in LSN order.
+// While any is pending, fills of the key are answered with the version
+// visible so far, flagged pending, so edges serve it without keeping it as
+// current; a write is visible (and its publish returns) once every edge
+// that may hold a lease has applied it or lost its lease.
+
+// heldBlob is a version whose content stays readable while fills may still
+// answer with it: the catalog may have moved on and the blob's file been
+// collected, but an open file stays readable. refs counts its users.
+type heldBlob struct {
+	entry wire.LogEntry
+	f     fsys.File
+	refs  int
+}
+
+// strongKey is the strong-write state of one key.
+type strongKey struct {
+	visible  *heldBlob // the version fills answer with; nil: the key is absent
+	waiting  []*strongWrite
+	reserved int // writes between reserve and commit (or abort)
+}
+
+// strongWrite is one committed strong write waiting to become visible.
+type strongWrite struct {
+	lsn     uint64
+	held    *heldBlob
+	visible chan struct{} // closed when the write is visible
 }
 
 func pendingKey(ns, key string) string { return ns + "\x00" + key }
 
-// beginStrong records a strong write's previous version before it commits.
-func (o *Origin) strongBefore(ns, key string) *pendingStrong {
-	p := &pendingStrong{}
-	if cur, err := o.store.get(ns, key); err == nil {
-		if f, err := o.store.openBlob(cur.Digest); err == nil {
-			p.old, p.oldBlob = &cur, f
-		}
+// holdBlob opens ent's content and holds it.
+func (o *Origin) holdBlob(ent wire.LogEntry) *heldBlob {
+	f, err := o.store.openBlob(ent.Digest)
+	if err != nil {
+		return nil
 	}
-	return p
+	return &heldBlob{entry: ent, f: f, refs: 1}
 }
 
-// strongCommitted marks the write at lsn pending.
-func (o *Origin) strongCommitted(ns, key string, p *pendingStrong, lsn uint64) {
-	p.lsn = lsn
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if prev := o.pending[pendingKey(ns, key)]; prev != nil && prev.oldBlob != nil {
-		// A later strong write of the same key supersedes the earlier
-		// one's pending state; the oldest visible version stays the one
-		// served, so keep the earlier "old".
-		p.old, p.oldBlob, prev.oldBlob = prev.old, prev.oldBlob, nil
-		if p.oldBlob == nil {
-			p.old = nil
-		}
-	}
-	o.pending[pendingKey(ns, key)] = p
-}
-
-// makeVisible ends the pending state of the write at lsn, unless a later
-// strong write of the key took it over.
-func (o *Origin) makeVisible(ns, key string, lsn uint64) {
-	o.mu.Lock()
-	p := o.pending[pendingKey(ns, key)]
-	if p == nil || p.lsn != lsn {
-		o.mu.Unlock()
+// releaseLocked drops one reference to h. Callers hold strongMu.
+func releaseLocked(h *heldBlob) {
+	if h == nil {
 		return
 	}
-	delete(o.pending, pendingKey(ns, key))
-	o.mu.Unlock()
-	if p.oldBlob != nil {
-		p.oldBlob.Close()
+	if h.refs--; h.refs == 0 {
+		h.f.Close()
 	}
 }
 
-// pendingFor returns the pending state of ns/key, if any.
-func (o *Origin) pendingFor(ns, key string) (*pendingStrong, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	p, ok := o.pending[pendingKey(ns, key)]
-	return p, ok
+// strongReserve is called before a strong write commits. The first
+// reservation of a key captures its visible version, so every later write
+// of the key, committed in whatever order, pends behind the same one.
+func (o *Origin) strongReserve(ns, key string) {
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	k := pendingKey(ns, key)
+	sk := o.strong[k]
+	if sk == nil {
+		sk = &strongKey{}
+		if cur, err := o.store.get(ns, key); err == nil {
+			sk.visible = o.holdBlob(cur)
+		}
+		o.strong[k] = sk
+	}
+	sk.reserved++
+}
+
+// strongAbort undoes a reservation whose write did not commit.
+func (o *Origin) strongAbort(ns, key string) {
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	k := pendingKey(ns, key)
+	sk := o.strong[k]
+	sk.reserved--
+	o.retireLocked(k, sk)
+}
+
+// retireLocked forgets a key with nothing pending or reserved.
+func (o *Origin) retireLocked(k string, sk *strongKey) {
+	if len(sk.waiting) == 0 && sk.reserved == 0 {
+		releaseLocked(sk.visible)
+		delete(o.strong, k)
+	}
+}
+
+// strongCommitted turns a reservation into a pending write of ent.
+func (o *Origin) strongCommitted(ent wire.LogEntry) *strongWrite {
+	w := &strongWrite{lsn: ent.LSN, held: o.holdBlob(ent), visible: make(chan struct{})}
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	sk := o.strong[pendingKey(ent.Namespace, ent.Key)]
+	sk.reserved--
+	i := len(sk.waiting)
+	for i > 0 && sk.waiting[i-1].lsn > w.lsn {
+		i--
+	}
+	sk.waiting = append(sk.waiting[:i], append([]*strongWrite{w}, sk.waiting[i:]...)...)
+	return w
+}
+
+// makeVisible makes the write at lsn, and every earlier pending write of
+// the key, visible: an edge that applied lsn applied them too.
+func (o *Origin) makeVisible(ns, key string, lsn uint64) {
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	k := pendingKey(ns, key)
+	sk := o.strong[k]
+	if sk == nil {
+		return
+	}
+	for len(sk.waiting) > 0 && sk.waiting[0].lsn <= lsn {
+		w := sk.waiting[0]
+		sk.waiting = sk.waiting[1:]
+		releaseLocked(sk.visible)
+		sk.visible = w.held
+		close(w.visible)
+	}
+	o.retireLocked(k, sk)
+}
+
+// pendingVisible returns, with a reference the caller must give back with
+// o.unhold, the version fills of ns/key must answer while a strong write
+// of it is pending. ok is false when nothing is pending.
+func (o *Origin) pendingVisible(ns, key string) (h *heldBlob, ok bool) {
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	sk := o.strong[pendingKey(ns, key)]
+	if sk == nil || len(sk.waiting) == 0 {
+		return nil, false
+	}
+	if sk.visible != nil {
+		sk.visible.refs++
+	}
+	return sk.visible, true
+}
+
+func (o *Origin) unhold(h *heldBlob) {
+	o.strongMu.Lock()
+	defer o.strongMu.Unlock()
+	releaseLocked(h)
 }
 
 // awaitVisible waits until the write at lsn may become visible: every edge
@@ -125,33 +202,29 @@ func (o *Origin) inRestartGrace() bool {
 	return o.clk.Now().Before(o.started.Add(term + invalidation.Margin(term)))
 }
 
-// servePending answers a fill of a key whose strong write is pending: the
-// old version, flagged so the edge serves it without keeping it as
-// current; or not-found when the key is new.
-func (o *Origin) servePending(w io.Writer, p *pendingStrong) (int64, error) {
-	if p.old == nil || p.oldBlob == nil {
+// servePending answers a fill of a key with a strong write pending: the
+// version visible so far, flagged so the edge serves it without keeping
+// it as current, or not-found when the key has none yet.
+func (o *Origin) servePending(w io.Writer, h *heldBlob) (int64, error) {
+	if h == nil {
 		return 0, wire.WriteFrame(w, wire.FillResponse{Status: wire.FillNotFound, Reason: wire.PendingReason})
 	}
-	ent := *p.old
-	if err := wire.WriteFrame(w, wire.FillResponse{Status: wire.FillOK, Reason: wire.PendingReason, Entry: ent}); err != nil {
+	defer o.unhold(h)
+	if err := wire.WriteFrame(w, wire.FillResponse{Status: wire.FillOK, Reason: wire.PendingReason, Entry: h.entry}); err != nil {
 		return 0, err
 	}
-	return io.Copy(w, io.NewSectionReader(p.oldBlob, 0, int64(ent.Size)))
+	return io.Copy(w, io.NewSectionReader(h.f, 0, int64(h.entry.Size)))
 }
 
 // strongVisible runs a strong write's wait in the background and makes it
 // visible at the end. The wait ends by the lease rules alone: an edge that
-// does not acknowledge stops being renewed and its lease runs out. The
-// returned channel closes once the version is visible.
-func (o *Origin) strongVisible(ns, key string, lsn uint64, told []string) <-chan struct{} {
-	visible := make(chan struct{})
+// does not acknowledge stops being renewed and its lease runs out.
+func (o *Origin) strongVisible(ns, key string, w *strongWrite, told []string) {
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		if o.awaitVisible(lsn, told, time.Time{}, o.stopping) {
-			o.makeVisible(ns, key, lsn)
-			close(visible)
+		if o.awaitVisible(w.lsn, told, time.Time{}, o.stopping) {
+			o.makeVisible(ns, key, w.lsn)
 		}
 	}()
-	return visible
 }
