@@ -121,6 +121,9 @@ func BenchmarkPurgeWAN(b *testing.B) {
 			fl := measurePurgeFlood(b, pc, floodPurges, floodClients, floodCap)
 			wanBenchWait(b, w, "every edge healthy after the flood", 60*time.Second, func() bool { return wanAllHealthy(w) })
 			pub := measureBoundedPublish(b, pc, len(specs), publishes, publishCap)
+			// A strong publish returns when the version is visible at
+			// every edge: the publish-to-visible-everywhere latency.
+			strong := measurePublish(b, pc, len(specs), publishes, publishCap, "strong", "w=all&consistency=strong")
 			b.StopTimer()
 
 			p50, p99, mx := durationPercentiles(lat.took)
@@ -157,6 +160,8 @@ func BenchmarkPurgeWAN(b *testing.B) {
 			row("purge wait=true, origin's took_ms (whole ms)", len(lat.took), lat.failed, p50, p99, mx, true)
 			row("purge wait=true, client wall time", len(lat.wall), lat.failed, cp50, cp99, cmx, true)
 			row("publish 1 KiB w=all consistency=bounded(5s), client wall time to 201", len(pub.wall), pub.failed, pp50, pp99, pmx, false)
+			sp50, sp99, spmx := durationPercentiles(strong.wall)
+			row("publish 1 KiB w=all consistency=strong (visible at every edge), client wall time to 201", len(strong.wall), strong.failed, sp50, sp99, spmx, false)
 			fmt.Fprintln(&t)
 			fmt.Fprintf(&t, "**Invalidation throughput: %d purges wait=false from %d concurrent clients, until every one of %d edges applied the last**\n",
 				fl.sent, floodClients, len(specs))
@@ -277,12 +282,18 @@ type boundedPublishResult struct {
 // w=all and consistency=bounded(5s) and times each PUT until its 201: the
 // object is stored on every edge by then, which is what the number means.
 func measureBoundedPublish(b *testing.B, pc *purgeClient, edges, n int, limit time.Duration) boundedPublishResult {
+	return measurePublish(b, pc, edges, n, limit, "bounded", "w=all&consistency=bounded(5s)")
+}
+
+// measurePublish publishes n fresh 1 KiB objects one after another with
+// query and times each PUT until its 201.
+func measurePublish(b *testing.B, pc *purgeClient, edges, n int, limit time.Duration, prefix, query string) boundedPublishResult {
 	var r boundedPublishResult
 	body := bytes.Repeat([]byte("p"), 1024)
 	end := time.Now().Add(limit)
 	for i := 0; i < n && time.Now().Before(end); i++ {
 		start := time.Now()
-		res, status, err := pc.publish(fmt.Sprintf("bounded-%03d", i), body, "w=all&consistency=bounded(5s)")
+		res, status, err := pc.publish(fmt.Sprintf("%s-%03d", prefix, i), body, query)
 		wall := time.Since(start)
 		if err != nil || status != http.StatusCreated || len(res.Acked) != edges {
 			r.failed++
