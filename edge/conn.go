@@ -540,6 +540,11 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 			have = cur.Entry.Digest
 		}
 	}
+	return e.fetch(ctx, ns, key, want, have)
+}
+
+// fetch runs one fill request: want as for fill, have the digest held.
+func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest) (wire.LogEntry, error) {
 	e.mu.Lock()
 	s := e.sess
 	e.mu.Unlock()
@@ -580,8 +585,10 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 		return wire.LogEntry{}, errNotFound
 	case wire.FillNotModified:
 		if !e.store.hasBlob(resp.Entry.Digest) {
-			// Evicted since the request: ask again for the body.
-			return e.fill(ctx, ns, key, resp.Entry.Digest)
+			// Evicted (purged) since the request: ask again for the
+			// current version with its body. Not by digest: the key may
+			// have moved on and that content been collected meanwhile.
+			return e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
 		}
 		return resp.Entry, nil
 	case wire.FillOK:

@@ -109,6 +109,7 @@ type linStats struct {
 	readsOK, readsAbsent, reads5 int
 	readsDropped                 int // transport errors: edge down
 	faults                       int
+	purges                       int
 }
 
 func (r *linRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
@@ -186,6 +187,33 @@ func linWrite(t *testing.T, w *WAN, rec *linRecorder, client int, key, value str
 	default:
 		t.Errorf("strong publish %s=%q: status %d %s", key, value, status, raw)
 	}
+}
+
+// linPurge purges key at every edge (soft: marks it stale), waiting or not
+// for the edges; it records no operation, since a purge changes no value.
+func linPurge(t *testing.T, w *WAN, key string, soft bool, rec *linRecorder) {
+	u := w.OriginURL() + "/v1/purge?wait=true"
+	if soft {
+		u += "&soft=true"
+	}
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(`{"keys":["`+key+`"]}`))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+w.Token)
+	resp, err := w.Client.Do(req)
+	if err != nil {
+		return // the origin was unreachable: nothing was purged, or it was
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("purge %s: status %d", key, resp.StatusCode)
+	}
+	rec.mu.Lock()
+	rec.stats.purges++
+	rec.mu.Unlock()
 }
 
 // linRead reads key at edge e and records what it saw. A 5xx observed
@@ -282,9 +310,14 @@ func linHistory(t *testing.T, seed uint64) ([]porcupine.Operation, linStats) {
 			for n := 0; n < maxOps && time.Now().Before(end); n++ {
 				time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 				key := keys[rng.IntN(len(keys))]
-				if rng.IntN(10) < 3 {
+				switch r := rng.IntN(10); {
+				case r < 3:
 					linWrite(t, w, rec, c, key, fmt.Sprintf("s%d-c%d-%d", seed, c, n))
-				} else {
+				case r == 3:
+					// Purges evict edge copies without changing any value:
+					// the register model must hold across them.
+					linPurge(t, w, key, rng.IntN(2) == 0, rec)
+				default:
 					linRead(t, w, rec, c, edges[rng.IntN(len(edges))], key)
 				}
 			}
