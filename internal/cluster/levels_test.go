@@ -148,6 +148,9 @@ func (g *lvGens) get(id string) int {
 }
 
 func (g *lvGens) bump(id string) {
+	if g == nil {
+		return
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.gen[id]++
@@ -173,10 +176,11 @@ func (k lvKinds) String() string {
 	return fmt.Sprintf("%d leased hits, %d unleased hits, %d forwarded, %d not found", k.hit, k.unleased, k.forwarded, k.notFound)
 }
 
-// lvFaults injects partitions (both ways, one way each direction), heals,
+// wanFaults injects partitions (both ways, one way each direction), heals,
 // edge kills, restarts and starts until end, then heals everything and
 // starts every killed edge. It returns the number of faults injected.
-func lvFaults(t *testing.T, w *WAN, seed uint64, end time.Time, gens *lvGens) int {
+// gens, when set, counts each edge's restarts.
+func wanFaults(t *testing.T, w *WAN, seed uint64, end time.Time, gens *lvGens) int {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	edges := w.Edges()
 	killed := map[string]bool{}
@@ -352,7 +356,7 @@ func sessHistory(t *testing.T, seed uint64) string {
 			}
 		})
 	}
-	wg.Go(func() { faults = lvFaults(t, w, seed, end, gens) })
+	wg.Go(func() { faults = wanFaults(t, w, seed, end, gens) })
 	wg.Wait()
 
 	// Checked once every publish has answered: a read may return a
@@ -556,7 +560,7 @@ func prefixHistory(t *testing.T, seed uint64) string {
 			}
 		})
 	}
-	wg.Go(func() { faults = lvFaults(t, w, seed, end, gens) })
+	wg.Go(func() { faults = wanFaults(t, w, seed, end, gens) })
 	wg.Wait()
 	return fmt.Sprintf("%d publishes, %d reads checked (%v), %d reads dropped (5xx or edge down), %d reads across an edge restart (not checked for order), %d reader views reset by a restart, %d faults",
 		seq, reads, kinds, dropped, restarts, resets, faults)
@@ -629,7 +633,7 @@ func eventualHistory(t *testing.T, seed uint64) string {
 			}
 		})
 	}
-	wg.Go(func() { faults = lvFaults(t, w, seed, end, gens) })
+	wg.Go(func() { faults = wanFaults(t, w, seed, end, gens) })
 	wg.Wait()
 
 	// Every fault is healed and every edge started: poll in simulated

@@ -324,48 +324,10 @@ func linHistory(t *testing.T, seed uint64) ([]porcupine.Operation, linStats) {
 		})
 	}
 	wg.Go(func() {
-		rng := rand.New(rand.NewPCG(seed, 0))
-		killed := map[string]bool{}
-		for time.Now().Before(end) {
-			time.Sleep(500*time.Millisecond + time.Duration(rng.IntN(2500))*time.Millisecond)
-			id := edges[rng.IntN(len(edges))].Spec.ID
-			var err error
-			switch rng.IntN(7) {
-			case 0:
-				err = w.Partition(id)
-			case 1:
-				err = w.PartitionOneWay(id, ToEdge)
-			case 2:
-				err = w.PartitionOneWay(id, FromEdge)
-			case 3:
-				err = w.Heal(id)
-			case 4:
-				w.HealAll()
-			case 5:
-				if !killed[id] {
-					killed[id] = true
-					err = w.KillEdge(id)
-				}
-			case 6:
-				for id := range killed {
-					delete(killed, id)
-					err = w.StartEdge(id)
-					break
-				}
-			}
-			if err != nil {
-				t.Errorf("fault on %s: %v", id, err)
-			}
-			rec.mu.Lock()
-			rec.stats.faults++
-			rec.mu.Unlock()
-		}
-		w.HealAll()
-		for id := range killed {
-			if err := w.StartEdge(id); err != nil {
-				t.Errorf("start %s: %v", id, err)
-			}
-		}
+		n := wanFaults(t, w, seed, end, nil)
+		rec.mu.Lock()
+		rec.stats.faults = n
+		rec.mu.Unlock()
 	})
 	wg.Wait()
 
