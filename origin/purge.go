@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -72,7 +73,7 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, k := range req.Keys {
-		k = trimSlash(k)
+		k = strings.TrimLeft(k, "/")
 		if err := objkey.Validate(k); err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("keys[%d]: %v", i, err))
 			return
@@ -80,7 +81,7 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		req.Keys[i] = k
 	}
 	for i, p := range req.Prefixes {
-		req.Prefixes[i] = trimSlash(p)
+		req.Prefixes[i] = strings.TrimLeft(p, "/")
 	}
 	if o.isClosing() {
 		writeError(w, http.StatusServiceUnavailable, "origin shutting down")
@@ -108,7 +109,7 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 			res.Error = fmt.Sprintf("not every edge acknowledged the purge or lost its lease within %v; the purge is committed", o.cfg.PublishTimeout)
 		}
 	} else {
-		res.Acked, _ = o.purgeProgress(res.LSN, told)
+		res.Acked, _ = o.ackProgress(res.LSN, told)
 	}
 	if res.Edges == nil {
 		res.Edges = []string{}
@@ -121,9 +122,10 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, res)
 }
 
-// purgeProgress splits told into edges that acked lsn and edges whose
-// lease has expired; the rest are still pending.
-func (o *Origin) purgeProgress(lsn uint64, told []string) (acked, expired []string) {
+// ackProgress splits told into edges that acked lsn and edges whose
+// lease has expired; the rest are still pending. Purges and strong
+// writes wait on it.
+func (o *Origin) ackProgress(lsn uint64, told []string) (acked, expired []string) {
 	now := o.clk.Now()
 	for _, id := range told {
 		e := o.edges.get(id)
@@ -144,13 +146,6 @@ func (o *Origin) purgeProgress(lsn uint64, told []string) (acked, expired []stri
 // restart rule is satisfied; false on timeout.
 func (o *Origin) awaitPurge(r *http.Request, res *PurgeResult) bool {
 	ok := o.awaitVisible(res.LSN, res.Edges, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
-	res.Acked, res.Expired = o.purgeProgress(res.LSN, res.Edges)
+	res.Acked, res.Expired = o.ackProgress(res.LSN, res.Edges)
 	return ok
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[0] == '/' {
-		s = s[1:]
-	}
-	return s
 }

@@ -164,7 +164,7 @@ func (o *Origin) awaitVisible(lsn uint64, told []string, deadline time.Time, don
 	defer tick.Stop()
 	for {
 		acks := o.acked.C()
-		acked, expired := o.purgeProgress(lsn, told)
+		acked, expired := o.ackProgress(lsn, told)
 		now := o.clk.Now()
 		if len(acked)+len(expired) == len(told) && !now.Before(notBefore) {
 			return true
