@@ -128,3 +128,9 @@ func TestStrongVersionServedLocallyOnceConfirmed(t *testing.T) {
 		t.Fatalf("confirmed but unleased and cut off: status %d, want 503", rec.Code)
 	}
 }
+
+func TestMinLSNKeyIsCanonical(t *testing.T) {
+	if got := http.CanonicalHeaderKey(HeaderMinLSN); got != minLSNKey {
+		t.Fatalf("canonical %s is %q, minLSNKey is %q", HeaderMinLSN, got, minLSNKey)
+	}
+}

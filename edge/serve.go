@@ -65,6 +65,9 @@ type view interface {
 // last seen LSN, which the edge's log must have reached to answer.
 const HeaderMinLSN = "GeoCDN-Min-LSN"
 
+// minLSNKey is HeaderMinLSN in the canonical form net/http stores it in.
+const minLSNKey = "Geocdn-Min-Lsn"
+
 // revalidateWait bounds a revalidation of a strong or bounded object, so a
 // cut-off edge answers 503 within the 2 s DESIGN.md promises, never stale.
 const revalidateWait = 1500 * time.Millisecond
@@ -280,7 +283,10 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 	// Session consistency: the log must have reached the client's LSN,
 	// else the origin answers.
 	behind := false
-	if v := r.Header.Get(HeaderMinLSN); v != "" {
+	// Indexed by its canonical form: Header.Get would canonicalise the
+	// name, allocating, on every hit.
+	if vs := r.Header[minLSNKey]; len(vs) > 0 && vs[0] != "" {
+		v := vs[0]
 		min, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
 			noStore(w)
