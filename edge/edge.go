@@ -26,6 +26,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/h1"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/placement"
 )
@@ -153,8 +154,11 @@ type Edge struct {
 	ownsUDP bool
 	tr      *quic.Transport
 
-	httpLn, adminLn   net.Listener
-	httpSrv, adminSrv *http.Server
+	httpLn, adminLn net.Listener
+	// httpSrv serves clients: hits from a lean HTTP/1.1 loop, the rest
+	// through net/http's parser (internal/h1). adminSrv is net/http.
+	httpSrv  *h1.Server
+	adminSrv *http.Server
 
 	draining atomic.Bool
 	// bg tracks push handlers and plan loads, which touch the store and
@@ -238,7 +242,20 @@ func (e *Edge) listen() error {
 		Store: e.store, Fill: e, View: e, Clock: e.clk.Now, Metrics: e.metrics,
 		Logger: e.log, Healthy: e.Healthy, FillTimeout: e.cfg.FillTimeout,
 	})
-	e.httpSrv = newHTTPServer(h, e.log)
+	e.httpSrv = &h1.Server{
+		Handler:     h,
+		Fast:        h.serveFast,
+		SlowHeaders: SlowHeaders,
+		// As newHTTPServer's; WriteTimeout is a floor that large bodies
+		// extend, at minClientRate.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		MinWriteRate:      minClientRate,
+		Logger:            e.log,
+	}
 	e.adminLn = e.cfg.AdminListener
 	if e.adminLn == nil && e.cfg.AdminAddr != "" {
 		if e.adminLn, err = net.Listen("tcp", e.cfg.AdminAddr); err != nil {
@@ -260,6 +277,12 @@ func (e *Edge) listen() error {
 	return nil
 }
 
+// Limits of both HTTP listeners.
+const (
+	writeTimeout   = time.Minute
+	maxHeaderBytes = 32 << 10
+)
+
 // newHTTPServer sets every timeout and a header limit. WriteTimeout is a
 // floor: the handler extends the write deadline for large bodies.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -267,9 +290,9 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      time.Minute,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    32 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
@@ -295,7 +318,7 @@ func (e *Edge) ID() string { return e.cfg.ID }
 // waits DrainDelay, lets in-flight requests finish and closes.
 func (e *Edge) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
-	serve := func(srv *http.Server, ln net.Listener) {
+	serve := func(srv interface{ Serve(net.Listener) error }, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/geocdn/geocdn/internal/h1"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
@@ -95,11 +96,8 @@ const defaultFillTimeout = 10 * time.Second
 
 // A large body may take longer to reach a slow client than the server's
 // WriteTimeout allows; the deadline is moved out to what a client reading
-// at minClientRate needs, plus writeDeadlineFloor.
-const (
-	minClientRate      = 64 << 10 // bytes per second
-	writeDeadlineFloor = time.Minute
-)
+// at minClientRate needs, plus writeTimeout.
+const minClientRate = 64 << 10 // bytes per second
 
 // handlerConfig configures newHandler.
 type handlerConfig struct {
@@ -135,6 +133,9 @@ type respHeaders struct {
 	cacheControl  []string // nil when the publisher sent none
 	lastModified  []string // nil when the version has no modification time
 	contentLength []string
+	// lines are the same headers as HTTP/1.1 header lines, for the fast
+	// path (h1.Reply), plus Accept-Ranges.
+	lines []byte
 }
 
 func newRespHeaders(e *wire.LogEntry) *respHeaders {
@@ -154,7 +155,34 @@ func newRespHeaders(e *wire.LogEntry) *respHeaders {
 		h.lastModified = []string{e.ModTime.UTC().Format(http.TimeFormat)}
 	}
 	h.contentLength = []string{strconv.FormatUint(e.Size, 10)}
+	b := appendLine(nil, "Accept-Ranges", acceptRanges[0])
+	if h.cacheControl != nil {
+		b = appendLine(b, "Cache-Control", h.cacheControl[0])
+	}
+	b = appendLine(b, "Content-Length", h.contentLength[0])
+	b = appendLine(b, "Content-Type", h.contentType[0])
+	b = appendLine(b, "Etag", h.etag[0])
+	if h.lastModified != nil {
+		b = appendLine(b, "Last-Modified", h.lastModified[0])
+	}
+	h.lines = b
 	return h
+}
+
+// appendLine appends "name: value\r\n". CR and LF in a value (a
+// publisher's Content-Type or Cache-Control) become spaces, as net/http's
+// Header.Write makes them, so a value can never end the header early.
+func appendLine(b []byte, name, value string) []byte {
+	b = append(b, name...)
+	b = append(b, ": "...)
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		b = append(b, c)
+	}
+	return append(b, "\r\n"...)
 }
 
 // acceptRanges is the constant Accept-Ranges value, shared like respHeaders.
@@ -171,6 +199,9 @@ var acceptRanges = []string{"bytes"}
 const (
 	statusHit      = "geocdn; hit"
 	statusNotFound = "geocdn; hit; detail=not-found"
+	// An eventual or consistent-prefix version served while cut off from
+	// the origin (stale-if-error, RFC 5861).
+	statusUnleased = statusHit + "; detail=unleased"
 )
 
 // handler serves GET and HEAD for objects, and /healthz.
@@ -194,7 +225,7 @@ type handler struct {
 // newHandler returns the edge's client-facing HTTP handler. It validates
 // the path itself, before anything could clean it, so that `..`, `.`,
 // empty segments and other bad keys answer 400 rather than a redirect.
-func newHandler(cfg handlerConfig) http.Handler {
+func newHandler(cfg handlerConfig) *handler {
 	if cfg.Store == nil || cfg.Fill == nil || cfg.View == nil {
 		panic("edge: newHandler needs Store, Fill and View")
 	}
@@ -211,7 +242,7 @@ func newHandler(cfg handlerConfig) http.Handler {
 		hitXCache:      []string{"HIT"},
 		missXCache:     []string{"MISS"},
 		hitStatus:      []string{statusHit},
-		unleasedStatus: []string{statusHit + "; detail=unleased"},
+		unleasedStatus: []string{statusUnleased},
 	}
 	if h.now == nil {
 		h.now = time.Now
@@ -221,9 +252,6 @@ func newHandler(cfg handlerConfig) http.Handler {
 	}
 	if h.healthy == nil {
 		h.healthy = func() bool { return true }
-	}
-	if h.nsFor == nil {
-		h.nsFor = func(string) string { return objkey.DefaultNamespace }
 	}
 	if h.fillTimeout <= 0 {
 		h.fillTimeout = defaultFillTimeout
@@ -249,7 +277,72 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.allowMethod(w, r) {
 		return
 	}
-	h.serveObject(w, r, h.nsFor(r.Host), key)
+	ns := objkey.DefaultNamespace
+	if h.nsFor != nil {
+		ns = h.nsFor(r.Host)
+	}
+	h.serveObject(w, r, ns, key)
+}
+
+// SlowHeaders are the request headers that send a request past the fast
+// path to ServeHTTP: each changes the answer (a part, a 304 or 412, a
+// session's wait for the log).
+var SlowHeaders = []string{
+	"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
+	"If-Unmodified-Since", HeaderMinLSN,
+}
+
+// serveFast answers a plain GET or HEAD of an object this edge holds and
+// may serve without asking anyone: the hit that dominates a cache's
+// traffic. Everything else (misses, revalidations, 404s, bad keys,
+// /healthz) it declines, and ServeHTTP answers. Both send the same headers
+// (TestFastPathMatchesServeHTTP).
+func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
+	if r.Path == "/healthz" {
+		return false
+	}
+	key, err := objkey.FromPath(r.Path, "/")
+	if err != nil {
+		return false
+	}
+	ns := objkey.DefaultNamespace
+	if h.nsFor != nil {
+		ns = h.nsFor(string(r.Host))
+	}
+	obj, known := h.st.lookup(ns, key)
+	if !known || !obj.Present || obj.Stale || !h.freshEnough(&obj) {
+		return false
+	}
+	c, err := h.st.openContent(obj.Entry.Digest)
+	if err != nil {
+		return false // gone since the lookup: ServeHTTP fills it
+	}
+	status := statusHit
+	if !h.view.leaseValid() {
+		status = statusUnleased
+	}
+	b := append(w.Buffer(), obj.hdr.lines...)
+	if age := h.ageSeconds(); age >= 0 {
+		b = append(b, "Age: "...)
+		b = strconv.AppendInt(b, age, 10)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "Cache-Status: "...)
+	b = append(b, status...)
+	b = append(b, "\r\nGeocdn-Lsn: "...)
+	b = strconv.AppendUint(b, h.st.watermark(), 10)
+	b = append(b, "\r\nX-Cache: HIT\r\n"...)
+	h.m.hit()
+	if c.file != nil {
+		err = w.SendFile(b, c.file, c.size)
+		c.close()
+	} else {
+		err = w.Send(http.StatusOK, b, c.hot)
+	}
+	if err == nil && !r.Head {
+		h.m.served(c.size)
+	}
+	return true
 }
 
 func (h *handler) allowMethod(w http.ResponseWriter, r *http.Request) bool {
@@ -478,16 +571,25 @@ func (h *handler) notFound(w http.ResponseWriter, cacheStatus string) {
 // its view with the origin; "" (no header) if it never has, since any
 // number would be made up.
 func (h *handler) age() string {
+	s := h.ageSeconds()
+	if s < 0 {
+		return ""
+	}
+	// Below 100 this is a constant string, no allocation.
+	return strconv.FormatInt(s, 10)
+}
+
+// ageSeconds is age as a number, -1 for no header.
+func (h *handler) ageSeconds() int64 {
 	at := h.view.confirmedAt()
 	if at.IsZero() {
-		return ""
+		return -1
 	}
 	d := h.now().Sub(at)
 	if d <= 0 {
-		return "0"
+		return 0
 	}
-	// Below 100 this is a constant string, no allocation.
-	return strconv.FormatInt(int64(d/time.Second), 10)
+	return int64(d / time.Second)
 }
 
 // write sends an object. http.ServeContent answers conditionals (304,
@@ -509,20 +611,15 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 	hd["Cache-Status"] = cacheStatus
 
 	if c.file == nil && plainRequest(r) && int64(len(c.hot)) == c.size {
-		// The common hit: a whole in-memory body with no preconditions.
+		// A whole in-memory body with no preconditions (the fast path
+		// takes most; this serves those it declines and tests' recorders).
 		// ServeContent would split it into two writes and copy it through
 		// a fresh 32 KiB buffer; one Write sends headers and body together.
 		if hv.lastModified != nil {
 			hd["Last-Modified"] = hv.lastModified
 		}
-		// A body that fits net/http's response buffer gets its
-		// Content-Length from net/http when the handler returns; leaving
-		// it and Accept-Ranges out of the map keeps the map small enough
-		// not to grow (and be cloned grown) on every hit.
-		if len(c.hot) > smallBody || r.Method == http.MethodHead {
-			hd["Content-Length"] = hv.contentLength
-			hd["Accept-Ranges"] = acceptRanges
-		}
+		hd["Content-Length"] = hv.contentLength
+		hd["Accept-Ranges"] = acceptRanges
 		if r.Method != http.MethodHead {
 			w.Write(c.hot)
 			h.m.served(int64(len(c.hot)))
@@ -569,10 +666,6 @@ func (h *handler) servePending(w http.ResponseWriter, r *http.Request, e *wire.L
 // noStoreValue is the shared Cache-Control value of answers that must not
 // be cached downstream.
 var noStoreValue = []string{"no-store"}
-
-// smallBody is the size up to which net/http buffers a whole response
-// and computes its Content-Length (its bufferBeforeChunkingSize).
-const smallBody = 2048
 
 // lsnHeader is the GeoCDN-LSN value, rebuilt only when the watermark moves.
 func (h *handler) lsnHeader() []string {
@@ -621,6 +714,6 @@ func plainRequest(r *http.Request) bool {
 // place that reads time.Now. Writers that cannot set deadlines (tests'
 // recorders) are left alone.
 func extendWriteDeadline(w http.ResponseWriter, size int64) {
-	d := writeDeadlineFloor + time.Duration(size/minClientRate)*time.Second
+	d := writeTimeout + time.Duration(size/minClientRate)*time.Second
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }

@@ -100,7 +100,7 @@ type testEdge struct {
 	view    *fakeView
 	healthy atomic.Bool
 	reg     *prometheus.Registry
-	h       http.Handler
+	h       *handler
 }
 
 func newTestEdge(t testing.TB, scfg storeConfig, fillTimeout time.Duration) *testEdge {

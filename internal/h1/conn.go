@@ -1,0 +1,469 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Connection states, for Shutdown: an idle connection may be closed at
+// once; an active one finishes its request first.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+// readBufSize is the read buffer of a connection; a head longer than this
+// goes to net/http's parser, which reads it up to MaxHeaderBytes.
+const readBufSize = 8 << 10
+
+// copyLimit is the body size up to which a fast reply copies the body
+// after the head and makes one write; above it, writev sends both.
+const copyLimit = 4 << 10
+
+// deadlineSlack is how far a deadline may drift from its exact value
+// before it is set again: setting one costs a timer update per request,
+// and a timeout a second longer than configured changes nothing.
+const deadlineSlack = time.Second
+
+// limitReader caps what the read buffer may take from the connection
+// while a head is read, so a client cannot send an endless head.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+type conn struct {
+	s      *Server
+	rwc    net.Conn
+	raw    syscall.RawConn // nil when not a TCP connection
+	tcp    *net.TCPConn
+	remote string
+	lr     limitReader
+	br     *bufio.Reader
+	bw     *bufio.Writer // slow path only, made on first use
+	state  atomic.Int32
+
+	// rdl and wdl are the read and write deadlines last set (zero: none).
+	rdl, wdl time.Time
+
+	req   Request
+	reply Reply
+	wbuf  []byte // a fast reply's head (and small body)
+	hbuf  []byte // the fast handler's header scratch
+	iov   net.Buffers
+}
+
+func newConn(s *Server, rw net.Conn) *conn {
+	c := &conn{s: s, rwc: rw, remote: rw.RemoteAddr().String()}
+	if tc, ok := rw.(*net.TCPConn); ok {
+		c.tcp = tc
+		if haveSendfile {
+			c.raw, _ = tc.SyscallConn()
+		}
+	}
+	c.lr.r = rw
+	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
+	c.wbuf = make([]byte, 0, 1024)
+	c.hbuf = make([]byte, 0, 512)
+	return c
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.state.Store(stateClosed)
+		c.rwc.Close()
+		c.s.forget(c)
+	}()
+	for {
+		// What the next head may take from the connection, as net/http
+		// counts it: MaxHeaderBytes plus 4 KiB of slack.
+		c.lr.n = int64(c.s.MaxHeaderBytes) + 4096
+		if !c.awaitRequest() {
+			return
+		}
+		h, complete := c.peekHead()
+		if complete && h.fast && c.s.Fast != nil {
+			if answered, keep := c.serveFast(&h); answered {
+				if !keep || !c.idle() {
+					return
+				}
+				continue
+			}
+		}
+		if !c.serveSlow(&h, complete) || !c.idle() {
+			return
+		}
+	}
+}
+
+// awaitRequest waits for the first byte of the next request and marks the
+// connection active. It reports false when the connection is done.
+func (c *conn) awaitRequest() bool {
+	if c.br.Buffered() == 0 {
+		if d := c.s.IdleTimeout; d > 0 {
+			c.setReadDeadline(time.Now().Add(d))
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return false
+		}
+	}
+	return c.state.CompareAndSwap(stateIdle, stateActive)
+}
+
+// idle marks the connection as waiting for a request; false means the
+// server is shutting down and the connection should close.
+func (c *conn) idle() bool {
+	c.state.Store(stateIdle)
+	return !c.s.closing.Load()
+}
+
+// peekHead scans the head in the read buffer, reading more while it is
+// incomplete and fits.
+func (c *conn) peekHead() (head, bool) {
+	buf, _ := c.br.Peek(c.br.Buffered())
+	h, complete := scanHead(buf, &c.s.slow)
+	if complete {
+		return h, true
+	}
+	if d := c.s.ReadHeaderTimeout; d > 0 {
+		c.setReadDeadline(time.Now().Add(d))
+	}
+	for !complete && c.br.Buffered() < c.br.Size() {
+		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
+			break // net/http's parser meets the same error and answers it
+		}
+		buf, _ = c.br.Peek(c.br.Buffered())
+		h, complete = scanHead(buf, &c.s.slow)
+	}
+	return h, complete
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	if d := t.Sub(c.rdl); d > deadlineSlack || d < -deadlineSlack || c.rdl.IsZero() {
+		c.rwc.SetReadDeadline(t)
+		c.rdl = t
+	}
+}
+
+func (c *conn) setWriteDeadline(t time.Time) {
+	if d := t.Sub(c.wdl); d > deadlineSlack || d < -deadlineSlack || c.wdl.IsZero() {
+		c.rwc.SetWriteDeadline(t)
+		c.wdl = t
+	}
+}
+
+// serveFast offers the request to the fast handler. answered reports that
+// the handler took it; keep that the connection may serve another.
+func (c *conn) serveFast(h *head) (answered, keep bool) {
+	now := time.Now()
+	c.req = Request{Head: h.isHead, Path: string(h.path), Host: h.host}
+	c.reply = Reply{c: c, now: now, head: h.isHead, http10: h.http10, close: h.close || c.s.closing.Load()}
+	if d := c.s.WriteTimeout; d > 0 {
+		c.setWriteDeadline(now.Add(d))
+	}
+	if !c.s.Fast(&c.reply, &c.req) {
+		if c.reply.sent {
+			// A handler that wrote and then declined broke its contract;
+			// the connection's framing cannot be trusted any more.
+			c.s.Logger.Error("h1: fast handler declined after replying", "path", c.req.Path)
+			return true, false
+		}
+		return false, true
+	}
+	c.br.Discard(h.n)
+	if !c.reply.sent {
+		c.s.Logger.Error("h1: fast handler answered without replying", "path", c.req.Path)
+		c.writeError(http.StatusInternalServerError, "")
+		return true, false
+	}
+	return true, c.reply.err == nil && !c.reply.close
+}
+
+// serveSlow reads the request with net/http's parser and runs Handler.
+// scanned reports that h describes the head (it fit the read buffer).
+func (c *conn) serveSlow(h *head, scanned bool) bool {
+	if d := c.s.ReadTimeout; d > 0 {
+		c.setReadDeadline(time.Now().Add(d))
+	}
+	req, err := http.ReadRequest(c.br)
+	if err != nil {
+		switch {
+		case c.lr.n <= 0:
+			c.writeError(http.StatusRequestHeaderFieldsTooLarge, "")
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isNetError(err):
+			// The client left or stalled: nobody to answer.
+		case strings.Contains(err.Error(), "unsupported transfer encoding"):
+			c.writeError(http.StatusNotImplemented, "")
+		default:
+			c.writeError(http.StatusBadRequest, "")
+		}
+		return false
+	}
+	c.lr.n = math.MaxInt64
+	if msg := badRequest(req, h, scanned); msg != "" {
+		code := http.StatusBadRequest
+		if req.ProtoMajor != 1 {
+			code = http.StatusHTTPVersionNotSupported
+		}
+		c.writeError(code, msg)
+		return false
+	}
+	if e := req.Header.Get("Expect"); e != "" && !strings.EqualFold(e, "100-continue") {
+		c.writeError(http.StatusExpectationFailed, "")
+		return false
+	}
+	ctx, cancel := context.WithCancel(c.s.baseCtx)
+	defer cancel()
+	req = req.WithContext(ctx)
+	req.RemoteAddr = c.remote
+	w := &response{c: c, req: req, hdr: make(http.Header), cl: -1, head: req.Method == http.MethodHead}
+	// The edge never reads request bodies: rather than drain one, close
+	// after the answer.
+	w.closeAfter = req.Close || req.Body != http.NoBody || c.s.closing.Load()
+	w.http10KeepAlive = req.ProtoMajor == 1 && req.ProtoMinor == 0 && !req.Close
+	if d := c.s.WriteTimeout; d > 0 {
+		c.setWriteDeadline(time.Now().Add(d))
+	}
+	if !c.runHandler(w, req) {
+		return false
+	}
+	w.finish()
+	return w.err == nil && !w.closeAfter
+}
+
+// badRequest checks what net/http's server checks after parsing.
+func badRequest(req *http.Request, h *head, scanned bool) string {
+	if req.ProtoMajor != 1 {
+		return "unsupported protocol version"
+	}
+	if req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect {
+		if scanned && h.hosts == 0 || !scanned && req.Host == "" {
+			return "missing required Host header"
+		}
+	}
+	if req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
+		return "malformed Host header"
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return "invalid header name"
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return "invalid header value"
+			}
+		}
+	}
+	return ""
+}
+
+// runHandler calls Handler, turning a panic into a closed connection as
+// net/http does. It reports whether the handler returned normally.
+func (c *conn) runHandler(w *response, req *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.s.Logger.Error("h1: handler panic", "path", req.URL.Path, "panic", fmt.Sprint(p))
+			}
+			ok = false
+		}
+	}()
+	c.s.Handler.ServeHTTP(w, req)
+	return true
+}
+
+// writeError answers a request the server could not hand to anyone, in
+// net/http's words, and the connection then closes.
+func (c *conn) writeError(code int, detail string) {
+	text := strconv.Itoa(code) + " " + http.StatusText(code)
+	if detail != "" {
+		text += ": " + detail
+	}
+	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	io.WriteString(c.rwc, "HTTP/1.1 "+text+"\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+text)
+	if c.tcp != nil {
+		// Let the answer reach a client that may still be sending,
+		// rather than reset the connection over it.
+		c.tcp.CloseWrite()
+	}
+}
+
+// isNetError reports an error of the connection itself (not of what came
+// over it: a *url.Error is a net.Error too, but answers 400).
+func isNetError(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
+
+// Reply is how a FastHandler answers. It sends the status line, Date and
+// Connection itself; the handler gives the other header lines, each ending
+// in CRLF and including Content-Length, which must match the body.
+type Reply struct {
+	c      *conn
+	now    time.Time
+	head   bool
+	http10 bool
+	close  bool
+	sent   bool
+	err    error
+}
+
+// Buffer returns an empty scratch buffer for the header lines, reused
+// across requests.
+func (w *Reply) Buffer() []byte { return w.c.hbuf[:0] }
+
+// Now is the time the request was read, as the Date header gives it.
+func (w *Reply) Now() time.Time { return w.now }
+
+// Send answers with status, the header lines hdr and body; body is left
+// out for HEAD and for statuses without one.
+func (w *Reply) Send(status int, hdr, body []byte) error {
+	c := w.c
+	if !w.begin(hdr) {
+		return w.err
+	}
+	out := w.appendHead(c.wbuf[:0], status, hdr)
+	if w.head || !bodyAllowed(status) || len(body) == 0 {
+		_, w.err = c.rwc.Write(out)
+	} else if len(body) <= copyLimit {
+		out = append(out, body...)
+		_, w.err = c.rwc.Write(out)
+	} else {
+		c.iov = append(c.iov[:0], out, body)
+		_, w.err = c.iov.WriteTo(c.rwc)
+	}
+	c.wbuf = out[:0]
+	return w.err
+}
+
+// SendFile answers 200 with the header lines hdr and size bytes of f from
+// its start: by sendfile on a TCP connection, with the head held back by
+// MSG_MORE so that head and body leave together.
+func (w *Reply) SendFile(hdr []byte, f *os.File, size int64) error {
+	c := w.c
+	if !w.begin(hdr) {
+		return w.err
+	}
+	out := w.appendHead(c.wbuf[:0], http.StatusOK, hdr)
+	c.wbuf = out[:0]
+	if w.head || size == 0 {
+		_, w.err = c.rwc.Write(out)
+		return w.err
+	}
+	if r := c.s.MinWriteRate; r > 0 && c.s.WriteTimeout > 0 {
+		c.setWriteDeadline(time.Now().Add(c.s.WriteTimeout + time.Duration(size/r)*time.Second))
+	}
+	if c.raw != nil {
+		w.err = sendFile(c.raw, out, f, size)
+	} else {
+		w.err = copyFile(c.rwc, out, f, size)
+	}
+	return w.err
+}
+
+// copyFile writes hdr and then size bytes of f from its start, for
+// connections without sendfile.
+func copyFile(w io.Writer, hdr []byte, f *os.File, size int64) error {
+	if _, err := w.Write(hdr); err != nil {
+		return err
+	}
+	n, err := io.Copy(w, io.NewSectionReader(f, 0, size))
+	if err == nil && n < size {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (w *Reply) begin(hdr []byte) bool {
+	if w.sent {
+		w.err = errors.New("h1: reply sent twice")
+		w.close = true
+		return false
+	}
+	w.sent = true
+	if cap(hdr) > cap(w.c.hbuf) {
+		w.c.hbuf = hdr[:0]
+	}
+	return true
+}
+
+func (w *Reply) appendHead(dst []byte, status int, hdr []byte) []byte {
+	dst = appendStatusLine(dst, status)
+	dst = appendDate(dst, w.now)
+	if w.close {
+		dst = append(dst, "Connection: close\r\n"...)
+	} else if w.http10 {
+		dst = append(dst, "Connection: keep-alive\r\n"...)
+	}
+	dst = append(dst, hdr...)
+	return append(dst, "\r\n"...)
+}
+
+func appendStatusLine(dst []byte, status int) []byte {
+	if status == http.StatusOK {
+		return append(dst, "HTTP/1.1 200 OK\r\n"...)
+	}
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, http.StatusText(status)...)
+	return append(dst, "\r\n"...)
+}
+
+// bodyAllowed reports whether a response with status may carry a body
+// (RFC 9110 § 6.4.1).
+func bodyAllowed(status int) bool {
+	return !(status >= 100 && status <= 199 || status == http.StatusNoContent || status == http.StatusNotModified)
+}
+
+// dateLine is the Date header of one second.
+type dateLine struct {
+	sec  int64
+	line []byte // "Date: ...\r\n"
+	val  string
+}
+
+var curDate atomic.Pointer[dateLine]
+
+func date(now time.Time) *dateLine {
+	sec := now.Unix()
+	d := curDate.Load()
+	if d == nil || d.sec != sec {
+		v := now.UTC().Format(http.TimeFormat)
+		d = &dateLine{sec: sec, line: []byte("Date: " + v + "\r\n"), val: v}
+		curDate.Store(d)
+	}
+	return d
+}
+
+func appendDate(dst []byte, now time.Time) []byte {
+	return append(dst, date(now).line...)
+}

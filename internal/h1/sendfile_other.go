@@ -1,0 +1,16 @@
+//go:build !linux
+
+package h1
+
+import (
+	"os"
+	"syscall"
+)
+
+// Outside Linux there is no MSG_MORE: fast replies of files go through
+// copyFile (and the slow path's ReadFrom, which may still use sendfile).
+const haveSendfile = false
+
+func sendFile(rc syscall.RawConn, hdr []byte, f *os.File, size int64) error {
+	panic("h1: sendFile without haveSendfile")
+}
