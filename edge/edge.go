@@ -69,7 +69,9 @@ type Config struct {
 	// CacheSize is the RAM hot tier's capacity in bytes. Default 256 MiB.
 	CacheSize int64
 	// HotMaxObject is the largest object the hot tier takes; larger ones
-	// are served from disk with sendfile. Default 256 KiB.
+	// are served from disk with sendfile. Default 16 KiB: above it,
+	// sendfile from the page cache costs less than a copy from RAM
+	// (README § Benchmarks).
 	HotMaxObject int64
 	// DiskBytes caps the on-disk store; 0 (default) means no cap beyond
 	// the filesystem's.
@@ -100,7 +102,7 @@ func (c Config) withDefaults() Config {
 		c.CacheSize = 256 << 20
 	}
 	if c.HotMaxObject == 0 {
-		c.HotMaxObject = 256 << 10
+		c.HotMaxObject = defaultHotMaxObject
 	}
 	if c.FillTimeout == 0 {
 		c.FillTimeout = 30 * time.Second

@@ -313,7 +313,7 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 	if !known || !obj.Present || obj.Stale || !h.freshEnough(&obj) {
 		return false
 	}
-	c, err := h.st.openContent(obj.Entry.Digest)
+	c, err := h.st.openShared(obj.Entry.Digest)
 	if err != nil {
 		return false // gone since the lookup: ServeHTTP fills it
 	}

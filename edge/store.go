@@ -37,7 +37,7 @@ var (
 
 const (
 	defaultHotBytes     = 256 << 20
-	defaultHotMaxObject = 256 << 10
+	defaultHotMaxObject = 16 << 10
 )
 
 // storeConfig configures openStore.
@@ -47,7 +47,7 @@ type storeConfig struct {
 	// HotBytes is the RAM budget of the hot tier. Default 256 MiB.
 	HotBytes int64
 	// HotMaxObject is the largest object the hot tier takes; larger ones
-	// are always served from disk (sendfile). Default 256 KiB.
+	// are always served from disk (sendfile). Default 16 KiB.
 	HotMaxObject int64
 	// DiskBytes caps the bytes of blobs on disk. 0 means unlimited.
 	DiskBytes int64
@@ -76,10 +76,17 @@ type content struct {
 	hot  []byte
 	file *os.File
 	size int64
+	// shared, when set, owns file: it is the store's open copy, read only
+	// by sendfile at explicit offsets (openShared).
+	shared *sharedFile
 }
 
 // close releases the file, if any.
 func (c content) close() error {
+	if c.shared != nil {
+		c.shared.release()
+		return nil
+	}
 	if c.file == nil {
 		return nil
 	}
@@ -139,6 +146,7 @@ type store struct {
 	db      *bbolt.DB
 	hot     *ristretto.Cache[uint64, *hotBlob]
 	hotMax  int64
+	files   *fileCache
 	diskCap int64
 	log     *slog.Logger
 
@@ -202,6 +210,7 @@ func openStore(cfg storeConfig) (*store, error) {
 		blobDir:   filepath.Join(cfg.Dir, "blobs"),
 		tmpDir:    filepath.Join(cfg.Dir, "blobs", "tmp"),
 		hotMax:    cfg.HotMaxObject,
+		files:     newFileCache(),
 		diskCap:   cfg.DiskBytes,
 		log:       cfg.Logger,
 		index:     make(map[objKey]*version),
@@ -374,6 +383,7 @@ func (s *store) load() error {
 
 // close releases the hot tier and the index.
 func (s *store) close() error {
+	s.files.closeAll()
 	s.hot.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("edge: close index: %w", err)
@@ -657,6 +667,9 @@ func (s *store) removeFile(d wire.Digest) {
 		// The file is unrecorded now; the next open removes it.
 		s.log.Warn("edge: remove blob", "digest", hex.EncodeToString(d[:]), "err", err)
 	}
+	// After the unlink: an open racing with it is then either refused or
+	// seen by the cache as racing (fileCache.forgets).
+	s.files.forget(d)
 }
 
 func (s *store) blobPath(d wire.Digest) string {
@@ -956,6 +969,18 @@ func (s *store) setRequiredLocked(d wire.Digest, b *blob, required bool) error {
 // must be closed by the caller. A blob that is not on disk yields an error
 // wrapping fs.ErrNotExist.
 func (s *store) openContent(d wire.Digest) (content, error) {
+	return s.open(d, false)
+}
+
+// openShared is openContent for a reader that sends the file only with
+// sendfile at explicit offsets (h1.Reply.SendFile), never reading, seeking
+// or closing it itself: the file may be the store's cached open copy,
+// which other requests send at the same time. close releases it.
+func (s *store) openShared(d wire.Digest) (content, error) {
+	return s.open(d, true)
+}
+
+func (s *store) open(d wire.Digest, shared bool) (content, error) {
 	s.mu.RLock()
 	b := s.blobs[d]
 	var size int64
@@ -980,6 +1005,13 @@ func (s *store) openContent(d wire.Digest) (content, error) {
 		if hb, ok := s.hot.Get(hotKey(d)); ok && hb.digest == d {
 			return content{hot: hb.data, size: size}, nil
 		}
+	}
+	if shared && !small {
+		sf, err := s.files.acquire(d, s.blobPath(d))
+		if err != nil {
+			return content{}, fmt.Errorf("edge: open blob: %w", err)
+		}
+		return content{file: sf.f, size: size, shared: sf}, nil
 	}
 	f, err := os.Open(s.blobPath(d))
 	if err != nil {

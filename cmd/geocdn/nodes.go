@@ -153,7 +153,7 @@ func edgeCommand() *cli.Command {
 			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default http://<http addr>)", EnvVars: env("public-url")},
 			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
 			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
-			&cli.StringFlag{Name: "hot-max-object", Value: "256KiB", Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store with sendfile", EnvVars: env("hot-max-object")},
+			&cli.StringFlag{Name: "hot-max-object", Value: "16KiB", Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
 			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
 			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
 		}, certFlags...),
