@@ -17,7 +17,9 @@ import (
 // concurrent requests. Files are reference-counted: one evicted from the
 // cache, or whose blob is removed, closes when its last reader is done.
 type fileCache struct {
-	max   int
+	max int
+	// path names a blob's file; called only when the file is not cached.
+	path  func(wire.Digest) string
 	mu    sync.Mutex
 	files map[wire.Digest]*sharedFile
 	lru   list.List // of *sharedFile, most recently used first
@@ -41,18 +43,18 @@ type sharedFile struct {
 // a quarter of the process's file limit if that is smaller.
 const defaultOpenFiles = 4096
 
-func newFileCache() *fileCache {
+func newFileCache(path func(wire.Digest) string) *fileCache {
 	n := defaultOpenFiles
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur/4 < uint64(n) {
 		n = max(int(lim.Cur/4), 16)
 	}
-	return &fileCache{max: n, files: map[wire.Digest]*sharedFile{}}
+	return &fileCache{max: n, path: path, files: map[wire.Digest]*sharedFile{}}
 }
 
-// acquire returns the open file of blob d, opening path if it is not
+// acquire returns the open file of blob d, opening it if it is not
 // cached. The caller must release it.
-func (c *fileCache) acquire(d wire.Digest, path string) (*sharedFile, error) {
+func (c *fileCache) acquire(d wire.Digest) (*sharedFile, error) {
 	c.mu.Lock()
 	if sf := c.files[d]; sf != nil {
 		sf.refs++
@@ -62,7 +64,7 @@ func (c *fileCache) acquire(d wire.Digest, path string) (*sharedFile, error) {
 	}
 	forgets := c.forgets
 	c.mu.Unlock()
-	f, err := os.Open(path)
+	f, err := os.Open(c.path(d))
 	if err != nil {
 		return nil, err
 	}

@@ -35,14 +35,25 @@ func tempBlobs(t *testing.T, n int) ([]wire.Digest, []string) {
 	return ds, paths
 }
 
+func pathOf(ds []wire.Digest, paths []string) func(wire.Digest) string {
+	return func(d wire.Digest) string {
+		for i := range ds {
+			if ds[i] == d {
+				return paths[i]
+			}
+		}
+		return "/nonexistent"
+	}
+}
+
 func TestFileCacheSharesEvictsAndCloses(t *testing.T) {
 	ds, paths := tempBlobs(t, 3)
-	c := &fileCache{max: 2, files: map[wire.Digest]*sharedFile{}}
-	a1, err := c.acquire(ds[0], paths[0])
+	c := &fileCache{max: 2, path: pathOf(ds, paths), files: map[wire.Digest]*sharedFile{}}
+	a1, err := c.acquire(ds[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, _ := c.acquire(ds[0], paths[0])
+	a2, _ := c.acquire(ds[0])
 	if a1 != a2 {
 		t.Fatal("two acquires of one blob opened it twice")
 	}
@@ -53,14 +64,14 @@ func TestFileCacheSharesEvictsAndCloses(t *testing.T) {
 	}
 	// a is the least recently used once b and c come in: evicted, and
 	// closed since nobody holds it.
-	held, _ := c.acquire(ds[1], paths[1])
-	cf, _ := c.acquire(ds[2], paths[2])
+	held, _ := c.acquire(ds[1])
+	cf, _ := c.acquire(ds[2])
 	cf.release()
 	if isOpen(a1.f) {
 		t.Error("evicted file left open")
 	}
 	// b is held while it is evicted: it stays open until released.
-	a3, _ := c.acquire(ds[0], paths[0])
+	a3, _ := c.acquire(ds[0])
 	a3.release()
 	if c.files[ds[1]] != nil {
 		t.Fatal("b still cached; want it evicted")
@@ -78,7 +89,7 @@ func TestFileCacheSharesEvictsAndCloses(t *testing.T) {
 	if isOpen(a3.f) || c.files[ds[0]] != nil {
 		t.Error("forgotten file still open or cached")
 	}
-	a4, err := c.acquire(ds[0], paths[0])
+	a4, err := c.acquire(ds[0])
 	if err != nil || a4 == a3 || !isOpen(a4.f) {
 		t.Fatalf("acquire after forget: %v", err)
 	}
@@ -94,7 +105,7 @@ func TestFileCacheSharesEvictsAndCloses(t *testing.T) {
 // done every file is closed once the cache is.
 func TestFileCacheConcurrent(t *testing.T) {
 	ds, paths := tempBlobs(t, 8)
-	c := &fileCache{max: 3, files: map[wire.Digest]*sharedFile{}}
+	c := &fileCache{max: 3, path: pathOf(ds, paths), files: map[wire.Digest]*sharedFile{}}
 	var mu sync.Mutex
 	all := map[*os.File]bool{}
 	var wg sync.WaitGroup
@@ -109,7 +120,7 @@ func TestFileCacheConcurrent(t *testing.T) {
 					c.forget(ds[i])
 					continue
 				}
-				sf, err := c.acquire(ds[i], paths[i])
+				sf, err := c.acquire(ds[i])
 				if err != nil {
 					t.Error(err)
 					return

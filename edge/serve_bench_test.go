@@ -12,28 +12,33 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/geocdn/geocdn/internal/h1"
 )
 
-// BenchmarkServeHitTCP serves hits through the edge's real http.Server on
-// a loopback TCP connection, one request at a time from a raw HTTP/1.1
-// client in the same process, next to a plain handler that writes the
-// same bytes from memory (and, above the hot tier's limit, one that copies
-// them from a file with sendfile). Unlike BenchmarkServeHit it sees what the
-// response costs on the socket: server-writes/op is the number of write
-// system calls (write, writev, sendfile) the server made per response,
-// read from /proc/self/io (the client's one write per request is taken
-// out), so a response split over several writes, or a lost sendfile,
-// shows up here.
+// BenchmarkServeHitTCP serves hits through the edge's real client server
+// (internal/h1 with the fast path) on a loopback TCP connection, one
+// request at a time from a raw HTTP/1.1 client in the same process, next
+// to a plain net/http handler that writes the same bytes from memory (and,
+// above the hot tier's limit, one that copies them from a file with
+// sendfile). Unlike BenchmarkServeHit it sees what the response costs on
+// the socket: server-writes/op is the number of write system calls
+// (write, writev, sendfile; the kernel does not count sendmsg) the server
+// made per response, read from /proc/self/io (the client's one write per
+// request is taken out), so a response split over several writes, or a
+// lost sendfile, shows up here.
 func BenchmarkServeHitTCP(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		size int
-	}{{"hot-1KiB", 1 << 10}, {"hot-64KiB", 64 << 10}, {"disk-1MiB", 1 << 20}} {
+	}{{"hot-1KiB", 1 << 10}, {"disk-64KiB", 64 << 10}, {"disk-1MiB", 1 << 20}} {
 		body := bytes.Repeat([]byte("x"), bc.size)
 		b.Run("edge-"+bc.name, func(b *testing.B) {
 			e := newTestEdge(b, storeConfig{Logger: slog.New(slog.DiscardHandler)}, 0)
 			e.publish(b, 1, "bench/object", body, true)
-			benchTCP(b, e.h, "/bench/object", bc.size)
+			srv := &h1.Server{Handler: e.h, Fast: e.h.serveFast, SlowHeaders: SlowHeaders,
+				Logger: slog.New(slog.DiscardHandler)}
+			benchTCP(b, srv, "/bench/object", bc.size)
 		})
 		b.Run("plain-"+bc.name, func(b *testing.B) {
 			ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
@@ -42,9 +47,9 @@ func BenchmarkServeHitTCP(b *testing.B) {
 				w.Header()["Content-Length"] = cl
 				w.Write(body)
 			})
-			benchTCP(b, h, "/bench/object", bc.size)
+			benchTCP(b, newHTTPServer(h, slog.New(slog.DiscardHandler)), "/bench/object", bc.size)
 		})
-		if bc.size > 256<<10 {
+		if bc.size > defaultHotMaxObject {
 			// The same bytes from a file through the connection's sendfile,
 			// which is how the edge sends objects above the hot tier's limit.
 			b.Run("plain-sendfile-"+bc.name, func(b *testing.B) {
@@ -64,18 +69,20 @@ func BenchmarkServeHitTCP(b *testing.B) {
 					w.Header()["Content-Length"] = cl
 					io.Copy(w, f)
 				})
-				benchTCP(b, h, "/bench/object", bc.size)
+				benchTCP(b, newHTTPServer(h, slog.New(slog.DiscardHandler)), "/bench/object", bc.size)
 			})
 		}
 	}
 }
 
-func benchTCP(b *testing.B, h http.Handler, path string, size int) {
+func benchTCP(b *testing.B, srv interface {
+	Serve(net.Listener) error
+	Close() error
+}, path string, size int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := newHTTPServer(h, slog.New(slog.DiscardHandler))
 	go srv.Serve(ln)
 	b.Cleanup(func() { srv.Close() })
 	conn, err := net.Dial("tcp", ln.Addr().String())

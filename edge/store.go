@@ -210,13 +210,13 @@ func openStore(cfg storeConfig) (*store, error) {
 		blobDir:   filepath.Join(cfg.Dir, "blobs"),
 		tmpDir:    filepath.Join(cfg.Dir, "blobs", "tmp"),
 		hotMax:    cfg.HotMaxObject,
-		files:     newFileCache(),
 		diskCap:   cfg.DiskBytes,
 		log:       cfg.Logger,
 		index:     make(map[objKey]*version),
 		blobs:     make(map[wire.Digest]*blob),
 		receiving: make(map[wire.Digest]int),
 	}
+	s.files = newFileCache(s.blobPath)
 	if err := s.prepareDirs(); err != nil {
 		return nil, err
 	}
@@ -1007,7 +1007,7 @@ func (s *store) open(d wire.Digest, shared bool) (content, error) {
 		}
 	}
 	if shared && !small {
-		sf, err := s.files.acquire(d, s.blobPath(d))
+		sf, err := s.files.acquire(d)
 		if err != nil {
 			return content{}, fmt.Errorf("edge: open blob: %w", err)
 		}
