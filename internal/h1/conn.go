@@ -101,6 +101,13 @@ func (c *conn) serve() {
 		c.rwc.Close()
 		c.s.forget(c)
 	}()
+	defer func() {
+		// A panic in the fast handler costs its connection, not the
+		// process, as a panic in Handler does (runHandler).
+		if p := recover(); p != nil {
+			c.s.Logger.Error("h1: fast handler panic", "path", c.req.Path, "panic", fmt.Sprint(p))
+		}
+	}()
 	for {
 		// What the next head may take from the connection, as net/http
 		// counts it: MaxHeaderBytes plus 4 KiB of slack.

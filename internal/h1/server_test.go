@@ -345,6 +345,27 @@ func TestSlowResponseFraming(t *testing.T) {
 	}
 }
 
+func TestFastHandlerPanicClosesOnlyItsConnection(t *testing.T) {
+	var n atomic.Int64
+	hello := fastHello(&n)
+	addr := start(t, &Server{Handler: echo, Fast: func(w *Reply, r *Request) bool {
+		if r.Path == "/fast/panic" {
+			panic("fast handler bug")
+		}
+		return hello(w, r)
+	}})
+	c := dial(t, addr)
+	c.send("GET /fast/panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	if !c.closed() {
+		t.Error("connection open after a fast handler panic")
+	}
+	c2 := dial(t, addr)
+	c2.send("GET /fast/ok HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := c2.read("GET"); body != "fast /fast/ok" {
+		t.Errorf("after a panic: %q", body)
+	}
+}
+
 func TestSendFile(t *testing.T) {
 	body := bytes.Repeat([]byte("sendfile "), 200_000) // 1.8 MB
 	path := filepath.Join(t.TempDir(), "blob")
