@@ -14,7 +14,8 @@
 #   BENCH_CONNS       wrk -c [64]
 #   BENCH_COUNT       URLs (objects) per size [1000]
 #   BENCH_PORT_BASE   first of 5 loopback ports used [18100]
-#   BENCH_TMP         tmpfs for content, nginx cache and geocdn data [/dev/shm]
+#   BENCH_TMP         tmpfs for content, nginx cache and the origin's data [/dev/shm]
+#   BENCH_EDGE_DATA   directory on disk for the geocdn edge's store [/var/tmp]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
 #   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
 #   BENCH_PURGE_TMP   directory for the purge benchmark's nodes' data [$TMPDIR or /tmp]
@@ -34,6 +35,10 @@ CONNS=${BENCH_CONNS:-64}
 COUNT=${BENCH_COUNT:-1000}
 PORT=${BENCH_PORT_BASE:-18100}
 TMPBASE=${BENCH_TMP:-/dev/shm}
+# The edge's store is a disk store: it lives on a disk filesystem, and the
+# page cache holds the hot set as it would in production (the warm-up reads
+# every object first).
+EDGE_BASE=${BENCH_EDGE_DATA:-/var/tmp}
 PUSH_ROUNDS=${BENCH_PUSH_ROUNDS:-3}
 PUSH_TMP=${BENCH_PUSH_TMP:-${TMPDIR:-/tmp}}
 PURGE_TMP=${BENCH_PURGE_TMP:-${TMPDIR:-/tmp}}
@@ -63,6 +68,7 @@ log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # Every process this script starts is recorded here and stopped by PID.
 PIDS=()
 WORK=""
+EDGE_WORK=""
 
 # stop_pid PID [SIGNAL]: signal PID, give it 15 s, then SIGKILL; reap it.
 stop_pid() {
@@ -94,6 +100,9 @@ cleanup() {
 	done
 	if [[ -n $WORK && -d $WORK ]]; then
 		rm -rf "$WORK"
+	fi
+	if [[ -n $EDGE_WORK && -d $EDGE_WORK ]]; then
+		rm -rf "$EDGE_WORK"
 	fi
 	if ((rc != 0)); then
 		log "benchmark failed (exit $rc); raw outputs in $OUT"
@@ -156,6 +165,8 @@ run_http() {
 
 	WORK=$(mktemp -d "$TMPBASE/geocdn-bench.XXXXXX")
 	chmod 755 "$WORK"
+	EDGE_WORK=$(mktemp -d "$EDGE_BASE/geocdn-bench-edge.XXXXXX")
+	echo "geocdn edge store: $(df -T "$EDGE_WORK" | awk 'NR == 2 {print $2 " on " $1}')" >>"$OUT/machine.txt"
 	local content=$WORK/content
 	log "generating $COUNT objects of each size in $content"
 	"$TOOL" gen -dir "$content" -count "$COUNT"
@@ -231,7 +242,7 @@ EOF
 	PIDS+=($!)
 	"$GEOCDN" --log-level warn edge --id bench --region local --lat 0 --lon 0 \
 		--origin "127.0.0.1:$ORIGIN_PORT" --http "127.0.0.1:$EDGE_PORT" \
-		--admin "127.0.0.1:$EDGE_ADMIN_PORT" --data "$WORK/edge" --ca "$WORK/ca" \
+		--admin "127.0.0.1:$EDGE_ADMIN_PORT" --data "$EDGE_WORK/edge" --ca "$WORK/ca" \
 		--drain-delay 0s $EDGE_FLAGS >"$OUT/geocdn-edge.log" 2>&1 &
 	PIDS+=($!)
 	local edge_pid=$!
@@ -323,8 +334,9 @@ EOF
 	if [[ $PROFILE == 1 ]]; then
 		profile_hot_path "$content"
 	fi
-	rm -rf "$WORK"
+	rm -rf "$WORK" "$EDGE_WORK"
 	WORK=""
+	EDGE_WORK=""
 
 	"$TOOL" table -dir "$OUT" >"$OUT/http-table.md"
 }

@@ -250,10 +250,10 @@ func (e *Edge) listen() error {
 		SlowHeaders: SlowHeaders,
 		// As newHTTPServer's; WriteTimeout is a floor that large bodies
 		// extend, at minClientRate.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		MinWriteRate:      minClientRate,
 		Logger:            e.log,
@@ -281,8 +281,11 @@ func (e *Edge) listen() error {
 
 // Limits of both HTTP listeners.
 const (
-	writeTimeout   = time.Minute
-	maxHeaderBytes = 32 << 10
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 32 << 10
 )
 
 // newHTTPServer sets every timeout and a header limit. WriteTimeout is a
@@ -290,10 +293,10 @@ const (
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}

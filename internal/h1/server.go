@@ -82,6 +82,7 @@ type Server struct {
 	listeners map[*net.Listener]struct{}
 	conns     map[*conn]struct{}
 	active    sync.WaitGroup // Serve loops
+	handlers  sync.WaitGroup // connection goroutines
 	closing   atomic.Bool
 	baseCtx   context.Context
 	cancel    context.CancelFunc
@@ -163,6 +164,7 @@ func (s *Server) track(c *conn) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	s.handlers.Add(1) // under mu, so never after Close's Wait began
 	return true
 }
 
@@ -170,6 +172,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.handlers.Done()
 }
 
 // Shutdown stops accepting, closes idle connections and waits for the
@@ -196,7 +199,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close closes the listeners and every connection at once.
+// Close closes the listeners and every connection at once, cancels the
+// contexts of the requests in hand and waits for their handlers to return,
+// so that what they use may be closed after it.
 func (s *Server) Close() error {
 	s.init()
 	s.closing.Store(true)
@@ -208,6 +213,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.active.Wait()
+	s.handlers.Wait()
 	return nil
 }
 
