@@ -35,6 +35,7 @@ bench: build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzFromPath -fuzztime 30s ./internal/objkey
+	$(GO) test -run '^$$' -fuzz FuzzScanHead -fuzztime 60s ./internal/h1
 
 clean:
 	rm -rf bin
