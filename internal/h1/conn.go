@@ -115,16 +115,17 @@ func (c *conn) serve() {
 		if !c.awaitRequest() {
 			return
 		}
-		h, complete := c.peekHead()
+		start := time.Now()
+		h, complete := c.peekHead(start)
 		if complete && h.fast && c.s.Fast != nil {
-			if answered, keep := c.serveFast(&h); answered {
+			if answered, keep := c.serveFast(&h, start); answered {
 				if !keep || !c.idle() {
 					return
 				}
 				continue
 			}
 		}
-		if !c.serveSlow(&h, complete) || !c.idle() {
+		if !c.serveSlow(&h, complete, start) || !c.idle() {
 			return
 		}
 	}
@@ -152,16 +153,14 @@ func (c *conn) idle() bool {
 }
 
 // peekHead scans the head in the read buffer, reading more while it is
-// incomplete and fits.
-func (c *conn) peekHead() (head, bool) {
+// incomplete and fits. start is when the head's first byte was seen.
+func (c *conn) peekHead(start time.Time) (head, bool) {
 	buf, _ := c.br.Peek(c.br.Buffered())
 	h, complete := scanHead(buf, &c.s.slow)
 	if complete {
 		return h, true
 	}
-	if d := c.s.ReadHeaderTimeout; d > 0 {
-		c.setReadDeadline(time.Now().Add(d))
-	}
+	c.setReadDeadline(c.headDeadline(start))
 	for !complete && c.br.Buffered() < c.br.Size() {
 		if _, err := c.br.Peek(c.br.Buffered() + 1); err != nil {
 			break // net/http's parser meets the same error and answers it
@@ -170,6 +169,20 @@ func (c *conn) peekHead() (head, bool) {
 		h, complete = scanHead(buf, &c.s.slow)
 	}
 	return h, complete
+}
+
+// headDeadline is when reading a head that began at start must end: the
+// sooner of ReadHeaderTimeout and ReadTimeout, as net/http counts them
+// (zero: none).
+func (c *conn) headDeadline(start time.Time) time.Time {
+	d := c.s.ReadHeaderTimeout
+	if rt := c.s.ReadTimeout; rt > 0 && (d <= 0 || rt < d) {
+		d = rt
+	}
+	if d <= 0 {
+		return time.Time{}
+	}
+	return start.Add(d)
 }
 
 func (c *conn) setReadDeadline(t time.Time) {
@@ -188,8 +201,7 @@ func (c *conn) setWriteDeadline(t time.Time) {
 
 // serveFast offers the request to the fast handler. answered reports that
 // the handler took it; keep that the connection may serve another.
-func (c *conn) serveFast(h *head) (answered, keep bool) {
-	now := time.Now()
+func (c *conn) serveFast(h *head, now time.Time) (answered, keep bool) {
 	c.req = Request{Head: h.isHead, Path: string(h.path), Host: h.host}
 	c.reply = Reply{c: c, now: now, head: h.isHead, http10: h.http10, close: h.close || c.s.closing.Load()}
 	if d := c.s.WriteTimeout; d > 0 {
@@ -214,10 +226,11 @@ func (c *conn) serveFast(h *head) (answered, keep bool) {
 }
 
 // serveSlow reads the request with net/http's parser and runs Handler.
-// scanned reports that h describes the head (it fit the read buffer).
-func (c *conn) serveSlow(h *head, scanned bool) bool {
-	if d := c.s.ReadTimeout; d > 0 {
-		c.setReadDeadline(time.Now().Add(d))
+// scanned reports that h describes the head (it fit the read buffer);
+// start is when its first byte was seen.
+func (c *conn) serveSlow(h *head, scanned bool, start time.Time) bool {
+	if !scanned {
+		c.setReadDeadline(c.headDeadline(start)) // the rest of the head
 	}
 	req, err := http.ReadRequest(c.br)
 	if err != nil {
@@ -234,6 +247,9 @@ func (c *conn) serveSlow(h *head, scanned bool) bool {
 		return false
 	}
 	c.lr.n = math.MaxInt64
+	if d := c.s.ReadTimeout; d > 0 {
+		c.setReadDeadline(start.Add(d)) // the body, if any
+	}
 	if msg := badRequest(req, h, scanned); msg != "" {
 		code := http.StatusBadRequest
 		if req.ProtoMajor != 1 {

@@ -424,7 +424,9 @@ func TestSendFile(t *testing.T) {
 
 func TestTimeoutsCloseConnections(t *testing.T) {
 	var n atomic.Int64
-	addr := start(t, &Server{Handler: echo, Fast: fastHello(&n),
+	// ReadTimeout is far longer than the test waits: an unfinished head
+	// must be cut at ReadHeaderTimeout, not given ReadTimeout on top.
+	addr := start(t, &Server{Handler: echo, Fast: fastHello(&n), ReadTimeout: time.Hour,
 		IdleTimeout: 50 * time.Millisecond, ReadHeaderTimeout: 50 * time.Millisecond})
 	idle := dial(t, addr)
 	idle.send("GET /fast/a HTTP/1.1\r\nHost: x\r\n\r\n")
