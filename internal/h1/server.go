@@ -14,7 +14,14 @@
 // against nginx. The fast path keeps net/http's behaviour where it matters
 // to a client: the same header limits and timeouts, the same answers to
 // malformed requests (it hands anything unusual to net/http's parser) and
-// the same response headers, which a test compares byte for byte.
+// the same response headers, which a test compares header by header.
+//
+// Differences from net/http a handler may notice: a request's context is
+// cancelled when its handler returns or the server closes, not when the
+// client goes away (no goroutine watches the connection during a
+// request); a request that carries a body closes the connection after its
+// answer rather than being drained; there is no HTTP/2, no Hijack and no
+// trailers.
 package h1
 
 import (
