@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # geocdn benchmarks (`make bench`): HTTP hits of a geocdn edge next to a plain
-# Go server and nginx's proxy_cache, driven by wrk; push replication next to
-# a raw quic-go stream; purges over the simulated WAN. Raw outputs go to
-# bench/out/<timestamp>/ (and bench/out/latest); the tables are printed at
-# the end and saved as results.md there. See bench/README.md for what each
-# column means.
+# Go server, nginx's proxy_cache and Apache Traffic Server, driven by wrk;
+# push replication next to a raw quic-go stream; purges over the simulated
+# WAN. Raw outputs go to bench/out/<timestamp>/ (and bench/out/latest); the
+# tables are printed at the end and saved as results.md there. See
+# bench/README.md for what each column means.
 #
 # Environment (defaults in brackets):
 #   BENCH_ONLY        http, push or purge: run that part only [all]
@@ -13,8 +13,8 @@
 #   BENCH_THREADS     wrk -t [2]
 #   BENCH_CONNS       wrk -c [64]
 #   BENCH_COUNT       URLs (objects) per size [1000]
-#   BENCH_PORT_BASE   first of 5 loopback ports used [18100]
-#   BENCH_TMP         tmpfs for content, nginx cache and the origin's data [/dev/shm]
+#   BENCH_PORT_BASE   first of 7 loopback ports used [18100]
+#   BENCH_TMP         tmpfs for content, nginx and ATS caches and the origin's data [/dev/shm]
 #   BENCH_EDGE_DATA   directory on disk for the geocdn edge's store [/var/tmp]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
 #   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
@@ -53,9 +53,11 @@ NGINX_PORT=$((PORT + 1))
 ORIGIN_PORT=$((PORT + 2)) # TCP admin API and UDP QUIC
 EDGE_PORT=$((PORT + 3))
 EDGE_ADMIN_PORT=$((PORT + 4))
+# PORT + 5: edgeprof's edge (profile_hot_path)
+ATS_PORT=$((PORT + 6))
 
 SIZES=(1k 64k 1m)
-SERVERS=(gomap nginx geocdn)
+SERVERS=(gomap nginx ats geocdn)
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$ROOT/bench/out/$STAMP
@@ -95,6 +97,7 @@ stop_pid() {
 cleanup() {
 	local rc=$? i
 	trap - EXIT INT TERM
+	remove_policy
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		stop_pid "${PIDS[i]}"
 	done
@@ -115,16 +118,37 @@ trap 'exit 130' INT TERM
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- tools
+# Debian starts a package's service when it installs it: nginx on port 80,
+# trafficserver on 8080, which `make run` uses. A policy-rc.d that refuses
+# every start, in place only while apt-get runs (and only if the machine
+# has none), installs them stopped; cleanup removes it if we are cut short.
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_MADE=0
+SUDO=()
+
 install_pkgs() {
-	local sudo=()
 	if [[ $(id -u) -ne 0 ]]; then
 		command -v sudo >/dev/null || { log "need root or sudo to apt-get install $*"; exit 1; }
-		sudo=(sudo)
+		SUDO=(sudo)
 	fi
-	log "installing $* from Debian's packages"
-	"${sudo[@]}" apt-get install -y "$@" >"$OUT/apt.log" 2>&1 ||
-		{ "${sudo[@]}" apt-get update >>"$OUT/apt.log" 2>&1 &&
-			"${sudo[@]}" apt-get install -y "$@" >>"$OUT/apt.log" 2>&1; }
+	log "installing $* from Debian's packages (their services left stopped)"
+	if [[ ! -e $POLICY_RC ]]; then
+		printf '#!/bin/sh\n# geocdn bench/run.sh: no service starts while it installs packages\nexit 101\n' |
+			"${SUDO[@]}" tee "$POLICY_RC" >/dev/null && "${SUDO[@]}" chmod 755 "$POLICY_RC" && POLICY_MADE=1
+	fi
+	local rc=0
+	"${SUDO[@]}" apt-get install -y "$@" >"$OUT/apt.log" 2>&1 ||
+		{ "${SUDO[@]}" apt-get update >>"$OUT/apt.log" 2>&1 &&
+			"${SUDO[@]}" apt-get install -y "$@" >>"$OUT/apt.log" 2>&1; } || rc=$?
+	remove_policy
+	return "$rc"
+}
+
+remove_policy() {
+	if ((POLICY_MADE)); then
+		"${SUDO[@]}" rm -f "$POLICY_RC"
+		POLICY_MADE=0
+	fi
 }
 
 log "building"
@@ -148,6 +172,7 @@ run_http() {
 	local missing=()
 	command -v wrk >/dev/null || missing+=(wrk)
 	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+	command -v traffic_server >/dev/null || missing+=(trafficserver)
 	if ((${#missing[@]})); then
 		install_pkgs "${missing[@]}"
 	fi
@@ -156,10 +181,11 @@ run_http() {
 	{
 		echo "wrk: $(wrk -v 2>&1 | head -1)"
 		echo "nginx: $("$NGINX" -v 2>&1)"
+		echo "trafficserver: $(traffic_server -V 2>/dev/null | head -1)"
 	} >>"$OUT/machine.txt"
 
 	local p
-	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT; do
+	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT $ATS_PORT; do
 		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
 	done
 
@@ -171,7 +197,7 @@ run_http() {
 	log "generating $COUNT objects of each size in $content"
 	"$TOOL" gen -dir "$content" -count "$COUNT"
 
-	# (a) the plain Go server, also nginx's origin
+	# (a) the plain Go server, also the origin of nginx and ATS
 	"$BIN/mapserver" -addr "127.0.0.1:$MAP_PORT" -content "$content" >"$OUT/mapserver.log" 2>&1 &
 	PIDS+=($!)
 	"$TOOL" wait -url "http://127.0.0.1:$MAP_PORT/1k/00000.bin" -timeout 60s
@@ -231,6 +257,9 @@ EOF
 	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx.log" 2>&1 &
 	PIDS+=($!)
 
+	# (b2) Apache Traffic Server, cache on tmpfs; traffic_server in the foreground
+	start_ats
+
 	# (c) geocdn: an origin and one edge, separate processes, certificates
 	# issued by the nodes themselves from a development CA.
 	"$GEOCDN" ca init --dir "$WORK/ca" >/dev/null
@@ -254,12 +283,14 @@ EOF
 	declare -A url=(
 		[gomap]="http://127.0.0.1:$MAP_PORT"
 		[nginx]="http://127.0.0.1:$NGINX_PORT"
+		[ats]="http://127.0.0.1:$ATS_PORT"
 		[geocdn]="http://127.0.0.1:$EDGE_PORT"
 	)
 	log "warming: every object twice through every server, bytes checked, hits checked"
 	{
 		"$TOOL" warm -base "${url[gomap]}" -dir "$content" -count "$COUNT"
 		"$TOOL" warm -base "${url[nginx]}" -dir "$content" -count "$COUNT" -header X-Cache-Status -want HIT
+		"$TOOL" warm -base "${url[ats]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
 		"$TOOL" warm -base "${url[geocdn]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
 	} | tee "$OUT/warm.txt" >&2
 
@@ -330,6 +361,7 @@ EOF
 	for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do
 		stop_pid "${PIDS[k]}"
 	done
+	cp "$WORK/ats/log/diags.log" "$OUT/ats/diags.log" 2>/dev/null || true
 
 	if [[ $PROFILE == 1 ]]; then
 		profile_hot_path "$content"
@@ -339,6 +371,107 @@ EOF
 	EDGE_WORK=""
 
 	"$TOOL" table -dir "$OUT" >"$OUT/http-table.md"
+}
+
+# start_ats: Apache Traffic Server as a reverse-proxy cache in front of the
+# map server, everything (config, cache, logs, runtime files) under
+# $WORK/ats via a runroot; traffic_server itself in the foreground, without
+# traffic_manager, recorded in PIDS.
+start_ats() {
+	local ats=$WORK/ats user=trafficserver
+	mkdir -p "$ats/etc" "$ats/cache" "$ats/log" "$ats/run" "$ats/var"
+	if [[ $(id -u) -ne 0 ]]; then
+		user="#-1" # not root: keep the current user
+	elif ! id trafficserver >/dev/null 2>&1; then
+		user=nobody
+	fi
+	cat >"$ats/runroot.yaml" <<EOF
+prefix: /usr
+exec_prefix: /usr
+bindir: /usr/bin
+sbindir: /usr/sbin
+includedir: /usr/include
+libdir: /usr/lib/trafficserver
+libexecdir: /usr/lib/trafficserver/modules
+sysconfdir: $ats/etc
+datadir: $ats/var
+localstatedir: $ats/var
+runtimedir: $ats/run
+logdir: $ats/log
+cachedir: $ats/cache
+EOF
+	# Two event threads (2 cores, shared with wrk) plus the accept thread;
+	# no Via or client-IP headers; every 200 cached for a day although the
+	# map server sends no Cache-Control or Last-Modified (required_headers 0
+	# and a one-day heuristic lifetime); a RAM cache that holds the whole
+	# hot set (1.1 GB) in front of the 2 GB cache file on tmpfs; a write
+	# backlog of 256 MiB instead of 5 MiB, or ATS drops some of the 1 MiB
+	# objects' cache writes while the warm-up fetches 8 at a time.
+	cat >"$ats/etc/records.config" <<EOF
+CONFIG proxy.config.admin.user_id STRING $user
+CONFIG proxy.config.crash_log_helper STRING NULL
+CONFIG proxy.config.exec_thread.autoconfig INT 0
+CONFIG proxy.config.exec_thread.limit INT 2
+CONFIG proxy.config.exec_thread.affinity INT 0
+CONFIG proxy.config.accept_threads INT 1
+CONFIG proxy.config.net.connections_throttle INT 10000
+CONFIG proxy.config.http.server_ports STRING $ATS_PORT:ip-in=127.0.0.1
+CONFIG proxy.config.reverse_proxy.enabled INT 1
+CONFIG proxy.config.url_remap.remap_required INT 1
+CONFIG proxy.config.http.insert_request_via_str INT 0
+CONFIG proxy.config.http.insert_response_via_str INT 0
+CONFIG proxy.config.http.insert_client_ip INT 0
+CONFIG proxy.config.http.insert_squid_x_forwarded_for INT 0
+CONFIG proxy.config.http.keep_alive_enabled_in INT 1
+CONFIG proxy.config.http.keep_alive_enabled_out INT 1
+CONFIG proxy.config.http.keep_alive_no_activity_timeout_in INT 120
+CONFIG proxy.config.http.cache.http INT 1
+CONFIG proxy.config.http.cache.required_headers INT 0
+CONFIG proxy.config.http.cache.heuristic_min_lifetime INT 86400
+CONFIG proxy.config.http.cache.heuristic_max_lifetime INT 86400
+CONFIG proxy.config.http.cache.when_to_revalidate INT 0
+CONFIG proxy.config.cache.ram_cache.size INT 1610612736
+CONFIG proxy.config.cache.ram_cache_cutoff INT 4194304
+CONFIG proxy.config.cache.agg_write_backlog INT 268435456
+CONFIG proxy.config.log.logging_enabled INT 0
+CONFIG proxy.config.diags.debug.enabled INT 0
+CONFIG proxy.config.body_factory.template_sets_dir STRING /etc/trafficserver/body_factory
+EOF
+	echo "$ats/cache 2G" >"$ats/etc/storage.config"
+	# header_rewrite marks answers served fresh from the cache, for the
+	# warm-up's hit check.
+	echo "map http://127.0.0.1:$ATS_PORT/ http://127.0.0.1:$MAP_PORT/ @plugin=header_rewrite.so @pparam=$ats/etc/hit.conf" \
+		>"$ats/etc/remap.config"
+	cat >"$ats/etc/hit.conf" <<'EOF'
+cond %{SEND_RESPONSE_HDR_HOOK} [AND]
+cond %{CACHE} =hit-fresh
+    set-header X-Cache HIT
+EOF
+	cat >"$ats/etc/ip_allow.yaml" <<'EOF'
+ip_allow:
+  - apply: in
+    ip_addrs: 127.0.0.1
+    action: allow
+  - apply: out
+    ip_addrs: 127.0.0.1
+    action: allow
+EOF
+	local f
+	for f in plugin.config cache.config hosting.config parent.config volume.config splitdns.config \
+		socks.config ssl_multicert.config logging.yaml sni.yaml strategies.yaml; do
+		: >"$ats/etc/$f"
+	done
+	if [[ $(id -u) -eq 0 ]]; then
+		# traffic_server drops to $user, which writes the cache, logs and runtime files.
+		chown -R "$user:" "$ats"
+	fi
+	mkdir -p "$OUT/ats"
+	cp "$ats/runroot.yaml" "$ats/etc/records.config" "$ats/etc/storage.config" \
+		"$ats/etc/remap.config" "$ats/etc/hit.conf" "$ats/etc/ip_allow.yaml" "$OUT/ats/"
+	traffic_server --run-root="$ats/runroot.yaml" >"$OUT/ats.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$ATS_PORT/1k/00000.bin" -timeout 60s ||
+		{ cat "$OUT/ats.log" "$ats/log/diags.log" >&2 2>/dev/null; exit 1; }
 }
 
 # profile_hot_path CONTENT: CPU profiles of the edge under the same wrk load

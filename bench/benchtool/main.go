@@ -380,6 +380,7 @@ func median(xs []float64) float64 {
 var servers = []struct{ ID, Label string }{
 	{"gomap", "Go net/http map"},
 	{"nginx", "nginx proxy_cache"},
+	{"ats", "Apache Traffic Server"},
 	{"geocdn", "geocdn edge"},
 }
 
