@@ -463,25 +463,34 @@ func (s *store) purge(e wire.LogEntry) (wire.LogEntry, error) {
 	defer s.mu.Unlock()
 	e.Op = wire.OpPurge
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		log, meta := tx.Bucket([]byte(bucketLog)), tx.Bucket([]byte(bucketMeta))
-		last, err := s.readLSN(meta)
-		if err != nil {
-			return err
-		}
-		e.LSN = last + 1
-		if err := e.Validate(); err != nil {
-			return err
-		}
-		if err := log.Put(binary.BigEndian.AppendUint64(nil, e.LSN), e.Append(nil)); err != nil {
-			return err
-		}
-		return meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, e.LSN))
+		_, err := s.appendLog(tx, &e)
+		return err
 	})
 	if err != nil {
 		return wire.LogEntry{}, fmt.Errorf("commit purge to %s: %w", s.catalogPath, err)
 	}
 	s.last.Store(e.LSN)
 	return e, nil
+}
+
+// appendLog gives e the next LSN, checks it and appends it to the log in
+// tx, moving the last LSN with it. It returns e's encoding.
+func (s *store) appendLog(tx *bolt.Tx, e *wire.LogEntry) ([]byte, error) {
+	meta := tx.Bucket([]byte(bucketMeta))
+	last, err := s.readLSN(meta)
+	if err != nil {
+		return nil, err
+	}
+	e.LSN = last + 1
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	enc := e.Append(nil)
+	lsn := binary.BigEndian.AppendUint64(nil, e.LSN)
+	if err := tx.Bucket([]byte(bucketLog)).Put(lsn, enc); err != nil {
+		return nil, err
+	}
+	return enc, meta.Put([]byte(metaLSN), lsn)
 }
 
 // commitLocked commits, in one transaction, the entry that build returns
@@ -496,8 +505,8 @@ func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wir
 	)
 	id := []byte(ns + "\x00" + key)
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		log, catalog := tx.Bucket([]byte(bucketLog)), tx.Bucket([]byte(bucketCatalog))
-		refs, gc, meta := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC)), tx.Bucket([]byte(bucketMeta))
+		catalog := tx.Bucket([]byte(bucketCatalog))
+		refs, gc := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC))
 		for _, d := range s.collected {
 			if err := gc.Delete(d[:]); err != nil {
 				return err
@@ -515,19 +524,8 @@ func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wir
 		if e, err = build(cur); err != nil {
 			return err
 		}
-		last, err := s.readLSN(meta)
+		enc, err := s.appendLog(tx, &e)
 		if err != nil {
-			return err
-		}
-		e.LSN = last + 1
-		if err := e.Validate(); err != nil {
-			return err
-		}
-		enc := e.Append(nil)
-		if err := log.Put(binary.BigEndian.AppendUint64(nil, e.LSN), enc); err != nil {
-			return err
-		}
-		if err := meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, e.LSN)); err != nil {
 			return err
 		}
 		if e.Op == wire.OpPut {
