@@ -22,6 +22,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/geocdn/geocdn/internal/fsys"
+	"github.com/geocdn/geocdn/internal/pattern"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -549,41 +550,13 @@ func TestStoreConcurrentPuts(t *testing.T) {
 	ts.wantFiles(t, len(refs))
 }
 
-// patternReader yields n bytes without holding them: a fixed random block
-// repeated, each copy stamped with its index so no two blocks are equal.
-type patternReader struct {
-	n, off int64
-	block  []byte
-	index  int64 // of the block stamped into block, -1 before the first
-}
-
-func newPatternReader(n int64) *patternReader {
-	r := &patternReader{n: n, block: make([]byte, 64<<10), index: -1}
-	rand.NewChaCha8([32]byte{1}).Read(r.block)
-	return r
-}
-
-func (r *patternReader) Read(p []byte) (int, error) {
-	if r.off >= r.n {
-		return 0, io.EOF
-	}
-	bs := int64(len(r.block))
-	if i := r.off / bs; i != r.index {
-		binary.BigEndian.PutUint64(r.block, uint64(i))
-		r.index = i
-	}
-	n := copy(p, r.block[r.off%bs:min(bs, r.off%bs+r.n-r.off)])
-	r.off += int64(n)
-	return n, nil
-}
-
 func TestStorePutStreamsLargeBody(t *testing.T) {
 	size := int64(1 << 30)
 	if testing.Short() {
 		size = 64 << 20
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, newPatternReader(size)); err != nil {
+	if _, err := io.Copy(h, pattern.NewReader(size, 1)); err != nil {
 		t.Fatal(err)
 	}
 	var want wire.Digest
@@ -593,7 +566,7 @@ func TestStorePutStreamsLargeBody(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	e, err := ts.store.put(context.Background(), "default", "/big", newPatternReader(size), size, PutMeta{})
+	e, err := ts.store.put(context.Background(), "default", "/big", pattern.NewReader(size, 1), size, PutMeta{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,11 @@ package cluster
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geocdn/geocdn/internal/pattern"
 	"github.com/geocdn/geocdn/origin"
 )
 
@@ -76,36 +75,6 @@ func (l *events) all(from int, match func(origin.Event) bool) []origin.Event {
 var twoEdges = []EdgeSpec{
 	{ID: "fra", Region: "eu-central", Lat: 50.11, Lon: 8.68},
 	{ID: "sin", Region: "ap-southeast", Lat: 1.35, Lon: 103.82},
-}
-
-// patternReader yields n deterministic pseudo-random bytes without holding
-// them: one random block, each copy stamped with its index.
-type patternReader struct {
-	n, off int64
-	block  []byte
-	index  int64
-}
-
-func newPatternReader(n int64, seed uint64) *patternReader {
-	r := &patternReader{n: n, block: make([]byte, 64<<10), index: -1}
-	var key [32]byte
-	binary.BigEndian.PutUint64(key[:], seed)
-	rand.NewChaCha8(key).Read(r.block)
-	return r
-}
-
-func (r *patternReader) Read(p []byte) (int, error) {
-	if r.off >= r.n {
-		return 0, io.EOF
-	}
-	bs := int64(len(r.block))
-	if i := r.off / bs; i != r.index {
-		binary.BigEndian.PutUint64(r.block, uint64(i))
-		r.index = i
-	}
-	n := copy(p, r.block[r.off%bs:min(bs, r.off%bs+r.n-r.off)])
-	r.off += int64(n)
-	return n, nil
 }
 
 // publishStream PUTs size bytes from body with a known length, so nothing
@@ -262,7 +231,7 @@ func TestBulkPushDoesNotDelayControlTraffic(t *testing.T) {
 	big := make(chan publishAnswer, 1)
 	bigErr := make(chan error, 1)
 	go func() {
-		a, err := publishStream(c, "bulk/big.bin", io.TeeReader(newPatternReader(size, 1), sum), size, "w=all")
+		a, err := publishStream(c, "bulk/big.bin", io.TeeReader(pattern.NewReader(size, 1), sum), size, "w=all")
 		if err != nil {
 			bigErr <- err
 			return
@@ -389,7 +358,7 @@ func TestDiskFullRefusesPushAndWNeverCountsIt(t *testing.T) {
 	c := startCluster(t, Config{Edges: twoEdges, DiskBytes: 64 << 10, PublishTimeout: 2 * time.Second, OnEvent: ev.add})
 	from := ev.mark()
 	big := make([]byte, 128<<10)
-	io.ReadFull(newPatternReader(int64(len(big)), 2), big)
+	io.ReadFull(pattern.NewReader(int64(len(big)), 2), big)
 	a := publish(t, c, "full/big.bin", big, "w=1", nil)
 	if a.status != http.StatusGatewayTimeout || !a.res.Committed || a.res.Acked == nil || len(a.res.Acked) != 0 {
 		t.Fatalf("publish 128 KiB w=1 onto 64 KiB edges: status %d committed %v acked %v (%s), want 504, committed, acked []", a.status, a.res.Committed, a.res.Acked, a.res.Error)
@@ -420,7 +389,7 @@ func TestDiskFullRefusesPushAndWNeverCountsIt(t *testing.T) {
 	for i := range 2 {
 		key := fmt.Sprintf("full/small-%d.bin", i)
 		body := make([]byte, 16<<10)
-		io.ReadFull(newPatternReader(int64(len(body)), uint64(10+i)), body)
+		io.ReadFull(pattern.NewReader(int64(len(body)), uint64(10+i)), body)
 		mark := ev.mark()
 		res := mustPublish(t, c, key, body, "w=0")
 		for _, en := range c.Edges() {
