@@ -286,10 +286,13 @@ const (
 	writeTimeout      = time.Minute
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 32 << 10
+	// A large body may take longer to reach a slow client than
+	// writeTimeout allows: the client server moves the deadline out to
+	// what a client reading at minClientRate needs, plus writeTimeout.
+	minClientRate = 64 << 10 // bytes per second
 )
 
-// newHTTPServer sets every timeout and a header limit. WriteTimeout is a
-// floor: the handler extends the write deadline for large bodies.
+// newHTTPServer sets every timeout and a header limit.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -93,11 +92,6 @@ func (h *handler) freshEnough(o *object) bool {
 }
 
 const defaultFillTimeout = 10 * time.Second
-
-// A large body may take longer to reach a slow client than the server's
-// WriteTimeout allows; the deadline is moved out to what a client reading
-// at minClientRate needs, plus writeTimeout.
-const minClientRate = 64 << 10 // bytes per second
 
 // handlerConfig configures newHandler.
 type handlerConfig struct {
@@ -216,7 +210,6 @@ type handler struct {
 	nsFor       func(string) string
 	fillTimeout time.Duration
 	group       singleflight.Group
-	lsn         atomic.Pointer[lsnValue]
 
 	// Constant header values, shared like respHeaders.
 	hitXCache, missXCache, hitStatus, unleasedStatus []string
@@ -322,7 +315,7 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 		status = statusUnleased
 	}
 	b := append(w.Buffer(), obj.hdr.lines...)
-	if age := h.ageSeconds(); age >= 0 {
+	if age := h.age(); age >= 0 {
 		b = append(b, "Age: "...)
 		b = strconv.AppendInt(b, age, 10)
 		b = append(b, "\r\n"...)
@@ -518,7 +511,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 	}
 	h.m.miss()
 	// Age 0: the origin produced this content just now.
-	h.write(w, r, &e, hdr, c, []string{status}, h.missXCache, "0")
+	h.write(w, r, &e, hdr, c, []string{status}, h.missXCache, 0)
 }
 
 // fill runs one collapsed fill: concurrent requests for the same digest
@@ -568,19 +561,9 @@ func (h *handler) notFound(w http.ResponseWriter, cacheStatus string) {
 }
 
 // age is the Age of a hit: whole seconds since the edge last confirmed
-// its view with the origin; "" (no header) if it never has, since any
+// its view with the origin; -1 (no header) if it never has, since any
 // number would be made up.
-func (h *handler) age() string {
-	s := h.ageSeconds()
-	if s < 0 {
-		return ""
-	}
-	// Below 100 this is a constant string, no allocation.
-	return strconv.FormatInt(s, 10)
-}
-
-// ageSeconds is age as a number, -1 for no header.
-func (h *handler) ageSeconds() int64 {
+func (h *handler) age() int64 {
 	at := h.view.confirmedAt()
 	if at.IsZero() {
 		return -1
@@ -596,16 +579,16 @@ func (h *handler) ageSeconds() int64 {
 // 412), ranges (206, 416, If-Range) and HEAD from the ETag set here and
 // the modification time; content comes from RAM or from the file, whose
 // *os.File lets plain HTTP use sendfile.
-func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry, hv *respHeaders, c content, cacheStatus, xCache []string, age string) {
+func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry, hv *respHeaders, c content, cacheStatus, xCache []string, age int64) {
 	hd := w.Header()
 	hd["Etag"] = hv.etag
 	hd["Content-Type"] = hv.contentType
 	if hv.cacheControl != nil {
 		hd["Cache-Control"] = hv.cacheControl
 	}
-	hd["Geocdn-Lsn"] = h.lsnHeader()
-	if age != "" {
-		hd["Age"] = ageHeader(age)
+	hd["Geocdn-Lsn"] = []string{strconv.FormatUint(h.st.watermark(), 10)}
+	if age >= 0 {
+		hd["Age"] = []string{strconv.FormatInt(age, 10)}
 	}
 	hd["X-Cache"] = xCache
 	hd["Cache-Status"] = cacheStatus
@@ -631,7 +614,6 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 	if c.file != nil {
 		defer c.close()
 		rs = c.file
-		extendWriteDeadline(w, c.size)
 	} else {
 		rs = bytes.NewReader(c.hot)
 	}
@@ -660,45 +642,12 @@ func (h *handler) servePending(w http.ResponseWriter, r *http.Request, e *wire.L
 	hv := *newRespHeaders(e)
 	hv.cacheControl = noStoreValue
 	h.m.miss()
-	h.write(w, r, e, &hv, c, []string{fwd + "; detail=pending"}, h.missXCache, "0")
+	h.write(w, r, e, &hv, c, []string{fwd + "; detail=pending"}, h.missXCache, 0)
 }
 
 // noStoreValue is the shared Cache-Control value of answers that must not
 // be cached downstream.
 var noStoreValue = []string{"no-store"}
-
-// lsnHeader is the GeoCDN-LSN value, rebuilt only when the watermark moves.
-func (h *handler) lsnHeader() []string {
-	wm := h.st.watermark()
-	if c := h.lsn.Load(); c != nil && c.wm == wm {
-		return c.v
-	}
-	c := &lsnValue{wm: wm, v: []string{strconv.FormatUint(wm, 10)}}
-	h.lsn.Store(c)
-	return c.v
-}
-
-type lsnValue struct {
-	wm uint64
-	v  []string
-}
-
-// ageValues holds the Age header values of the first seconds, shared like
-// respHeaders, so a hit allocates none.
-var ageValues = func() [][]string {
-	v := make([][]string, 256)
-	for i := range v {
-		v[i] = []string{strconv.Itoa(i)}
-	}
-	return v
-}()
-
-func ageHeader(age string) []string {
-	if n, err := strconv.Atoi(age); err == nil && n >= 0 && n < len(ageValues) {
-		return ageValues[n]
-	}
-	return []string{age}
-}
 
 // plainRequest reports that r asks for the whole object unconditionally,
 // so the answer is a 200 with the full body.
@@ -706,14 +655,4 @@ func plainRequest(r *http.Request) bool {
 	h := r.Header
 	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
 		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
-}
-
-// extendWriteDeadline gives a body of size bytes time to be sent. The
-// deadline is compared with the connection's clock, which is the real one
-// (or a synctest bubble's), never an injected fake, so this is the one
-// place that reads time.Now. Writers that cannot set deadlines (tests'
-// recorders) are left alone.
-func extendWriteDeadline(w http.ResponseWriter, size int64) {
-	d := writeTimeout + time.Duration(size/minClientRate)*time.Second
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }

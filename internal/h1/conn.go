@@ -192,6 +192,14 @@ func (c *conn) setReadDeadline(t time.Time) {
 	}
 }
 
+// allowBody moves the write deadline out for a body of n bytes, by
+// Server.MinWriteRate.
+func (c *conn) allowBody(n int64) {
+	if r := c.s.MinWriteRate; r > 0 && c.s.WriteTimeout > 0 {
+		c.setWriteDeadline(time.Now().Add(c.s.WriteTimeout + time.Duration(n/r)*time.Second))
+	}
+}
+
 func (c *conn) setWriteDeadline(t time.Time) {
 	if d := t.Sub(c.wdl); d > deadlineSlack || d < -deadlineSlack || c.wdl.IsZero() {
 		c.rwc.SetWriteDeadline(t)
@@ -401,9 +409,7 @@ func (w *Reply) SendFile(hdr []byte, f *os.File, size int64) error {
 		_, w.err = c.rwc.Write(out)
 		return w.err
 	}
-	if r := c.s.MinWriteRate; r > 0 && c.s.WriteTimeout > 0 {
-		c.setWriteDeadline(time.Now().Add(c.s.WriteTimeout + time.Duration(size/r)*time.Second))
-	}
+	c.allowBody(size)
 	if c.raw != nil {
 		w.err = sendFile(c.raw, out, f, size)
 	} else {

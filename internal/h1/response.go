@@ -257,6 +257,13 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	if !w.head && bodyAllowed(w.status) {
+		if w.cl >= 0 {
+			w.c.allowBody(w.cl - w.written)
+		} else if lr, ok := src.(*io.LimitedReader); ok {
+			w.c.allowBody(lr.N)
+		}
+	}
 	if w.c.tcp == nil || w.head || !bodyAllowed(w.status) || w.cl < 0 || w.done {
 		return io.CopyBuffer(writerOnly{w}, src, make([]byte, 32<<10))
 	}

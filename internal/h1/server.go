@@ -69,12 +69,14 @@ type Server struct {
 	// ReadHeaderTimeout bounds reading a request head once its first byte
 	// has arrived; ReadTimeout bounds a slow-path request's head and body;
 	// WriteTimeout bounds writing a response (a handler may move the
-	// deadline with http.ResponseController, and SendFile moves it for
-	// large bodies by MinWriteRate); IdleTimeout bounds the wait for the
-	// next request on a kept-alive connection. Zero means no limit.
+	// deadline with http.ResponseController, and large bodies move it by
+	// MinWriteRate); IdleTimeout bounds the wait for the next request on a
+	// kept-alive connection. Zero means no limit.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MinWriteRate, in bytes per second, extends the write deadline of a
-	// SendFile by size/MinWriteRate seconds. Zero leaves it at WriteTimeout.
+	// body sent by SendFile, or from a reader by the slow path's ReadFrom
+	// (http.ServeContent's way), by size/MinWriteRate seconds, so a large
+	// body is not cut off by WriteTimeout. Zero leaves it at WriteTimeout.
 	MinWriteRate int64
 	// MaxHeaderBytes caps a request head. Default 1 MiB, as net/http's.
 	MaxHeaderBytes int

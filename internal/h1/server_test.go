@@ -585,3 +585,54 @@ func (r *rawConn) readLoose(method string) (status int, body, saw string) {
 	resp.Body.Close()
 	return resp.StatusCode, string(b), resp.Header.Get("X-Saw")
 }
+
+// TestLargeBodyOutlivesWriteTimeout: a body larger than a client can take
+// within WriteTimeout still arrives whole, on the fast path (SendFile) and
+// the slow one (ServeContent's ReadFrom), because MinWriteRate moves the
+// deadline out by its size. The client waits before reading, so the
+// server is blocked on a full socket well past WriteTimeout.
+func TestLargeBodyOutlivesWriteTimeout(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB: more than loopback buffers hold
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *os.File {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	addr := start(t, &Server{
+		WriteTimeout: 100 * time.Millisecond, MinWriteRate: 1 << 10,
+		Fast: func(w *Reply, r *Request) bool {
+			if r.Path != "/fast" {
+				return false
+			}
+			f := open()
+			defer f.Close()
+			hdr := strconv.AppendInt(append(w.Buffer(), "Content-Length: "...), int64(len(body)), 10)
+			w.SendFile(append(hdr, "\r\n"...), f, int64(len(body)))
+			return true
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f := open()
+			defer f.Close()
+			http.ServeContent(w, r, "", time.Time{}, f)
+		}),
+	})
+	for _, p := range []string{"/fast", "/slow"} {
+		c := dial(t, addr)
+		c.send("GET " + p + " HTTP/1.1\r\nHost: x\r\n\r\n")
+		time.Sleep(500 * time.Millisecond)
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || n != int64(len(body)) {
+			t.Errorf("%s: %d of %d bytes, %v", p, n, len(body), err)
+		}
+	}
+}
