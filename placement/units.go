@@ -93,6 +93,13 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		}
 		classRate[c] = cl.Rate
 	}
+	// An object's multipliers: its own affinity's, else its class's.
+	objectMult := func(o Object, c int) ([]float64, error) {
+		if o.Affinity == nil {
+			return classMult[c], nil
+		}
+		return regionMult(o.Affinity, "object "+o.Key)
+	}
 	for i, o := range cat.Objects {
 		classRate[classOf[i]] += o.Rate
 	}
@@ -150,12 +157,9 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		if !(k > ck || o.Replicas > 0 && k != ck || o.Affinity != nil) {
 			continue
 		}
-		mult := classMult[c]
-		if o.Affinity != nil {
-			var err error
-			if mult, err = regionMult(o.Affinity, "object "+o.Key); err != nil {
-				return nil, err
-			}
+		mult, err := objectMult(o, c)
+		if err != nil {
+			return nil, err
 		}
 		own[i] = true
 		ns := o.Namespace
@@ -194,12 +198,9 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		if o.Rate == 0 {
 			continue
 		}
-		mult := classMult[c]
-		if o.Affinity != nil {
-			var err error
-			if mult, err = regionMult(o.Affinity, "object "+o.Key); err != nil {
-				return nil, err
-			}
+		mult, err := objectMult(o, c)
+		if err != nil {
+			return nil, err
 		}
 		for r, m := range mult {
 			mix[c][r] += o.Rate * m
