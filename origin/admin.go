@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,53 +25,141 @@ const objectsPrefix = "/v1/objects/"
 // HeaderLSN carries the LSN of a publish, and an edge's watermark.
 const HeaderLSN = "GeoCDN-LSN"
 
-// adminHandler routes the admin API. Object paths are validated before any
-// ServeMux sees them, because the mux would answer a path with `..` or `//`
-// with its own 307 redirect instead of a clear 400.
+// access says who may use an admin route. Its zero value needs the admin
+// token, so a route registered without thought is closed, not open.
+type access int
+
+const (
+	// needToken: the admin bearer token.
+	needToken access = iota
+	// public: anyone (health checks from load balancers).
+	public
+	// metricsAccess: anyone, unless Config.MetricsToken is set; then that
+	// token or the admin token.
+	metricsAccess
+)
+
+// route is one entry of the admin API.
+type route struct {
+	pattern string
+	access  access
+	handler http.Handler
+}
+
+// adminRoutes lists every route of the admin API: the mux is built from
+// this list alone, and the authentication test walks it.
+func (o *Origin) adminRoutes() []route {
+	objects := http.HandlerFunc(o.serveObjects)
+	return []route{
+		{"GET /v1/edges", needToken, http.HandlerFunc(o.handleEdges)},
+		{"GET /v1/placement", needToken, http.HandlerFunc(o.handlePlanGet)},
+		{"PUT /v1/placement", needToken, http.HandlerFunc(o.handlePlanPut)},
+		{"POST /v1/purge", needToken, http.HandlerFunc(o.handlePurge)},
+		// GET also answers HEAD. Object paths are dispatched before the
+		// mux (see adminHandler); these entries make the mux know them,
+		// so that an escaped spelling of one still reaches the
+		// validation that refuses it.
+		{"GET " + objectsPrefix, needToken, objects},
+		{"PUT " + objectsPrefix, needToken, objects},
+		{"DELETE " + objectsPrefix, needToken, objects},
+		{"GET /healthz", public, http.HandlerFunc(o.handleHealthz)},
+		{"GET /metrics", metricsAccess, promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{})},
+	}
+}
+
+// adminHandler routes the admin API. Authentication is decided for the
+// route the mux matches, never by a test on the raw path, because the mux
+// unescapes a path before matching it (/%761/edges is GET /v1/edges). It
+// denies by default: a request that matches no public route (an unknown
+// path, a method a route does not serve, a path the mux would redirect)
+// needs the admin token before it is answered at all. Every handler
+// checks again for its own route, so a mistake in one layer alone opens
+// nothing.
+//
+// Object paths go to their handler before the mux sees them, because the
+// mux would answer a path with `..` or `//` with its own 307 redirect
+// instead of a clear 400.
 func (o *Origin) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/edges", o.handleEdges)
-	mux.HandleFunc("GET /v1/placement", o.handlePlanGet)
-	mux.HandleFunc("PUT /v1/placement", o.handlePlanPut)
-	mux.HandleFunc("POST /v1/purge", o.handlePurge)
-	mux.HandleFunc("GET /healthz", o.handleHealthz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{}))
-	tokenSum := sha256.Sum256([]byte(o.cfg.Token))
+	accessOf := map[string]access{}
+	for _, rt := range o.adminRoutes() {
+		mux.Handle(rt.pattern, o.guard(rt.access, rt.handler))
+		accessOf[rt.pattern] = rt.access
+	}
+	objects := o.guard(needToken, http.HandlerFunc(o.serveObjects))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.EscapedPath()
-		if strings.HasPrefix(path, "/v1/") && !authorized(r, tokenSum) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="geocdn"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		// Unmatched patterns map to needToken, the zero access.
+		if _, pattern := mux.Handler(r); !o.permits(r, accessOf[pattern]) {
+			unauthorized(w)
 			return
 		}
-		if !strings.HasPrefix(path, objectsPrefix) {
-			mux.ServeHTTP(w, r)
+		if strings.HasPrefix(r.URL.EscapedPath(), objectsPrefix) {
+			objects.ServeHTTP(w, r)
 			return
 		}
-		key, err := objkey.FromPath(path, objectsPrefix)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		ns := r.URL.Query().Get("namespace")
-		if ns == "" {
-			ns = objkey.DefaultNamespace
-		} else if err := objkey.ValidNamespace(ns); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		switch r.Method {
-		case http.MethodPut:
-			o.handlePut(w, r, ns, key)
-		case http.MethodGet, http.MethodHead:
-			o.handleGet(w, r, ns, key)
-		case http.MethodDelete:
-			o.handleDelete(w, r, ns, key)
-		default:
-			w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
-			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
-		}
+		mux.ServeHTTP(w, r)
 	})
+}
+
+// guard wraps a route's handler with the check its access asks for.
+func (o *Origin) guard(a access, h http.Handler) http.Handler {
+	if a == public {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !o.permits(r, a) {
+			unauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// permits reports whether r may use a route with access a.
+func (o *Origin) permits(r *http.Request, a access) bool {
+	switch a {
+	case public:
+		return true
+	case metricsAccess:
+		if o.cfg.MetricsToken == "" {
+			return true
+		}
+		return authorized(r, o.metricsTokenSum) || authorized(r, o.tokenSum)
+	}
+	return authorized(r, o.tokenSum)
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="geocdn"`)
+	writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+}
+
+// serveObjects answers /v1/objects/{key}: the path is validated here, from
+// its escaped form, so that a key the mux would clean is refused (400).
+func (o *Origin) serveObjects(w http.ResponseWriter, r *http.Request) {
+	key, err := objkey.FromPath(r.URL.EscapedPath(), objectsPrefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ns := r.URL.Query().Get("namespace")
+	if ns == "" {
+		ns = objkey.DefaultNamespace
+	} else if err := objkey.ValidNamespace(ns); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	switch r.Method {
+	case http.MethodPut:
+		o.handlePut(w, r, ns, key)
+	case http.MethodGet, http.MethodHead:
+		o.handleGet(w, r, ns, key)
+	case http.MethodDelete:
+		o.handleDelete(w, r, ns, key)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	}
 }
 
 // authorized compares the bearer token in constant time. Hashing both sides
@@ -83,6 +172,32 @@ func authorized(r *http.Request, want [32]byte) bool {
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// isMediaType reports whether v is a media type with its parameters
+// (RFC 9110 § 8.3.1); mime.ParseMediaType alone takes a bare token.
+func isMediaType(v string) bool {
+	mt, _, err := mime.ParseMediaType(v)
+	typ, sub, ok := strings.Cut(mt, "/")
+	return err == nil && ok && typ != "" && sub != ""
+}
+
+// requireJSON answers 415 unless the request's Content-Type is JSON, and
+// reports whether it did not have to. Requiring it keeps a browser's form
+// post (which cannot set this type without a CORS preflight) from ever
+// reaching a mutating endpoint.
+func requireJSON(w http.ResponseWriter, r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && mt == "application/json" {
+		return true
+	}
+	if ct == "" {
+		ct = "none"
+	}
+	w.Header().Set("Accept", "application/json")
+	writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %s: want application/json", ct))
+	return false
 }
 
 // PublishResult is the body of a publish answer.
@@ -161,6 +276,12 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+	}
+	// The Content-Type is the object's own, stored and served as given:
+	// any media type will do, but it must be one (RFC 9110 § 8.3.1).
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isMediaType(ct) {
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q is not a media type (type/subtype, then parameters)", ct))
+		return
 	}
 	if r.ContentLength > o.cfg.MaxObjectSize {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, o.cfg.MaxObjectSize))
@@ -328,6 +449,12 @@ func (o *Origin) handleGet(w http.ResponseWriter, r *http.Request, ns, key strin
 }
 
 func (o *Origin) handleDelete(w http.ResponseWriter, r *http.Request, ns, key string) {
+	if r.ContentLength != 0 || r.Header.Get("Content-Type") != "" {
+		// A delete has no content; one that carries some was not meant
+		// for this endpoint.
+		writeError(w, http.StatusUnsupportedMediaType, "DELETE takes no body and no Content-Type")
+		return
+	}
 	if o.isClosing() {
 		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
 		return

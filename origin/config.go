@@ -46,6 +46,10 @@ type Config struct {
 	// Token is the admin API bearer token. Required; at least 16 bytes so a
 	// forgotten flag cannot leave the API guarded by a guessable word.
 	Token string
+	// MetricsToken, when set, is required (as a bearer token) by GET
+	// /metrics, which is otherwise public; the admin token is accepted
+	// there too. At least 16 bytes when set.
+	MetricsToken string
 
 	// MaxObjectSize bounds a published body (413 beyond it). Default 5 GiB.
 	MaxObjectSize int64
@@ -154,6 +158,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Token) < 16 {
 		errs = append(errs, errors.New("token: required, at least 16 bytes"))
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("metrics token: at least 16 bytes when set"))
 	}
 	if c.MaxObjectSize < 0 {
 		errs = append(errs, errors.New("max object size: must not be negative"))

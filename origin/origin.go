@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -37,13 +38,16 @@ import (
 
 // Origin is a running origin node. Create it with New, serve with Run.
 type Origin struct {
-	cfg     Config
-	log     *slog.Logger
-	clk     clock.Clock
-	store   *store
-	edges   *registry
-	metrics *metrics
-	acks    *ackTracker
+	cfg Config
+	log *slog.Logger
+	// tokenSum and metricsTokenSum are the sha256 of the admin and the
+	// metrics tokens, which authorized compares in constant time.
+	tokenSum, metricsTokenSum [32]byte
+	clk                       clock.Clock
+	store                     *store
+	edges                     *registry
+	metrics                   *metrics
+	acks                      *ackTracker
 	// pushBody is a test seam: when set, the bytes of every push are read
 	// through it, so tests can damage a transfer on the wire. Never set in
 	// production.
@@ -97,6 +101,10 @@ func New(cfg Config) (*Origin, error) {
 		clk:      cfg.Clock,
 		strong:   make(map[string]*strongKey),
 		stopping: make(chan struct{}),
+		tokenSum: sha256.Sum256([]byte(cfg.Token)),
+	}
+	if cfg.MetricsToken != "" {
+		o.metricsTokenSum = sha256.Sum256([]byte(cfg.MetricsToken))
 	}
 	o.started = o.clk.Now()
 	var err error
@@ -158,7 +166,10 @@ func (o *Origin) listen() error {
 		WriteTimeout:   time.Minute,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(o.log.Handler(), slog.LevelWarn),
+		// "OPTIONS *" goes to adminHandler, which refuses it without the
+		// token like every other request it has no public route for.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(o.log.Handler(), slog.LevelWarn),
 	}
 	return nil
 }

@@ -109,6 +109,9 @@ func (o *Origin) handlePlanPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "origin shutting down")
 		return
 	}
+	if !requireJSON(w, r) {
+		return
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPlanSize))
 	if err != nil {
 		var mbe *http.MaxBytesError

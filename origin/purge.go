@@ -52,6 +52,9 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !requireJSON(w, r) {
+		return
+	}
 	var req PurgeRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPurgeBody))
 	dec.DisallowUnknownFields()

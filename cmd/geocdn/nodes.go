@@ -30,20 +30,25 @@ var tokenFlags = []cli.Flag{
 // loadToken reads the admin token from --token-file or --token.
 func loadToken(c *cli.Context) (string, error) {
 	if f := c.String("token-file"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("--token-file %s: file is empty", f)
-		}
-		return tok, nil
+		return readToken("--token-file", f)
 	}
 	if tok := c.String("token"); tok != "" {
 		return tok, nil
 	}
 	return "", errors.New("an admin token is required: --token-file, GEOCDN_TOKEN or --token")
+}
+
+// readToken reads a token from the file named by flag.
+func readToken(flag, file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s %s: file is empty", flag, file)
+	}
+	return tok, nil
 }
 
 var certFlags = []cli.Flag{
@@ -108,6 +113,8 @@ func originCommand() *cli.Command {
 				invalidation.MarginBase, invalidation.DriftBound)},
 			&cli.IntFlag{Name: "replicas", Usage: "push each object to this many edges (rendezvous hashing); 0 = every edge", EnvVars: env("replicas")},
 			&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
+			&cli.StringFlag{Name: "metrics-token-file", Usage: "file holding a bearer token that GET /metrics then requires (the admin token works there too); without it /metrics is public", EnvVars: env("metrics-token-file")},
+			&cli.StringFlag{Name: "metrics-token", Usage: "as --metrics-token-file, given directly (prefer the file outside tests)", EnvVars: env("metrics-token")},
 		}, certFlags...), tokenFlags...),
 		Action: func(c *cli.Context) error {
 			tok, err := loadToken(c)
@@ -122,9 +129,15 @@ func originCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			metricsTok := c.String("metrics-token")
+			if f := c.String("metrics-token-file"); f != "" {
+				if metricsTok, err = readToken("--metrics-token-file", f); err != nil {
+					return err
+				}
+			}
 			o, err := origin.New(origin.Config{
 				ID: c.String("id"), DataDir: c.String("data"), HTTPAddr: c.String("http"), QUICAddr: c.String("quic"),
-				CA: ca, Cert: cert, Token: tok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
+				CA: ca, Cert: cert, Token: tok, MetricsToken: metricsTok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
 				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"), Logger: slog.Default(),
 			})
 			if err != nil {

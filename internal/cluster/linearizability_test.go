@@ -202,6 +202,7 @@ func linPurge(t *testing.T, w *WAN, key string, soft bool, rec *linRecorder) {
 		return
 	}
 	req.Header.Set("Authorization", "Bearer "+w.Token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := w.Client.Do(req)
 	if err != nil {
 		return // the origin was unreachable: nothing was purged, or it was

@@ -44,6 +44,7 @@ func applyPlan(t *testing.T, c *Cluster, replicas ...string) {
 	}
 	req, _ := http.NewRequest(http.MethodPut, c.OriginURL()+"/v1/placement", bytes.NewReader(b))
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +133,7 @@ func TestPlacementApplyRefusesBadPlans(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPut, c.OriginURL()+"/v1/placement", bytes.NewReader([]byte(tc.body)))
 			req.Header.Set("Authorization", "Bearer "+c.Token)
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -21,6 +21,7 @@ func purge(t *testing.T, c *Cluster, query, body string) (int, origin.PurgeResul
 	}
 	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
