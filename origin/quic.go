@@ -257,14 +257,18 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "expected a fill request"})
 		return
 	}
+	var ent wire.LogEntry
 	if req.Digest.IsZero() {
-		if h, ok := o.pendingVisible(req.Namespace, req.Key); ok {
+		var h *heldBlob
+		var pending bool
+		if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
 			n, err := o.servePending(st, h)
 			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
 			return
 		}
+	} else {
+		ent, err = o.store.get(req.Namespace, req.Key)
 	}
-	ent, err := o.store.get(req.Namespace, req.Key)
 	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.inRestartGrace() {
 		// Leases from before the restart may still run, and which
 		// strong versions edges treat as visible is unknown until then.

@@ -130,20 +130,45 @@ func (o *Origin) makeVisible(ns, key string, lsn uint64) {
 	o.retireLocked(k, sk)
 }
 
-// pendingVisible returns, with a reference the caller must give back with
-// o.unhold, the version fills of ns/key must answer while a strong write
-// of it is pending. ok is false when nothing is pending.
-func (o *Origin) pendingVisible(ns, key string) (h *heldBlob, ok bool) {
+// fillVersion is what a fill asking for the current version of ns/key
+// answers. With pending true, a strong write of the key has committed but
+// is not visible yet, and h is the version visible so far (nil when the
+// key has none), with a reference the caller gives back with o.unhold.
+// Otherwise ent and err are the catalog's current entry.
+//
+// The catalog is read under strongMu, with the pending state: a strong
+// write reserves its key (strongReserve) before it commits, but becomes a
+// waiting write (strongCommitted) only after, so between the two the
+// catalog already names a version nobody may see. A read made alone could
+// answer it as current in that window, and a later fill, once the write
+// is waiting, the version before it: a read going back in time. Under the
+// lock, a key with a reservation whose catalog entry moved past the
+// visible version is pending; a key without one cannot have committed an
+// invisible version.
+func (o *Origin) fillVersion(ns, key string) (ent wire.LogEntry, err error, h *heldBlob, pending bool) {
 	o.strongMu.Lock()
 	defer o.strongMu.Unlock()
+	ent, err = o.store.get(ns, key)
 	sk := o.strong[pendingKey(ns, key)]
-	if sk == nil || len(sk.waiting) == 0 {
-		return nil, false
+	if sk == nil {
+		return ent, err, nil, false
+	}
+	if len(sk.waiting) == 0 && !movedPast(ent, err, sk.visible) {
+		return ent, err, nil, false
 	}
 	if sk.visible != nil {
 		sk.visible.refs++
 	}
-	return sk.visible, true
+	return ent, err, sk.visible, true
+}
+
+// movedPast reports whether the catalog's current entry (ent, err) is a
+// version written after visible was captured.
+func movedPast(ent wire.LogEntry, err error, visible *heldBlob) bool {
+	if err != nil {
+		return false // deleted meanwhile (deletes are not strong writes)
+	}
+	return visible == nil || ent.LSN != visible.entry.LSN
 }
 
 func (o *Origin) unhold(h *heldBlob) {
