@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
@@ -31,6 +32,16 @@ type session struct {
 
 	answerMu   sync.Mutex
 	lastAnswer time.Time // when the last heartbeat answer arrived
+
+	// originAsOf is the send time of the latest heartbeat answered on this
+	// session. The origin answered after it was sent, with its last LSN
+	// then, so Edge.originLSN covers every LSN the origin had issued by
+	// originAsOf: a client whose request arrived before it cannot hold a
+	// higher one. Guarded by Edge.mu.
+	originAsOf time.Time
+	// answers is signalled after every heartbeat answer and when the
+	// session ends, for reads waiting on originAsOf (originIssued).
+	answers broadcast.Signal
 }
 
 func (s *session) answered(t time.Time) {
@@ -193,6 +204,9 @@ func (e *Edge) runSession(ctx context.Context) error {
 		e.sess = nil
 		e.pendingAcks = nil
 		e.mu.Unlock()
+		// Reads waiting on this session's answers learn at once that
+		// none will come.
+		s.answers.Broadcast()
 	}()
 
 	sctx, cancel := context.WithCancelCause(ctx)
@@ -297,20 +311,33 @@ func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error
 		}
 		if ack.LeaseMillis == 0 {
 			// The origin is alive but withholds the lease: this edge has
-			// left log entries unacknowledged too long.
+			// left log entries unacknowledged too long. Its LSN still
+			// counts for originIssued.
 			e.mu.Lock()
-			e.originLSN = max(e.originLSN, ack.LSN)
+			e.originAnsweredLocked(s, ack.LSN, at)
 			e.mu.Unlock()
+			s.answers.Broadcast()
 			continue
 		}
 		term := time.Duration(ack.LeaseMillis) * time.Millisecond
 		e.mu.Lock()
-		e.originLSN = max(e.originLSN, ack.LSN)
+		e.originAnsweredLocked(s, ack.LSN, at)
 		e.pendingAcks = append(e.pendingAcks, pendingAck{lsn: ack.LSN, sent: at, term: term})
 		e.countAcksLocked(e.store.watermark())
 		lag := e.originLSN - min(e.originLSN, e.store.watermark())
 		e.mu.Unlock()
+		s.answers.Broadcast()
 		e.metrics.setLag(lag)
+	}
+}
+
+// originAnsweredLocked records a heartbeat answer on session s: the
+// origin's last LSN when it answered the heartbeat sent at sent. Call it
+// with e.mu held, then broadcast s.answers.
+func (e *Edge) originAnsweredLocked(s *session, lsn uint64, sent time.Time) {
+	e.originLSN = max(e.originLSN, lsn)
+	if sent.After(s.originAsOf) {
+		s.originAsOf = sent
 	}
 }
 

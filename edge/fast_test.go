@@ -99,6 +99,8 @@ func TestFastPathMatchesServeHTTP(t *testing.T) {
 	mustApply(t, e.st, strong)
 	mustWrite(t, e.st, []byte("strong"), true)
 
+	e.view.originLSN.Store(6)
+
 	fastURL, fastCount := serveH1(t, e, true)
 	slowURL, _ := serveH1(t, e, false)
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
@@ -123,6 +125,8 @@ func TestFastPathMatchesServeHTTP(t *testing.T) {
 		{"GET", "/a/hot.txt", []string{"If-None-Match", `"` + digestOf(hot).String() + `"`}, false},
 		{"GET", "/a/big.bin", []string{"If-Modified-Since", "Sat, 01 Mar 2025 12:00:00 GMT"}, false},
 		{"GET", "/a/hot.txt", []string{HeaderMinLSN, "1"}, false},
+		// 412 on both: beyond the origin's LSN (6).
+		{"GET", "/a/hot.txt", []string{HeaderMinLSN, "999999999999"}, false},
 		{"GET", "/a/missing.txt", nil, false}, // a miss in the first round, then a hit
 		{"GET", "/a/unknown", nil, false},
 		{"GET", "/a/../b", nil, false},

@@ -59,11 +59,47 @@ type view interface {
 	// waitLog waits briefly for the log to reach lsn and reports whether
 	// it has.
 	waitLog(ctx context.Context, lsn uint64) bool
+	// originIssued is asked only for a session read whose LSN is above
+	// the watermark, which arrived at since (on the handler's clock). It
+	// waits, briefly and while ctx lasts, until it can tell whether the
+	// origin has issued lsn, and returns the origin's last LSN as the
+	// edge knows it with the verdict. It never contacts the origin for
+	// the request: a made-up LSN must cost the origin nothing.
+	originIssued(ctx context.Context, lsn uint64, since time.Time) (uint64, lsnVerdict)
 }
 
+// lsnVerdict is what view.originIssued found out about a session client's
+// LSN.
+type lsnVerdict uint8
+
+const (
+	// lsnApplied: the log has reached the LSN.
+	lsnApplied lsnVerdict = iota + 1
+	// lsnIssued: the origin has issued the LSN and the log has not
+	// brought it yet; the read waits for the log, then asks the origin.
+	lsnIssued
+	// lsnAhead: the origin had not issued the LSN at a moment after the
+	// request arrived, so no client can have been given it: the read is
+	// refused (412), never filled.
+	lsnAhead
+	// lsnUnconfirmed: neither the log nor a heartbeat answer came in
+	// time (cut off from the origin): 503, never filled.
+	lsnUnconfirmed
+)
+
 // HeaderMinLSN is the request header of session consistency: the client's
-// last seen LSN, which the edge's log must have reached to answer.
+// last seen LSN (a publish's GeoCDN-LSN, or an earlier read's), which the
+// edge's log must have reached to answer. An edge whose log is behind it
+// waits briefly for the log, then asks the origin. An LSN above what the
+// origin has issued cannot be satisfied: once a heartbeat answer from after
+// the request's arrival shows the origin below it, the edge answers 412
+// with HeaderOriginLSN, and 503 if it cannot hear from the origin in time
+// to tell; neither is filled from the origin.
 const HeaderMinLSN = "GeoCDN-Min-LSN"
+
+// HeaderOriginLSN is the response header of a 412 to HeaderMinLSN: the
+// origin's last LSN as the edge knows it, below the client's.
+const HeaderOriginLSN = "GeoCDN-Origin-LSN"
 
 // minLSNKey is HeaderMinLSN in the canonical form net/http stores it in.
 const minLSNKey = "Geocdn-Min-Lsn"
@@ -380,7 +416,18 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 			return
 		}
 		if h.st.watermark() < min {
-			behind = !h.view.waitLog(r.Context(), min)
+			switch last, v := h.view.originIssued(r.Context(), min, h.now()); v {
+			case lsnAhead:
+				h.minLSNAhead(w, min, last)
+				return
+			case lsnUnconfirmed:
+				if r.Context().Err() == nil {
+					h.minLSNUnconfirmed(w, min)
+				}
+				return
+			case lsnIssued:
+				behind = !h.view.waitLog(r.Context(), min)
+			}
 			obj, known = h.st.lookup(ns, key)
 		}
 	}
@@ -558,6 +605,37 @@ func (h *handler) notFound(w http.ResponseWriter, cacheStatus string) {
 	hd.Set("Cache-Status", cacheStatus)
 	hd.Set("GeoCDN-LSN", strconv.FormatUint(h.st.watermark(), 10))
 	http.Error(w, "not found", http.StatusNotFound)
+}
+
+// Cache-Status of session reads answered without the object: the client's
+// LSN is above the origin's (412), or the origin could not be asked (503).
+const (
+	statusLSNAhead       = "geocdn; detail=lsn-ahead-of-origin"
+	statusLSNUnconfirmed = "geocdn; detail=lsn-unconfirmed"
+)
+
+// minLSNAhead answers a read whose GeoCDN-Min-LSN the origin has not
+// issued. The origin is not asked: everything it holds is older than the
+// client claims to have seen, so no answer of its could satisfy the read,
+// and asking it anyway would be a cache bypass any client could trigger.
+func (h *handler) minLSNAhead(w http.ResponseWriter, min, origin uint64) {
+	hd := w.Header()
+	noStore(w)
+	hd.Set("Cache-Status", statusLSNAhead)
+	hd.Set("GeoCDN-LSN", strconv.FormatUint(h.st.watermark(), 10))
+	hd.Set(HeaderOriginLSN, strconv.FormatUint(origin, 10))
+	http.Error(w, fmt.Sprintf("%s %d is above the origin's last LSN %d", HeaderMinLSN, min, origin), http.StatusPreconditionFailed)
+}
+
+// minLSNUnconfirmed answers a read whose GeoCDN-Min-LSN the edge cannot
+// check with the origin: cut off, it can neither serve what the client's
+// LSN asks for nor tell that the LSN does not exist.
+func (h *handler) minLSNUnconfirmed(w http.ResponseWriter, min uint64) {
+	hd := w.Header()
+	noStore(w)
+	hd.Set("Cache-Status", statusLSNUnconfirmed)
+	hd.Set("GeoCDN-LSN", strconv.FormatUint(h.st.watermark(), 10))
+	http.Error(w, fmt.Sprintf("%s %d cannot be confirmed with the origin", HeaderMinLSN, min), http.StatusServiceUnavailable)
 }
 
 // age is the Age of a hit: whole seconds since the edge last confirmed

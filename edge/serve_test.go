@@ -83,6 +83,16 @@ type fakeView struct {
 	unleased atomic.Bool
 	logAt    atomic.Uint64
 	at       time.Time
+
+	// originLSN is the origin's last LSN as the answer to a heartbeat sent
+	// after a session read arrived shows it; zero stands for an origin
+	// that has issued every LSN asked about. cutOff means no such answer
+	// comes. onIssued, if set, runs as a session read starts waiting (to
+	// move the log meanwhile, say).
+	originLSN atomic.Uint64
+	cutOff    atomic.Bool
+	onIssued  func(lsn uint64, since time.Time)
+	issuedAsk atomic.Int32
 }
 
 func (v *fakeView) fresh() bool            { return v.isFresh.Load() }
@@ -90,6 +100,23 @@ func (v *fakeView) confirmedAt() time.Time { return v.at }
 func (v *fakeView) leaseValid() bool       { return !v.unleased.Load() }
 func (v *fakeView) waitLog(ctx context.Context, lsn uint64) bool {
 	return v.logAt.Load() >= lsn
+}
+
+func (v *fakeView) originIssued(ctx context.Context, lsn uint64, since time.Time) (uint64, lsnVerdict) {
+	v.issuedAsk.Add(1)
+	if v.onIssued != nil {
+		v.onIssued(lsn, since)
+	}
+	o := v.originLSN.Load()
+	switch {
+	case v.logAt.Load() >= lsn:
+		return o, lsnApplied
+	case v.cutOff.Load():
+		return o, lsnUnconfirmed
+	case o == 0 || o >= lsn:
+		return o, lsnIssued
+	}
+	return o, lsnAhead
 }
 
 var testNow = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
