@@ -181,11 +181,15 @@ func (e *Edge) runSession(ctx context.Context) error {
 		return err
 	}
 	defer control.CloseWithError(0, "")
-	data, _, _, err := e.dial(ctx, wire.ConnData)
+	data, dataHello, _, err := e.dial(ctx, wire.ConnData)
 	if err != nil {
 		return err
 	}
 	defer data.CloseWithError(0, "")
+	// The data connection's hello stream is done once welcomed; ending
+	// both of its directions frees its slot for a fill.
+	dataHello.Close()
+	dataHello.CancelRead(0)
 	s := &session{
 		control: control, data: data, ctrl: ctrl,
 		heartbeat: time.Duration(welcome.HeartbeatInterval) * time.Millisecond,
@@ -490,11 +494,20 @@ func (e *Edge) acceptPushes(ctx context.Context, s *session) error {
 }
 
 // handlePush runs the edge side of the push protocol (see wire.PushOffer).
+//
+// The origin's stream counts against this edge's limit of 1,024 incoming
+// streams (quicConfig) until both of its directions are finished here
+// too: the answer's direction by Close, the origin's by reading it to its
+// end or by CancelRead. The origin sends its FIN only after reading the
+// answer, so no read here ever sees it on the have and refuse paths: the
+// deferred CancelRead ends that direction in every branch. Without it,
+// each offer answered have or refuse held a stream for the life of the
+// connection, and from the 1,025th the origin could push nothing more.
 func (e *Edge) handlePush(st *quic.Stream) {
+	defer st.CancelRead(0)
 	defer st.Close()
 	f, err := wire.ReadFrame(st)
 	if err != nil {
-		st.CancelRead(0)
 		return
 	}
 	offer, ok := f.(wire.PushOffer)
@@ -520,7 +533,15 @@ func (e *Edge) handlePush(st *quic.Stream) {
 	if err := wire.WriteFrame(st, wire.PushReply{Status: wire.PushWant}); err != nil {
 		return
 	}
-	err = e.store.writeBlob(offer.Digest, int64(offer.Size), io.LimitReader(st, int64(offer.Size)), offer.Required)
+	body := io.LimitReader(st, int64(offer.Size))
+	err = e.store.writeBlob(offer.Digest, int64(offer.Size), body, offer.Required)
+	if err == nil {
+		// writeBlob reads nothing when a concurrent push of the same
+		// content stored it first. The origin sends the whole body
+		// before it reads the result, so take it and drop it: stopping
+		// the origin's writes instead would fail a push that is stored.
+		_, err = io.Copy(io.Discard, body)
+	}
 	res := wire.PushResult{Status: wire.PushStored}
 	switch {
 	case err == nil:
@@ -536,6 +557,8 @@ func (e *Edge) handlePush(st *quic.Stream) {
 		e.metrics.push("failed")
 	}
 	if err != nil {
+		// Stop the rest of a body this edge will not store; the origin
+		// then reads the result below instead of sending it all.
 		st.CancelRead(0)
 		e.log.Warn("push refused", "key", offer.Key, "lsn", offer.LSN, "err", err)
 	} else {
@@ -584,6 +607,14 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	if err != nil {
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
 	}
+	// The stream counts against the origin's limit of streams this edge
+	// may open until both directions are finished at both ends. The
+	// request's direction ends with the FIN below (or a reset if it
+	// cannot be written whole); the answer's by CancelRead on every
+	// return, which is a no-op where the answer was read to its end and
+	// otherwise tells the origin to stop sending (a body not needed, or
+	// one this edge could not store).
+	defer st.CancelRead(0)
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
 	// Stream deadlines run on the real clock (as socket deadlines do), so
@@ -592,6 +623,7 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	// at a floor rate of 1 MiB/s, so a large fill is not cut off.
 	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
 	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want, Have: have}); err != nil {
+		st.CancelWrite(0)
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
 	}
 	st.Close()
@@ -605,7 +637,6 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	}
 	switch resp.Status {
 	case wire.FillNotFound:
-		st.CancelRead(0)
 		if resp.Reason == wire.PendingReason {
 			return wire.LogEntry{}, &pendingError{notFound: true}
 		}
@@ -615,12 +646,13 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 			// Evicted (purged) since the request: ask again for the
 			// current version with its body. Not by digest: the key may
 			// have moved on and that content been collected meanwhile.
+			// This stream is done; end it before opening the next.
+			st.CancelRead(0)
 			return e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
 		}
 		return resp.Entry, nil
 	case wire.FillOK:
 	default:
-		st.CancelRead(0)
 		return wire.LogEntry{}, fmt.Errorf("fill: origin: %s", resp.Reason)
 	}
 	ent := resp.Entry
@@ -640,11 +672,8 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 		err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
 		e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
 		if err != nil {
-			st.CancelRead(0)
 			return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
 		}
-	} else {
-		st.CancelRead(0)
 	}
 	if pending {
 		return ent, &pendingError{entry: ent}

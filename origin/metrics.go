@@ -1,6 +1,8 @@
 package origin
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -10,6 +12,43 @@ type metrics struct {
 	pushes       *prometheus.CounterVec
 	pushBytes    prometheus.Counter
 	fillBytes    prometheus.Counter
+	// pushStreamsOpen counts, per edge, push streams from their opening
+	// until the origin has ended both of their directions; it sits near
+	// PushConcurrency while pushes flow and returns to 0 when they stop.
+	// pushStreamsWaiting counts pushes waiting for the edge to let the
+	// origin open a stream: persistently above 0, the edge is not
+	// finishing the streams it was given (or is not reading at all).
+	pushStreamsOpen, pushStreamsWaiting *edgeGauge
+}
+
+// edgeGauge is a gauge per edge that the origin can also read back (for
+// tests and its own reports) without a Prometheus round trip.
+type edgeGauge struct {
+	vec *prometheus.GaugeVec
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newEdgeGauge(name, help string) *edgeGauge {
+	return &edgeGauge{
+		vec: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, []string{"edge"}),
+		n:   make(map[string]int),
+	}
+}
+
+// add moves edge's value by d. The Prometheus value is set under the
+// lock so that concurrent moves cannot leave it stale.
+func (g *edgeGauge) add(edge string, d int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.n[edge] += d
+	g.vec.WithLabelValues(edge).Set(float64(g.n[edge]))
+}
+
+func (g *edgeGauge) value(edge string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n[edge]
 }
 
 func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
@@ -29,8 +68,13 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 		fillBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "geocdn_origin_fill_bytes_total", Help: "Content bytes sent to answer edge fills.",
 		}),
+		pushStreamsOpen: newEdgeGauge("geocdn_origin_push_streams_open",
+			"Push streams to the edge that the origin has opened and not yet ended in both directions."),
+		pushStreamsWaiting: newEdgeGauge("geocdn_origin_push_streams_waiting",
+			"Pushes waiting for the edge's QUIC stream credit to open a stream."),
 	}
 	reg.MustRegister(m.publishes, m.publishBytes, m.pushes, m.pushBytes, m.fillBytes,
+		m.pushStreamsOpen.vec, m.pushStreamsWaiting.vec,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "geocdn_origin_last_lsn", Help: "LSN of the latest committed log entry.",
 		}, func() float64 { return float64(o.store.lastLSN()) }),
@@ -49,3 +93,9 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 	)
 	return m
 }
+
+// PushStreamsOpen is the number of push streams to edge id the origin has
+// opened and not yet ended in both directions (the
+// geocdn_origin_push_streams_open gauge). It returns to 0 whenever no push
+// to the edge is in flight.
+func (o *Origin) PushStreamsOpen(id string) int { return o.metrics.pushStreamsOpen.value(id) }

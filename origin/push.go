@@ -137,7 +137,7 @@ func (o *Origin) pushWithRetry(ctx context.Context, e *edge, conn *quic.Conn, en
 	var err error
 	for attempt := 0; attempt < pushAttempts; attempt++ {
 		var n int64
-		n, err = o.pushOnce(ctx, conn, ent)
+		n, err = o.pushOnce(ctx, e, conn, ent)
 		o.metrics.pushBytes.Add(float64(n))
 		if err == nil {
 			e.pushSettled(ent.LSN)
@@ -173,12 +173,31 @@ var errBadDigest = errors.New("edge saw a digest mismatch")
 var errSuperseded = errors.New("version superseded")
 
 // pushOnce runs the push protocol of wire.PushOffer on a new stream.
-func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntry) (int64, error) {
+//
+// The stream counts against the edge's limit of 1,024 open streams until
+// both of its directions are finished at both ends, so every return below
+// ends both directions here (see endPushStream), and the edge does the same
+// on its side whatever it answers. Once the edge stops granting streams,
+// every later push to it waits in OpenStreamSync: the push streams gauges
+// show both states.
+func (o *Origin) pushOnce(ctx context.Context, e *edge, conn *quic.Conn, ent wire.LogEntry) (n int64, err error) {
+	id := e.info.ID
+	o.metrics.pushStreamsWaiting.add(id, 1)
 	st, err := conn.OpenStreamSync(ctx)
+	o.metrics.pushStreamsWaiting.add(id, -1)
 	if err != nil {
 		return 0, err
 	}
-	defer st.Close()
+	o.metrics.pushStreamsOpen.add(id, 1)
+	// Deferred first so it runs last, once both directions are ended,
+	// whichever way the push ends (the connection may drop mid-push).
+	defer o.metrics.pushStreamsOpen.add(id, -1)
+	// sent is set once the origin has written all the protocol asks of it
+	// (the offer, and the body if wanted); until then its direction is
+	// reset rather than closed, so a cut-off body is never taken for a
+	// whole one.
+	sent := false
+	defer func() { endPushStream(st, sent) }()
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
 	defer stop()
 	offer := wire.PushOffer{
@@ -198,14 +217,14 @@ func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntr
 	}
 	switch reply.Status {
 	case wire.PushHave:
-		st.Close()
+		sent = true
 		return 0, nil
 	case wire.PushRefuse:
+		sent = true
 		return 0, fmt.Errorf("%w: %s", errPushRefused, reply.Reason)
 	}
 	blob, err := o.store.openBlob(ent.Digest)
 	if err != nil {
-		st.CancelWrite(0)
 		if !o.isCurrent(ent) {
 			// A newer version replaced this one and its blob was collected
 			// meanwhile: nothing is owed any more.
@@ -217,14 +236,15 @@ func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntr
 	if hook := o.pushBody.Load(); hook != nil {
 		body = (*hook)(ent, blob)
 	}
-	n, err := io.Copy(st, body)
+	n, err = io.Copy(st, body)
 	blob.Close()
-	if err != nil {
+	if err != nil && !stoppedByPeer(err) {
 		return n, err
 	}
-	if err := st.Close(); err != nil {
-		return n, err
-	}
+	// Either the body is out, or the edge stopped reading it (a full disk
+	// part-way): in both cases its result says what became of the push.
+	sent = true
+	st.Close()
 	f, err = wire.ReadFrame(st)
 	if err != nil {
 		return n, fmt.Errorf("read push result: %w", err)
@@ -241,6 +261,28 @@ func (o *Origin) pushOnce(ctx context.Context, conn *quic.Conn, ent wire.LogEntr
 	default:
 		return n, fmt.Errorf("%w: %s", errPushRefused, res.Reason)
 	}
+}
+
+// endPushStream ends both directions of a push stream at the origin: its
+// own with a FIN once everything it owed was written (else a reset), the
+// edge's by STOP_SENDING, since the origin reads nothing after the answer
+// it is done with. CancelRead is a no-op if the edge's FIN was read
+// already; without it the stream would stay open at the origin for as
+// long as the connection lives.
+func endPushStream(st *quic.Stream, sent bool) {
+	if sent {
+		st.Close()
+	} else {
+		st.CancelWrite(0)
+	}
+	st.CancelRead(0)
+}
+
+// stoppedByPeer reports whether a write failed because the peer sent
+// STOP_SENDING: it stopped reading, and may still answer.
+func stoppedByPeer(err error) bool {
+	var se *quic.StreamError
+	return errors.As(err, &se) && se.Remote
 }
 
 // ackTracker lets a publish wait until enough replica-set edges stored its

@@ -107,6 +107,11 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 	case wire.ConnControl:
 		o.serveControl(ctx, e, conn, st, hello)
 	case wire.ConnData:
+		// The hello stream of a data connection is done once welcomed.
+		// Ending both of its directions here frees its slot in the
+		// origin's stream limit for a fill.
+		st.Close()
+		st.CancelRead(0)
 		o.serveData(ctx, e, conn)
 	}
 }
@@ -248,7 +253,20 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 }
 
 // serveFill answers one FillRequest.
+//
+// The stream counts against the origin's limit of 1,024 streams the edge
+// may open until both of its directions are finished at both ends. The
+// edge sends nothing after its request, but its FIN may come after the
+// request bytes (a FIN sent late is legal), and no read here would ever
+// see it: so the origin stops reading once it has the request, in every
+// branch, rather than rely on the FIN riding with the request. Otherwise
+// each fill whose FIN came late would hold a stream for the life of the
+// connection, and after about a thousand the edge could fill no more.
 func (o *Origin) serveFill(e *edge, st *quic.Stream) {
+	defer st.CancelRead(0)
+	// A body cut off by a failure is reset rather than closed, so the edge
+	// never takes a short body for a whole one; Close after a reset is a
+	// no-op that only reports it.
 	defer st.Close()
 	f, err := wire.ReadFrame(st)
 	req, ok := f.(wire.FillRequest)
@@ -263,6 +281,9 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		var pending bool
 		if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
 			n, err := o.servePending(st, h)
+			if err != nil {
+				st.CancelWrite(0)
+			}
 			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
 			return
 		}
@@ -310,6 +331,9 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		return
 	}
 	n, err := io.Copy(st, blob)
+	if err != nil {
+		st.CancelWrite(0)
+	}
 	o.metrics.fillBytes.Add(float64(n))
 	o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Bytes: n, Err: err})
 }
