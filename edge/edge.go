@@ -82,6 +82,13 @@ type Config struct {
 	// it stops accepting connections, so routers move clients away first.
 	// Default 0.
 	DrainDelay time.Duration
+	// MaxConns caps the open client connections, so that a flood of
+	// them costs a cheap refusal each rather than a goroutine, buffers and
+	// a descriptor. Default 10000 (DefaultMaxConns), which should stay
+	// below the process's descriptor limit; negative means no cap. Beyond
+	// it a connection gets a 503 with Retry-After and is closed
+	// (h1.Server.MaxConns).
+	MaxConns int
 
 	// Clock defaults to the real clock.
 	Clock clock.Clock
@@ -106,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FillTimeout == 0 {
 		c.FillTimeout = 30 * time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
 	}
 	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
@@ -248,16 +258,18 @@ func (e *Edge) listen() error {
 		Handler:     h,
 		Fast:        h.serveFast,
 		SlowHeaders: SlowHeaders,
-		// As newHTTPServer's; WriteTimeout is a floor that large bodies
-		// extend, at minClientRate.
+		// As newHTTPServer's; a large body gets writeTimeout for each
+		// minClientRate × writeTimeout bytes the client takes.
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		MinWriteRate:      minClientRate,
+		MaxConns:          max(e.cfg.MaxConns, 0),
 		Logger:            e.log,
 	}
+	registerConnMetrics(e.cfg.Registry, e.httpSrv)
 	e.adminLn = e.cfg.AdminListener
 	if e.adminLn == nil && e.cfg.AdminAddr != "" {
 		if e.adminLn, err = net.Listen("tcp", e.cfg.AdminAddr); err != nil {
@@ -287,10 +299,16 @@ const (
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 32 << 10
 	// A large body may take longer to reach a slow client than
-	// writeTimeout allows: the client server moves the deadline out to
-	// what a client reading at minClientRate needs, plus writeTimeout.
+	// writeTimeout allows: the client server sends it in pieces of
+	// minClientRate × writeTimeout bytes (3.75 MiB), each with its own
+	// writeTimeout, so a client must keep reading at minClientRate on
+	// average over every writeTimeout, and one that stops is cut about
+	// writeTimeout later.
 	minClientRate = 64 << 10 // bytes per second
 )
+
+// DefaultMaxConns is Config.MaxConns's default.
+const DefaultMaxConns = 10000
 
 // newHTTPServer sets every timeout and a header limit.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {

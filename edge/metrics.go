@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geocdn/geocdn/internal/h1"
 )
 
 // metrics are the edge's Prometheus instruments, registered on a registry
@@ -144,4 +146,21 @@ func (m *metrics) setLag(lag uint64) {
 	if m != nil {
 		m.logLag.Set(float64(lag))
 	}
+}
+
+// registerConnMetrics registers the client server's connection counts on
+// reg, read from srv at each scrape: the server counts them anyway, and
+// the accept loop, which refuses connections at MaxConns, then pays
+// nothing more.
+func registerConnMetrics(reg *prometheus.Registry, srv *h1.Server) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_edge_http_open_connections",
+			Help: "Client HTTP connections open now, idle or serving.",
+		}, func() float64 { return float64(srv.OpenConns()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "geocdn_edge_http_connections_refused_total",
+			Help: "Client HTTP connections refused with a 503 because MaxConns were open.",
+		}, func() float64 { return float64(srv.RefusedConns()) }),
+	)
 }

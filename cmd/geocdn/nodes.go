@@ -169,8 +169,16 @@ func edgeCommand() *cli.Command {
 			&cli.StringFlag{Name: "hot-max-object", Value: "16KiB", Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
 			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
 			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
+			&cli.IntFlag{Name: "max-conns", Value: edge.DefaultMaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
 		}, certFlags...),
 		Action: func(c *cli.Context) error {
+			maxConns := c.Int("max-conns")
+			if maxConns < 0 {
+				return fmt.Errorf("--max-conns %d: must not be negative (0 means no cap)", maxConns)
+			}
+			if maxConns == 0 {
+				maxConns = -1 // edge.Config's "no cap"; its zero is the default
+			}
 			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleEdge, ID: c.String("id")})
 			if err != nil {
 				return err
@@ -196,7 +204,7 @@ func edgeCommand() *cli.Command {
 				FaultDomain: c.String("fault-domain"), Origin: originAddr, HTTPAddr: c.String("http"),
 				AdminAddr: c.String("admin"), PublicURL: c.String("public-url"), DataDir: c.String("data"),
 				CA: ca, Cert: cert, CacheSize: cacheSize, HotMaxObject: hotMax, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
-				Logger: slog.Default(),
+				MaxConns: maxConns, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err

@@ -37,14 +37,18 @@ const copyLimit = 4 << 10
 
 // deadlineSlack is how far a deadline may drift from its exact value
 // before it is set again: setting one costs a timer update per request,
-// and a timeout a second longer than configured changes nothing.
+// and a timeout a second shorter than configured changes nothing. A
+// timeout shorter than 8s gets an eighth of itself instead (slackFor).
 const deadlineSlack = time.Second
 
 // limitReader caps what the read buffer may take from the connection
-// while a head is read, so a client cannot send an endless head.
+// while a head is read, so a client cannot send an endless head. While
+// rec is not nil it keeps a copy of what it reads: the raw head, for a
+// head too long for the read buffer to be scanned in place.
 type limitReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	rec []byte
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -56,6 +60,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.n -= int64(n)
+	if l.rec != nil {
+		l.rec = append(l.rec, p[:n]...)
+	}
 	return n, err
 }
 
@@ -69,6 +76,9 @@ type conn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer // slow path only, made on first use
 	state  atomic.Int32
+	// served counts the requests read; the first waits ReadHeaderTimeout
+	// for its first byte, the others IdleTimeout.
+	served int
 
 	// rdl and wdl are the read and write deadlines last set (zero: none).
 	rdl, wdl time.Time
@@ -135,14 +145,35 @@ func (c *conn) serve() {
 // connection active. It reports false when the connection is done.
 func (c *conn) awaitRequest() bool {
 	if c.br.Buffered() == 0 {
-		if d := c.s.IdleTimeout; d > 0 {
+		if d := c.waitTimeout(); d > 0 {
 			c.setReadDeadline(time.Now().Add(d))
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return false
 		}
 	}
+	c.served++
 	return c.state.CompareAndSwap(stateIdle, stateActive)
+}
+
+// waitTimeout bounds the wait for a request's first byte. A new
+// connection has had no request to earn it IdleTimeout: like net/http,
+// it gets ReadHeaderTimeout (or ReadTimeout), else a client could hold
+// a connection for IdleTimeout without sending a byte.
+func (c *conn) waitTimeout() time.Duration {
+	s := c.s
+	if c.served == 0 {
+		for _, d := range []time.Duration{s.ReadHeaderTimeout, s.ReadTimeout, s.IdleTimeout} {
+			if d > 0 {
+				return d
+			}
+		}
+		return 0
+	}
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return s.ReadTimeout
 }
 
 // idle marks the connection as waiting for a request; false means the
@@ -186,25 +217,26 @@ func (c *conn) headDeadline(start time.Time) time.Time {
 }
 
 func (c *conn) setReadDeadline(t time.Time) {
-	if d := t.Sub(c.rdl); d > deadlineSlack || d < -deadlineSlack || c.rdl.IsZero() {
+	if d := t.Sub(c.rdl); d > c.s.rslack || d < -c.s.rslack || c.rdl.IsZero() {
 		c.rwc.SetReadDeadline(t)
 		c.rdl = t
 	}
 }
 
-// allowBody moves the write deadline out for a body of n bytes, by
-// Server.MinWriteRate.
-func (c *conn) allowBody(n int64) {
-	if r := c.s.MinWriteRate; r > 0 && c.s.WriteTimeout > 0 {
-		c.setWriteDeadline(time.Now().Add(c.s.WriteTimeout + time.Duration(n/r)*time.Second))
-	}
-}
-
 func (c *conn) setWriteDeadline(t time.Time) {
-	if d := t.Sub(c.wdl); d > deadlineSlack || d < -deadlineSlack || c.wdl.IsZero() {
+	if d := t.Sub(c.wdl); d > c.s.wslack || d < -c.s.wslack || c.wdl.IsZero() {
 		c.rwc.SetWriteDeadline(t)
 		c.wdl = t
 	}
+}
+
+// nextPiece gives the next piece of a body (Server.MinWriteRate) its
+// WriteTimeout, counted from now: the client has taken the last one in
+// time. It is set exactly, without slack, since a piece is a window.
+func (c *conn) nextPiece() {
+	t := time.Now().Add(c.s.WriteTimeout)
+	c.rwc.SetWriteDeadline(t)
+	c.wdl = t
 }
 
 // serveFast offers the request to the fast handler. answered reports that
@@ -239,8 +271,20 @@ func (c *conn) serveFast(h *head, now time.Time) (answered, keep bool) {
 func (c *conn) serveSlow(h *head, scanned bool, start time.Time) bool {
 	if !scanned {
 		c.setReadDeadline(c.headDeadline(start)) // the rest of the head
+		// net/http's parser drops what the checks below need (every Host
+		// line when the target is absolute, Transfer-Encoding on HTTP/1.0):
+		// keep the raw head as it is read, to scan it afterwards.
+		buf, _ := c.br.Peek(c.br.Buffered())
+		c.lr.rec = append(make([]byte, 0, 2*len(buf)), buf...)
 	}
 	req, err := http.ReadRequest(c.br)
+	if !scanned {
+		var complete bool
+		if *h, complete = scanHead(c.lr.rec, &c.s.slow); complete {
+			scanned = true
+		}
+		c.lr.rec = nil
+	}
 	if err != nil {
 		switch {
 		case c.lr.n <= 0:
@@ -289,7 +333,10 @@ func (c *conn) serveSlow(h *head, scanned bool, start time.Time) bool {
 	return w.err == nil && !w.closeAfter
 }
 
-// badRequest checks what net/http's server checks after parsing.
+// badRequest checks what net/http's server checks after parsing, in its
+// order, and the framing of HTTP/1.0 that net/http lets through. h is the
+// raw head's scan when scanned (after a long head, when it could be
+// scanned at all).
 func badRequest(req *http.Request, h *head, scanned bool) string {
 	if req.ProtoMajor != 1 {
 		return "unsupported protocol version"
@@ -299,7 +346,10 @@ func badRequest(req *http.Request, h *head, scanned bool) string {
 			return "missing required Host header"
 		}
 	}
-	if req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
+	// An absolute-form target overrides the Host line (req.Host is the
+	// target's), but net/http still refuses a malformed Host line; the
+	// scan saw every one.
+	if scanned && h.badHost || req.Host != "" && !httpguts.ValidHostHeader(req.Host) {
 		return "malformed Host header"
 	}
 	for k, vv := range req.Header {
@@ -311,6 +361,13 @@ func badRequest(req *http.Request, h *head, scanned bool) string {
 				return "invalid header value"
 			}
 		}
+	}
+	if scanned && h.te && !req.ProtoAtLeast(1, 1) {
+		// net/http ignores Transfer-Encoding on HTTP/1.0 and reads the
+		// request as bodiless (or by Content-Length): a proxy in front
+		// that honoured it would see another request boundary than ours.
+		// RFC 9112 § 6.1: treat the framing as faulty, as nginx does.
+		return "Transfer-Encoding in an HTTP/1.0 request"
 	}
 	return ""
 }
@@ -397,7 +454,9 @@ func (w *Reply) Send(status int, hdr, body []byte) error {
 
 // SendFile answers 200 with the header lines hdr and size bytes of f from
 // its start: by sendfile on a TCP connection, with the head held back by
-// MSG_MORE so that head and body leave together.
+// MSG_MORE so that head and body leave together. A body larger than
+// Server.MinWriteRate × WriteTimeout goes in pieces of that size, each
+// with its own WriteTimeout.
 func (w *Reply) SendFile(hdr []byte, f *os.File, size int64) error {
 	c := w.c
 	if !w.begin(hdr) {
@@ -409,26 +468,38 @@ func (w *Reply) SendFile(hdr []byte, f *os.File, size int64) error {
 		_, w.err = c.rwc.Write(out)
 		return w.err
 	}
-	c.allowBody(size)
 	if c.raw != nil {
-		w.err = sendFile(c.raw, out, f, size)
+		w.err = sendFile(c.raw, out, f, size, c.s.piece, c.nextPiece)
 	} else {
-		w.err = copyFile(c.rwc, out, f, size)
+		w.err = copyFile(c.rwc, out, f, size, c.s.piece, c.nextPiece)
 	}
 	return w.err
 }
 
 // copyFile writes hdr and then size bytes of f from its start, for
-// connections without sendfile.
-func copyFile(w io.Writer, hdr []byte, f *os.File, size int64) error {
+// connections without sendfile: in pieces of piece bytes (0: all at once),
+// calling next between two.
+func copyFile(w io.Writer, hdr []byte, f *os.File, size, piece int64, next func()) error {
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
-	n, err := io.Copy(w, io.NewSectionReader(f, 0, size))
-	if err == nil && n < size {
-		err = io.ErrUnexpectedEOF
+	if piece <= 0 {
+		piece = size
 	}
-	return err
+	for off := int64(0); off < size; off += piece {
+		if off > 0 {
+			next()
+		}
+		n := min(piece, size-off)
+		m, err := io.Copy(w, io.NewSectionReader(f, off, n))
+		if err != nil {
+			return err
+		}
+		if m < n {
+			return io.ErrUnexpectedEOF
+		}
+	}
+	return nil
 }
 
 func (w *Reply) begin(hdr []byte) bool {

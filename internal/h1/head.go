@@ -3,6 +3,8 @@ package h1
 import (
 	"bytes"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // head is what scanHead learnt of a request head held in the read buffer.
@@ -17,8 +19,13 @@ type head struct {
 	http10 bool
 	path   []byte
 	host   []byte
-	// hosts counts Host header lines.
-	hosts int
+	// hosts counts Host header lines; badHost reports one that net/http's
+	// server would refuse (httpguts.ValidHostHeader, or folded onto a
+	// continuation line, which joins it with a space).
+	hosts   int
+	badHost bool
+	// te reports a Transfer-Encoding line, whatever its value.
+	te bool
 	// close: Connection: close (1.1), or no Connection: keep-alive (1.0).
 	close bool
 }
@@ -33,7 +40,7 @@ func scanHead(buf []byte, slow *slowSet) (h head, complete bool) {
 		return h, false
 	}
 	h.fast = nl > 0 && buf[nl-1] == '\r' && h.requestLine(buf[:nl-1])
-	keepAlive := false
+	keepAlive, lastHost := false, false
 	for pos := nl + 1; ; {
 		nl = bytes.IndexByte(buf[pos:], '\n')
 		if nl < 0 {
@@ -50,6 +57,16 @@ func scanHead(buf []byte, slow *slowSet) (h head, complete bool) {
 			h.n = pos
 			break
 		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// An obsolete line folding: net/http joins it to the line
+			// before, so a Host value goes on with a space.
+			h.fast = false
+			if lastHost {
+				h.badHost = true
+			}
+			continue
+		}
+		lastHost = false
 		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			h.fast = false
@@ -64,9 +81,18 @@ func scanHead(buf []byte, slow *slowSet) (h head, complete bool) {
 		case equalFold(name, "host"):
 			h.hosts++
 			h.host = value
+			lastHost = true
 			if !validHost(value) {
+				// Stricter than net/http's check, which is left to the
+				// unusual host (it costs the string).
 				h.fast = false
+				if !httpguts.ValidHostHeader(string(value)) {
+					h.badHost = true
+				}
 			}
+		case equalFold(name, "transfer-encoding"):
+			h.te = true
+			h.fast = false
 		case equalFold(name, "connection"):
 			if hasToken(value, "close") {
 				h.close = true

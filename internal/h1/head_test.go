@@ -34,6 +34,9 @@ func FuzzScanHead(f *testing.F) {
 		"GET /a  HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET /a HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\n\r\n",
 		"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a\r\n\tb\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}

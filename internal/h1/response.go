@@ -252,20 +252,28 @@ func (w *response) SetReadDeadline(t time.Time) error {
 }
 
 // ReadFrom sends src as body; a file of known length leaves by sendfile
-// when the response has a Content-Length and the connection is TCP.
+// when the response has a Content-Length and the connection is TCP. Like
+// Reply.SendFile, it sends the body in pieces of Server.MinWriteRate ×
+// WriteTimeout bytes, each with its own WriteTimeout, counted from the
+// start of the body for the first.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.head && bodyAllowed(w.status) {
-		if w.cl >= 0 {
-			w.c.allowBody(w.cl - w.written)
-		} else if lr, ok := src.(*io.LimitedReader); ok {
-			w.c.allowBody(lr.N)
+	c := w.c
+	piece := int64(0)
+	if !w.head && bodyAllowed(w.status) && !w.done {
+		if piece = c.s.piece; piece > 0 {
+			// The handler's time before the body is not the client's.
+			c.nextPiece()
 		}
 	}
-	if w.c.tcp == nil || w.head || !bodyAllowed(w.status) || w.cl < 0 || w.done {
-		return io.CopyBuffer(writerOnly{w}, src, make([]byte, 32<<10))
+	if c.tcp == nil || w.head || !bodyAllowed(w.status) || w.cl < 0 || w.done {
+		var dst io.Writer = writerOnly{w}
+		if piece > 0 {
+			dst = &pacedWriter{w: w, c: c, piece: piece, left: piece}
+		}
+		return io.CopyBuffer(dst, src, make([]byte, 32<<10))
 	}
 	if !w.headSent {
 		w.sendHead(false)
@@ -273,19 +281,68 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.err = w.c.bw.Flush(); w.err != nil {
+	if w.err = c.bw.Flush(); w.err != nil {
 		return 0, w.err
 	}
+	// The TCP connection's ReadFrom uses sendfile only for an *os.File,
+	// bare or directly under one *io.LimitedReader: read from the file
+	// itself, and account to the caller's limit.
 	remain := w.cl - w.written
-	if lr, ok := src.(*io.LimitedReader); !ok || lr.N > remain {
-		src = io.LimitReader(src, remain)
+	outer, _ := src.(*io.LimitedReader)
+	if outer != nil {
+		src, remain = outer.R, min(remain, outer.N)
 	}
-	n, err := w.c.tcp.ReadFrom(src)
-	w.written += n
-	if err != nil {
-		w.err = err
+	if piece <= 0 {
+		piece = remain
 	}
-	return n, err
+	var total int64
+	for remain > 0 {
+		if total > 0 {
+			c.nextPiece()
+		}
+		n, err := c.tcp.ReadFrom(&io.LimitedReader{R: src, N: min(piece, remain)})
+		total += n
+		remain -= n
+		w.written += n
+		if outer != nil {
+			outer.N -= n
+		}
+		if err != nil {
+			w.err = err
+			return total, err
+		}
+		if n < min(piece, remain+n) {
+			break // src ended
+		}
+	}
+	return total, nil
+}
+
+// pacedWriter writes to a response in pieces, moving the write deadline
+// after each piece (Server.MinWriteRate); left is what the current piece
+// still takes.
+type pacedWriter struct {
+	w           io.Writer
+	c           *conn
+	piece, left int64
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		k := int(min(int64(len(b)), p.left))
+		m, err := p.w.Write(b[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[k:]
+		if p.left -= int64(k); p.left == 0 {
+			p.c.nextPiece()
+			p.left = p.piece
+		}
+	}
+	return n, nil
 }
 
 // writerOnly hides ReadFrom, so io.Copy uses Write.

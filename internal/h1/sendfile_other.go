@@ -11,6 +11,6 @@ import (
 // copyFile (and the slow path's ReadFrom, which may still use sendfile).
 const haveSendfile = false
 
-func sendFile(rc syscall.RawConn, hdr []byte, f *os.File, size int64) error {
+func sendFile(rc syscall.RawConn, hdr []byte, f *os.File, size, piece int64, next func()) error {
 	panic("h1: sendFile without haveSendfile")
 }
