@@ -5,12 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -18,90 +14,19 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/geocdn/geocdn/internal/lincheck"
 )
 
 // The default keeps `make test` fast; soak runs raise it.
 var linSeeds = flag.Int("geocdn.linseeds", 5, "seeds of TestWANStrongLinearizable to run")
 
-// linInput is one operation on a single key's register.
-type linInput struct {
-	key   string
-	write bool
-	value string // written value; unused for reads
-}
-
-// linAbsent is what a read of a key that was never published observes
-// (a 404), and the register's initial state.
-const linAbsent = ""
-
-// linModel is a register per key: strong reads must be linearizable with
-// strong writes. Partitioning by key lets porcupine check each key alone.
-// A function, not a variable, so the package holds no shared state.
-func linModel() porcupine.Model {
-	return porcupine.Model{
-		Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-			by := map[string][]porcupine.Operation{}
-			var keys []string
-			for _, op := range h {
-				k := op.Input.(linInput).key
-				if _, ok := by[k]; !ok {
-					keys = append(keys, k)
-				}
-				by[k] = append(by[k], op)
-			}
-			sort.Strings(keys)
-			out := make([][]porcupine.Operation, 0, len(keys))
-			for _, k := range keys {
-				out = append(out, by[k])
-			}
-			return out
-		},
-		Init: func() any { return linAbsent },
-		Step: func(state, input, output any) (bool, any) {
-			in := input.(linInput)
-			if in.write {
-				return true, in.value
-			}
-			return output.(string) == state.(string), state
-		},
-		DescribeOperation: func(input, output any) string {
-			in := input.(linInput)
-			if in.write {
-				return fmt.Sprintf("put(%s, %q)", in.key, in.value)
-			}
-			out := output.(string)
-			if out == linAbsent {
-				return fmt.Sprintf("get(%s) -> 404", in.key)
-			}
-			return fmt.Sprintf("get(%s) -> %q", in.key, out)
-		},
-		DescribeState: func(state any) string {
-			if s := state.(string); s != linAbsent {
-				return fmt.Sprintf("%q", s)
-			}
-			return "absent"
-		},
-		DescribeOperationMetadata: func(info any) string {
-			if info == nil {
-				return ""
-			}
-			return info.(string)
-		},
-	}
-}
-
-// linRecorder collects operations from many goroutines. Timestamps are
-// simulated nanoseconds since the workload began: inside the bubble time
-// only moves when every goroutine is blocked, so call and return times
-// order operations exactly as the cluster could observe them.
+// linRecorder is a history with counts of what the clients saw.
 type linRecorder struct {
-	start time.Time
+	*lincheck.Recorder
 
-	mu  sync.Mutex
-	ops []porcupine.Operation
-	// pending are the indexes of writes whose outcome is unknown.
-	pending []int
-	stats   linStats
+	mu    sync.Mutex
+	stats linStats
 }
 
 type linStats struct {
@@ -112,35 +37,10 @@ type linStats struct {
 	purges                       int
 }
 
-func (r *linRecorder) now() int64 { return time.Since(r.start).Nanoseconds() }
-
-func (r *linRecorder) add(op porcupine.Operation, unknown bool) {
+func (r *linRecorder) count(f func(*linStats)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if unknown {
-		r.pending = append(r.pending, len(r.ops))
-	}
-	r.ops = append(r.ops, op)
-}
-
-// history returns the operations, with every write of unknown outcome
-// given a return after every other operation: it may take effect at any
-// moment after its call, or never (a write nobody reads is harmless to
-// the check).
-func (r *linRecorder) history() []porcupine.Operation {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var last int64
-	for _, op := range r.ops {
-		if op.Return != math.MaxInt64 {
-			last = max(last, op.Return)
-		}
-	}
-	ops := append([]porcupine.Operation(nil), r.ops...)
-	for _, i := range r.pending {
-		ops[i].Return = last + 1
-	}
-	return ops
+	f(&r.stats)
 }
 
 // linWrite publishes value for key with consistency=strong and records
@@ -155,10 +55,9 @@ func linWrite(t *testing.T, w *WAN, rec *linRecorder, client int, key, value str
 	}
 	req.Header.Set("Authorization", "Bearer "+w.Token)
 	req.Header.Set("Content-Type", "text/plain")
-	op := porcupine.Operation{ClientId: client, Input: linInput{key: key, write: true, value: value}, Output: ""}
 	// Taken before the request leaves: the write may apply as soon as
 	// the origin has it.
-	op.Call = rec.now()
+	call := rec.Now()
 	resp, err := w.Client.Do(req)
 	status := 0
 	var raw []byte
@@ -169,21 +68,14 @@ func linWrite(t *testing.T, w *WAN, rec *linRecorder, client int, key, value str
 	}
 	// Taken after the whole answer is in: the write may not be visible
 	// before that.
-	op.Return = rec.now()
+	ret := rec.Now()
 	switch {
 	case err == nil && status == http.StatusCreated:
-		op.Metadata = "201"
-		rec.add(op, false)
-		rec.mu.Lock()
-		rec.stats.writesOK++
-		rec.mu.Unlock()
+		rec.Write(client, key, value, call, ret, true, "201")
+		rec.count(func(s *linStats) { s.writesOK++ })
 	case err != nil || status == http.StatusGatewayTimeout:
-		op.Metadata = fmt.Sprintf("unknown outcome: status %d err %v", status, err)
-		op.Return = math.MaxInt64
-		rec.add(op, true)
-		rec.mu.Lock()
-		rec.stats.writesUnknown++
-		rec.mu.Unlock()
+		rec.Write(client, key, value, call, ret, false, fmt.Sprintf("unknown outcome: status %d err %v", status, err))
+		rec.count(func(s *linStats) { s.writesUnknown++ })
 	default:
 		t.Errorf("strong publish %s=%q: status %d %s", key, value, status, raw)
 	}
@@ -212,50 +104,35 @@ func linPurge(t *testing.T, w *WAN, key string, soft bool, rec *linRecorder) {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusGatewayTimeout {
 		t.Errorf("purge %s: status %d", key, resp.StatusCode)
 	}
-	rec.mu.Lock()
-	rec.stats.purges++
-	rec.mu.Unlock()
+	rec.count(func(s *linStats) { s.purges++ })
 }
 
 // linRead reads key at edge e and records what it saw. A 5xx observed
 // nothing and is dropped; a 404 observed the key absent.
 func linRead(t *testing.T, w *WAN, rec *linRecorder, client int, e *EdgeNode, key string) {
-	op := porcupine.Operation{ClientId: client, Input: linInput{key: key}}
-	op.Call = rec.now()
+	call := rec.Now()
 	resp, err := w.Client.Get(e.URL + "/" + key)
 	if err != nil {
-		rec.mu.Lock()
-		rec.stats.readsDropped++
-		rec.mu.Unlock()
+		rec.count(func(s *linStats) { s.readsDropped++ })
 		return
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	op.Return = rec.now()
+	ret := rec.Now()
 	if err != nil {
-		rec.mu.Lock()
-		rec.stats.readsDropped++
-		rec.mu.Unlock()
+		rec.count(func(s *linStats) { s.readsDropped++ })
 		return
 	}
-	op.Metadata = fmt.Sprintf("%s %d %s", e.Spec.ID, resp.StatusCode, resp.Header.Get("Cache-Status"))
+	meta := fmt.Sprintf("%s %d %s", e.Spec.ID, resp.StatusCode, resp.Header.Get("Cache-Status"))
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		op.Output = string(body)
-		rec.add(op, false)
-		rec.mu.Lock()
-		rec.stats.readsOK++
-		rec.mu.Unlock()
+		rec.Read(client, key, string(body), call, ret, meta)
+		rec.count(func(s *linStats) { s.readsOK++ })
 	case resp.StatusCode == http.StatusNotFound:
-		op.Output = linAbsent
-		rec.add(op, false)
-		rec.mu.Lock()
-		rec.stats.readsAbsent++
-		rec.mu.Unlock()
+		rec.Read(client, key, lincheck.Absent, call, ret, meta)
+		rec.count(func(s *linStats) { s.readsAbsent++ })
 	case resp.StatusCode >= 500:
-		rec.mu.Lock()
-		rec.stats.reads5++
-		rec.mu.Unlock()
+		rec.count(func(s *linStats) { s.reads5++ })
 	default:
 		t.Errorf("GET %s/%s: status %d %q", e.Spec.ID, key, resp.StatusCode, body)
 	}
@@ -292,7 +169,7 @@ func linHistory(t *testing.T, seed uint64) ([]porcupine.Operation, linStats) {
 	}
 	waitFor(t, "every edge healthy", healthy)
 
-	rec := &linRecorder{start: time.Now()}
+	rec := &linRecorder{Recorder: lincheck.NewRecorder()}
 	// k0 starts absent, so reads also check the pending-new-key path;
 	// k1 and k2 start with a strong version, recorded like any write.
 	keys := []string{"k0", "k1", "k2"}
@@ -326,9 +203,7 @@ func linHistory(t *testing.T, seed uint64) ([]porcupine.Operation, linStats) {
 	}
 	wg.Go(func() {
 		n := wanFaults(t, w, seed, end, nil)
-		rec.mu.Lock()
-		rec.stats.faults = n
-		rec.mu.Unlock()
+		rec.count(func(s *linStats) { s.faults = n })
 	})
 	wg.Wait()
 
@@ -340,7 +215,7 @@ func linHistory(t *testing.T, seed uint64) ([]porcupine.Operation, linStats) {
 			linRead(t, w, rec, clients, e, k)
 		}
 	}
-	return rec.history(), rec.stats
+	return rec.History(), rec.stats
 }
 
 // TestWANStrongLinearizable records randomized histories of strong
@@ -362,56 +237,14 @@ func TestWANStrongLinearizable(t *testing.T) {
 			t.Logf("seed %d: %d operations (%+v)", seed, len(h), st)
 			// Checked outside the bubble, so the checker's timeout runs
 			// on real time.
-			res, info := porcupine.CheckOperationsVerbose(linModel(), h, 30*time.Second)
-			switch res {
-			case porcupine.Ok:
-			case porcupine.Unknown:
+			res, err := lincheck.Check(h, 30*time.Second, lincheck.HistoryDir(t.ArtifactDir()), fmt.Sprintf("linearizability-seed%d", seed))
+			if err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			if res == porcupine.Unknown {
 				t.Logf("seed %d: linearizability check timed out", seed)
-			default:
-				path := linVisualization(t, seed)
-				if err := porcupine.VisualizePath(linModel(), info, path); err != nil {
-					t.Errorf("write visualization: %v", err)
-				}
-				txt := strings.TrimSuffix(path, ".html") + ".txt"
-				if err := os.WriteFile(txt, linDump(h), 0o644); err != nil {
-					t.Errorf("write history: %v", err)
-				}
-				t.Fatalf("seed %d: history of %d operations is not linearizable; see %s and %s", seed, len(h), path, txt)
 			}
 		})
 	}
 	t.Logf("%d seeds, %d operations checked in all", *linSeeds, total)
-}
-
-// linVisualization names the file a failing history is drawn into: under
-// GEOCDN_HISTORY_DIR when set, so CI can keep it, else the test's
-// artifact directory (kept with go test -artifacts).
-func linVisualization(t *testing.T, seed uint64) string {
-	name := fmt.Sprintf("linearizability-seed%d.html", seed)
-	if dir := os.Getenv("GEOCDN_HISTORY_DIR"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err == nil {
-			return filepath.Join(dir, name)
-		}
-	}
-	return filepath.Join(t.ArtifactDir(), name)
-}
-
-// linDump lists the history one operation a line, by key and call time,
-// for reading a failure without a browser.
-func linDump(h []porcupine.Operation) []byte {
-	ops := append([]porcupine.Operation(nil), h...)
-	sort.SliceStable(ops, func(i, j int) bool {
-		ki, kj := ops[i].Input.(linInput).key, ops[j].Input.(linInput).key
-		if ki != kj {
-			return ki < kj
-		}
-		return ops[i].Call < ops[j].Call
-	})
-	var b bytes.Buffer
-	m := linModel()
-	for _, op := range ops {
-		fmt.Fprintf(&b, "%12.3fms %12.3fms client %d %-40s %v\n", float64(op.Call)/1e6, float64(op.Return)/1e6,
-			op.ClientId, m.DescribeOperation(op.Input, op.Output), op.Metadata)
-	}
-	return b.Bytes()
 }
