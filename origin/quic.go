@@ -252,6 +252,11 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 	}
 }
 
+// restartedReason refuses strong fills in the grace after an origin start:
+// leases from before it may still run, and which strong versions edges
+// treat as visible is unknown until they have.
+const restartedReason = "origin restarted: strong versions are confirmed once earlier leases have run out"
+
 // serveFill answers one FillRequest.
 //
 // The stream counts against the origin's limit of 1,024 streams the edge
@@ -280,6 +285,15 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		var h *heldBlob
 		var pending bool
 		if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
+			if o.inRestartGrace() {
+				// The version visible so far was taken from the catalog
+				// after the restart; it may be a write the previous run
+				// never made visible, while edges still serve the one
+				// before under leases that previous run granted.
+				o.unhold(h)
+				wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
+				return
+			}
 			n, err := o.servePending(st, h)
 			if err != nil {
 				st.CancelWrite(0)
@@ -293,7 +307,7 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.inRestartGrace() {
 		// Leases from before the restart may still run, and which
 		// strong versions edges treat as visible is unknown until then.
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "origin restarted: strong versions are confirmed once earlier leases have run out"})
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
 		return
 	}
 	switch {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -84,5 +85,61 @@ func TestFillDuringStrongCommit(t *testing.T) {
 	check("third write visible", v3.LSN, false)
 	if n := len(o.strong); n != 0 {
 		t.Errorf("%d keys left with strong-write state, want 0", n)
+	}
+}
+
+// TestStrongFillsRefusedInRestartGrace: right after a start, the version a
+// pending strong write's fills would answer was read from the catalog, and
+// may be a write the previous run never made visible, while edges still
+// serve the one before it under that run's leases. Until those leases have
+// run out, a fill of a key with a strong write pending is refused like any
+// strong fill; the real-process histories with the origin killed and
+// restarted found reads going back in time without this.
+func TestStrongFillsRefusedInRestartGrace(t *testing.T) {
+	to := startTestOrigin(t, func(c *Config) { c.LeaseTerm = time.Minute })
+	o := to.Origin
+	if !o.inRestartGrace() {
+		t.Fatal("a new origin with a 1-minute lease is not in its restart grace")
+	}
+	const ns, key = "default", "graced"
+	strong := PutMeta{Consistency: wire.Strong, ModTime: time.Now()}
+	// What the previous run left: a committed strong version, visible or
+	// not, nobody knows.
+	if _, err := o.store.put(context.Background(), ns, key, strings.NewReader("left by the previous run"), 1<<20, strong); err != nil {
+		t.Fatal(err)
+	}
+	// A strong write of this run, pending.
+	o.strongReserve(ns, key)
+	ent, err := o.store.put(context.Background(), ns, key, strings.NewReader("this run"), 1<<20, strong)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.strongCommitted(ent)
+
+	c := newRawClient(t, to)
+	conn := c.mustDial(t, to.issue(t, pki.RoleEdge, "raw"))
+	if _, f, err := exchange(t, conn, wire.AppendFrame(nil, hello(wire.ConnData, "raw")), false); err != nil {
+		t.Fatalf("hello: %v", err)
+	} else if _, ok := f.(wire.Welcome); !ok {
+		t.Fatalf("hello answered with %T %+v, want a welcome", f, f)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.CancelRead(0)
+	st.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, ok := f.(wire.FillResponse); !ok || resp.Status != wire.FillError {
+		t.Fatalf("fill in the restart grace with a strong write pending: %T %+v, want a fill error", f, f)
 	}
 }
