@@ -15,7 +15,6 @@ import (
 	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
-	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
 )
 
@@ -33,14 +32,9 @@ type session struct {
 	answerMu   sync.Mutex
 	lastAnswer time.Time // when the last heartbeat answer arrived
 
-	// originAsOf is the send time of the latest heartbeat answered on this
-	// session. The origin answered after it was sent, with its last LSN
-	// then, so Edge.originLSN covers every LSN the origin had issued by
-	// originAsOf: a client whose request arrived before it cannot hold a
-	// higher one. Guarded by Edge.mu.
-	originAsOf time.Time
-	// answers is signalled after every heartbeat answer and when the
-	// session ends, for reads waiting on originAsOf (originIssued).
+	// answers is signalled after every heartbeat answer Edge.lease took
+	// and when the session ends, for reads waiting on the origin's LSN
+	// (originIssued).
 	answers broadcast.Signal
 }
 
@@ -60,12 +54,6 @@ func (s *session) send(f wire.Frame) error {
 	s.ctrlMu.Lock()
 	defer s.ctrlMu.Unlock()
 	return wire.WriteFrame(s.ctrl, f)
-}
-
-type pendingAck struct {
-	lsn  uint64
-	sent time.Time
-	term time.Duration
 }
 
 var errHeartbeatLost = errors.New("origin stopped answering heartbeats")
@@ -200,13 +188,15 @@ func (e *Edge) runSession(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.sess = s
-	e.originLSN = max(e.originLSN, welcome.CurrentLSN)
+	e.lease.Welcomed(welcome.CurrentLSN)
 	e.mu.Unlock()
 	e.log.Info("connected to origin", "origin", welcome.OriginID, "origin_lsn", welcome.CurrentLSN, "watermark", e.store.watermark())
 	defer func() {
+		// Every goroutine of the session has ended: no answer of its
+		// reaches the lease after the reset.
 		e.mu.Lock()
 		e.sess = nil
-		e.pendingAcks = nil
+		e.lease.Reset()
 		e.mu.Unlock()
 		// Reads waiting on this session's answers learn at once that
 		// none will come.
@@ -225,10 +215,9 @@ func (e *Edge) runSession(ctx context.Context) error {
 			}
 		}()
 	}
-	sent := newSentLog()
 	run("log", e.followLog)
-	run("heartbeat", func(ctx context.Context, s *session) error { return e.heartbeats(ctx, s, sent) })
-	run("control", func(ctx context.Context, s *session) error { return e.readControl(ctx, s, sent) })
+	run("heartbeat", e.heartbeats)
+	run("control", e.readControl)
 	run("pushes", e.acceptPushes)
 	run("repair", e.repairLoop)
 	<-sctx.Done()
@@ -238,35 +227,10 @@ func (e *Edge) runSession(ctx context.Context) error {
 	return context.Cause(sctx)
 }
 
-// sentLog remembers when each heartbeat was sent: a lease is measured from
-// the send time of the request that renewed it.
-type sentLog struct {
-	mu   sync.Mutex
-	sent map[uint64]time.Time
-}
-
-func newSentLog() *sentLog { return &sentLog{sent: make(map[uint64]time.Time)} }
-
-func (l *sentLog) put(seq uint64, t time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sent[seq] = t
-	// Answers older than a few dozen heartbeats are useless; forget them.
-	delete(l.sent, seq-64)
-}
-
-func (l *sentLog) take(seq uint64) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, ok := l.sent[seq]
-	delete(l.sent, seq)
-	return t, ok
-}
-
 // heartbeats sends a heartbeat every interval and ends the session as soon
 // as answers stop, rather than waiting for QUIC's own idle timeout: a few
 // missed heartbeats mean the origin is gone or restarted.
-func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error {
+func (e *Edge) heartbeats(ctx context.Context, s *session) error {
 	tk := e.clk.NewTicker(s.heartbeat)
 	defer tk.Stop()
 	lost := max(3*s.heartbeat, s.term/2)
@@ -274,7 +238,8 @@ func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error 
 	var seq uint64
 	for {
 		seq++
-		sent.put(seq, e.clk.Now())
+		// The lease is measured from this send time.
+		e.lease.Sent(seq, e.clk.Now())
 		if err := s.send(wire.Heartbeat{Seq: seq, Watermark: e.store.watermark()}); err != nil {
 			return err
 		}
@@ -291,10 +256,9 @@ func (e *Edge) heartbeats(ctx context.Context, s *session, sent *sentLog) error 
 	}
 }
 
-// readControl reads heartbeat answers and renews the lease. An answer
-// counts only once the edge's watermark has reached the LSN it carries,
-// because log entries travel on another stream and may be behind.
-func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error {
+// readControl reads heartbeat answers and hands them to the lease, which
+// renews only once the watermark has reached the LSN an answer carries.
+func (e *Edge) readControl(ctx context.Context, s *session) error {
 	r := bufio.NewReader(s.ctrl)
 	for {
 		f, err := wire.ReadFrame(r)
@@ -309,60 +273,20 @@ func (e *Edge) readControl(ctx context.Context, s *session, sent *sentLog) error
 			return fmt.Errorf("unexpected %T on control stream", f)
 		}
 		s.answered(e.clk.Now())
-		at, ok := sent.take(ack.Seq)
-		if !ok {
-			continue
-		}
-		if ack.LeaseMillis == 0 {
-			// The origin is alive but withholds the lease: this edge has
-			// left log entries unacknowledged too long. Its LSN still
-			// counts for originIssued.
-			e.mu.Lock()
-			e.originAnsweredLocked(s, ack.LSN, at)
-			e.mu.Unlock()
-			s.answers.Broadcast()
-			continue
-		}
+		// LeaseMillis 0: the origin is alive but withholds the lease,
+		// since this edge has left log entries unacknowledged too long.
+		// Its LSN still counts for originIssued.
 		term := time.Duration(ack.LeaseMillis) * time.Millisecond
-		e.mu.Lock()
-		e.originAnsweredLocked(s, ack.LSN, at)
-		e.pendingAcks = append(e.pendingAcks, pendingAck{lsn: ack.LSN, sent: at, term: term})
-		e.countAcksLocked(e.store.watermark())
-		lag := e.originLSN - min(e.originLSN, e.store.watermark())
-		e.mu.Unlock()
-		s.answers.Broadcast()
-		e.metrics.setLag(lag)
-	}
-}
-
-// originAnsweredLocked records a heartbeat answer on session s: the
-// origin's last LSN when it answered the heartbeat sent at sent. Call it
-// with e.mu held, then broadcast s.answers.
-func (e *Edge) originAnsweredLocked(s *session, lsn uint64, sent time.Time) {
-	e.originLSN = max(e.originLSN, lsn)
-	if sent.After(s.originAsOf) {
-		s.originAsOf = sent
-	}
-}
-
-// countAcksLocked renews the lease from every pending answer whose LSN the
-// log has reached.
-func (e *Edge) countAcksLocked(watermark uint64) {
-	keep := e.pendingAcks[:0]
-	for _, p := range e.pendingAcks {
-		if p.lsn > watermark {
-			keep = append(keep, p)
+		wm := e.store.watermark()
+		if !e.lease.Answered(ack.Seq, ack.LSN, term, wm) {
 			continue
 		}
-		if p.sent.After(e.confirmed) {
-			e.confirmed = p.sent
-			e.confirmedHit.Store(&p.sent)
-			e.leaseUntil = invalidation.EdgeExpiry(p.sent, p.term)
-			until := e.leaseUntil
-			e.leaseUntilHit.Store(&until)
+		s.answers.Broadcast()
+		if term > 0 {
+			last := e.lease.OriginLSN()
+			e.metrics.setLag(last - min(last, wm))
 		}
 	}
-	e.pendingAcks = keep
 }
 
 // followLog applies log entries in LSN order, in batches, and acknowledges
@@ -435,9 +359,7 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 		wm := e.store.watermark()
 		e.logMoved.Broadcast()
 		e.metrics.setWatermark(wm)
-		e.mu.Lock()
-		e.countAcksLocked(wm)
-		e.mu.Unlock()
+		e.lease.Applied(wm)
 		if err := s.send(wire.Ack{Watermark: wm}); err != nil {
 			return err
 		}

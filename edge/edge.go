@@ -28,6 +28,7 @@ import (
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/h1"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
 )
 
@@ -177,26 +178,17 @@ type Edge struct {
 	// must end before it closes.
 	bg sync.WaitGroup
 
+	// lease is the volume lease and what heartbeat answers say of the
+	// origin's log. Its reads take no lock of the edge's; the hit path
+	// reads it on every request.
+	lease invalidation.Holder
+
 	mu   sync.Mutex
 	sess *session
-	// originLSN is the origin's LSN in the last heartbeat answer.
-	originLSN uint64
-	// confirmed is the send time of the last heartbeat whose answer
-	// counted: the edge's log had reached the LSN it carried.
-	confirmed time.Time
-	// confirmedHit mirrors confirmed for the hit path (Age), which must
-	// not take mu; it holds a *time.Time.
-	confirmedHit atomic.Pointer[time.Time]
-	leaseUntil   time.Time
-	// leaseUntilHit mirrors leaseUntil for readers that must not take mu.
-	leaseUntilHit atomic.Pointer[time.Time]
 	// plan is the placement plan in force (nil: none applied); planLSN
 	// is the LSN of its log entry.
 	plan    atomic.Pointer[placement.Plan]
 	planLSN uint64
-	// pendingAcks are heartbeat answers waiting for the log to reach
-	// their LSN before they count.
-	pendingAcks []pendingAck
 	// logMoved is signalled whenever the watermark moves.
 	logMoved broadcast.Signal
 }
@@ -334,6 +326,9 @@ func (e *Edge) AdminAddr() net.Addr {
 	return e.adminLn.Addr()
 }
 
+// QUICAddr is the local UDP socket the edge dials the origin from.
+func (e *Edge) QUICAddr() net.Addr { return e.udp.LocalAddr() }
+
 // PublicURL is where clients are sent.
 func (e *Edge) PublicURL() string { return e.cfg.PublicURL }
 
@@ -408,20 +403,21 @@ func (e *Edge) Healthy() bool {
 }
 
 // fresh reports whether the local log view may answer for keys it does not
-// know: the lease is valid and the log has caught up with the origin's LSN
-// as of the last heartbeat.
+// know: connected, the lease is valid and the log has caught up with the
+// origin's LSN as of the last heartbeat (invalidation.Holder.Fresh).
 func (e *Edge) fresh() bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.sess != nil && e.clk.Now().Before(e.leaseUntil) && e.store.watermark() >= e.originLSN
+	connected := e.sess != nil
+	e.mu.Unlock()
+	return connected && e.lease.Fresh(e.clk.Now(), e.store.watermark())
 }
 
-// leaseValid reports whether the edge's volume lease is valid now. It
-// reads an atomic copy of the expiry, since hits ask it.
-func (e *Edge) leaseValid() bool {
-	until := e.leaseUntilHit.Load()
-	return until != nil && e.clk.Now().Before(*until)
-}
+// leaseValid reports whether the edge's volume lease is valid now.
+func (e *Edge) leaseValid() bool { return e.lease.Valid(e.clk.Now()) }
+
+// heldLease is the lease as the last counted renewal left it: one atomic
+// load, for the hit path.
+func (e *Edge) heldLease() invalidation.HeldLease { return e.lease.Lease() }
 
 // sessionLogWait bounds how long a session read waits for the log to reach
 // the client's LSN before asking the origin instead.
@@ -450,14 +446,6 @@ func (e *Edge) waitWatermark(ctx context.Context, lsn uint64, d time.Duration) b
 			return false
 		}
 	}
-}
-
-// confirmedAt is when the edge last confirmed its view with the origin.
-func (e *Edge) confirmedAt() time.Time {
-	if t := e.confirmedHit.Load(); t != nil {
-		return *t
-	}
-	return time.Time{}
 }
 
 // Watermark is the highest LSN this edge has applied.

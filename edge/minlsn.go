@@ -47,11 +47,15 @@ func (e *Edge) originIssued(ctx context.Context, lsn uint64, since time.Time) (u
 		// and a new session's catch-up moves it.
 		logMoved := e.logMoved.C()
 		e.mu.Lock()
-		s, last := e.sess, e.originLSN
-		var asOf time.Time
+		s := e.sess
+		last, asOf := e.lease.Origin()
 		var answered <-chan struct{}
 		if s != nil {
-			asOf, answered = s.originAsOf, s.answers.C()
+			answered = s.answers.C()
+		} else {
+			// As of a session that has ended (or none): proves nothing
+			// about the origin after the request arrived.
+			asOf = time.Time{}
 		}
 		e.mu.Unlock()
 		switch {

@@ -130,11 +130,13 @@ func TestOriginIssued(t *testing.T) {
 		since  time.Time
 		cancel context.CancelFunc
 	}
-	// answer records the answer to a heartbeat sent at sent.
+	// answer records the answer to a heartbeat sent at sent, one that
+	// withholds the lease so that only the origin's LSN moves.
+	var seq uint64
 	answer := func(v env, lsn uint64, sent time.Time) {
-		v.e.mu.Lock()
-		v.e.originAnsweredLocked(v.s, lsn, sent)
-		v.e.mu.Unlock()
+		seq++
+		v.e.lease.Sent(seq, sent)
+		v.e.lease.Answered(seq, lsn, 0, v.e.store.watermark())
 		v.s.answers.Broadcast()
 	}
 	for _, tc := range []struct {
@@ -221,14 +223,12 @@ func TestOriginIssued(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 				v.e.mu.Lock()
 				v.e.sess = nil
+				v.e.lease.Reset()
 				v.e.mu.Unlock()
 				v.s.answers.Broadcast()
-				// An answer on the dead session no longer counts.
+				// An answer after the session ended no longer counts.
 				time.Sleep(100 * time.Millisecond)
-				v.e.mu.Lock()
-				v.s.originAsOf = time.Now()
-				v.e.mu.Unlock()
-				v.s.answers.Broadcast()
+				answer(v, 10, time.Now())
 			},
 			wantVerdict: lsnUnconfirmed, wantLast: 10, wantAfter: heartbeat + sessionLogWait,
 		},
@@ -246,7 +246,7 @@ func TestOriginIssued(t *testing.T) {
 				e := &Edge{clk: clock.Real{}, store: openTestStore(t, storeConfig{})}
 				mustApply(t, e.store, putEntry(5, "old", []byte("old")))
 				s := &session{heartbeat: heartbeat}
-				e.originLSN = 10
+				e.lease.Welcomed(10)
 				if !tc.noSession {
 					e.sess = s
 				}

@@ -51,11 +51,11 @@ type view interface {
 	// with its log, so a key missing from the local index does not exist
 	// and may be answered 404 without asking the origin.
 	fresh() bool
-	// confirmedAt is when the edge last confirmed its view with the
-	// origin; the zero time if it never has.
-	confirmedAt() time.Time
-	// leaseValid reports that the edge holds a valid volume lease.
-	leaseValid() bool
+	// heldLease is the edge's volume lease as its last counted renewal
+	// left it: valid until when, and when the edge last confirmed its
+	// view with the origin (zero if it never has). It is read on every
+	// hit, so it takes no lock.
+	heldLease() invalidation.HeldLease
 	// waitLog waits briefly for the log to reach lsn and reports whether
 	// it has.
 	waitLog(ctx context.Context, lsn uint64) bool
@@ -108,23 +108,11 @@ const minLSNKey = "Geocdn-Min-Lsn"
 // cut-off edge answers 503 within the 2 s DESIGN.md promises, never stale.
 const revalidateWait = 1500 * time.Millisecond
 
-// freshEnough reports whether the edge may serve version e without asking
-// the origin, by its consistency level (DESIGN.md § The one mechanism).
-func (h *handler) freshEnough(o *object) bool {
-	e := &o.Entry
-	switch e.Consistency {
-	case wire.Strong:
-		// Two conditions: the lease vouches for the log view, and the
-		// origin has confirmed the version visible.
-		return h.view.leaseValid() && !o.Pending
-	case wire.Bounded:
-		at := h.view.confirmedAt()
-		return !at.IsZero() && h.now().Sub(at) < e.Bound-invalidation.Margin(e.Bound)
-	}
-	// Session, consistent prefix and eventual: the version the log names
-	// as current may be served; session is checked against the client's
-	// LSN before this.
-	return true
+// freshEnough reports whether the edge may serve version o without asking
+// the origin, by its consistency level, holding lease l at now
+// (invalidation.MayServe).
+func freshEnough(o *object, l invalidation.HeldLease, now time.Time) bool {
+	return invalidation.MayServe(o.Entry.Consistency, o.Entry.Bound, o.Pending, l, now)
 }
 
 const defaultFillTimeout = 10 * time.Second
@@ -339,7 +327,13 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 		ns = h.nsFor(string(r.Host))
 	}
 	obj, known := h.st.lookup(ns, key)
-	if !known || !obj.Present || obj.Stale || !h.freshEnough(&obj) {
+	if !known || !obj.Present || obj.Stale {
+		return false
+	}
+	// One lease snapshot and one clock reading decide, label and age the
+	// hit.
+	l, now := h.view.heldLease(), h.now()
+	if !freshEnough(&obj, l, now) {
 		return false
 	}
 	c, err := h.st.openShared(obj.Entry.Digest)
@@ -347,11 +341,11 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 		return false // gone since the lookup: ServeHTTP fills it
 	}
 	status := statusHit
-	if !h.view.leaseValid() {
+	if !l.Valid(now) {
 		status = statusUnleased
 	}
 	b := append(w.Buffer(), obj.hdr.lines...)
-	if age := h.age(); age >= 0 {
+	if age := hitAge(l.Confirmed, now); age >= 0 {
 		b = append(b, "Age: "...)
 		b = strconv.AppendInt(b, age, 10)
 		b = append(b, "\r\n"...)
@@ -431,18 +425,19 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 			obj, known = h.st.lookup(ns, key)
 		}
 	}
-	confirm := behind || (known && !h.freshEnough(&obj))
+	l, now := h.view.heldLease(), h.now()
+	confirm := behind || (known && !freshEnough(&obj, l, now))
 	if known && obj.Present && !obj.Stale && !confirm {
 		c, err := h.st.openContent(obj.Entry.Digest)
 		if err == nil {
 			h.m.hit()
 			status := h.hitStatus
-			if !h.view.leaseValid() {
+			if !l.Valid(now) {
 				// An eventual or consistent-prefix version served while
 				// cut off from the origin (stale-if-error, RFC 5861).
 				status = h.unleasedStatus
 			}
-			h.write(w, r, &obj.Entry, obj.hdr, c, status, h.hitXCache, h.age())
+			h.write(w, r, &obj.Entry, obj.hdr, c, status, h.hitXCache, hitAge(l.Confirmed, now))
 			return
 		}
 		// Evicted or superseded since lookup: fill it like any miss.
@@ -638,15 +633,14 @@ func (h *handler) minLSNUnconfirmed(w http.ResponseWriter, min uint64) {
 	http.Error(w, fmt.Sprintf("%s %d cannot be confirmed with the origin", HeaderMinLSN, min), http.StatusServiceUnavailable)
 }
 
-// age is the Age of a hit: whole seconds since the edge last confirmed
-// its view with the origin; -1 (no header) if it never has, since any
-// number would be made up.
-func (h *handler) age() int64 {
-	at := h.view.confirmedAt()
-	if at.IsZero() {
+// hitAge is the Age of a hit at now: whole seconds since the edge last
+// confirmed its view with the origin, at confirmed; -1 (no header) if it
+// never has, since any number would be made up.
+func hitAge(confirmed, now time.Time) int64 {
+	if confirmed.IsZero() {
 		return -1
 	}
-	d := h.now().Sub(at)
+	d := now.Sub(confirmed)
 	if d <= 0 {
 		return 0
 	}

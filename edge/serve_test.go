@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
 )
 
 // fakeOrigin is a filler that serves from a map and stores into a real
@@ -95,9 +96,17 @@ type fakeView struct {
 	issuedAsk atomic.Int32
 }
 
-func (v *fakeView) fresh() bool            { return v.isFresh.Load() }
-func (v *fakeView) confirmedAt() time.Time { return v.at }
-func (v *fakeView) leaseValid() bool       { return !v.unleased.Load() }
+func (v *fakeView) fresh() bool { return v.isFresh.Load() }
+
+// heldLease is confirmed at v.at and, unless unleased, valid on any
+// handler clock (testNow, or the real one).
+func (v *fakeView) heldLease() invalidation.HeldLease {
+	l := invalidation.HeldLease{Confirmed: v.at}
+	if !v.unleased.Load() {
+		l.Until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return l
+}
 func (v *fakeView) waitLog(ctx context.Context, lsn uint64) bool {
 	return v.logAt.Load() >= lsn
 }

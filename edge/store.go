@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
 )
 
 // Errors a push handler maps to wire.PushBadDigest and wire.PushDiskFull.
@@ -414,8 +414,8 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 	var digests []wire.Digest
 	n := 0
 	s.mu.Lock()
-	for k, v := range s.index {
-		if k.ns != p.Namespace || !purgeMatches(p, &v.entry) {
+	for _, v := range s.index {
+		if !invalidation.PurgeMatches(&p, &v.entry) {
 			continue
 		}
 		n++
@@ -438,24 +438,6 @@ func (s *store) revalidated(ns, key string, d wire.Digest) {
 		v.stale = false
 		v.pending = false
 	}
-}
-
-// purgeMatches reports whether a purge selects the version e.
-func purgeMatches(p wire.LogEntry, e *wire.LogEntry) bool {
-	if slices.Contains(p.PurgeKeys, e.Key) {
-		return true
-	}
-	for _, pre := range p.PurgePrefixes {
-		if strings.HasPrefix(e.Key, pre) {
-			return true
-		}
-	}
-	for _, t := range p.PurgeTags {
-		if slices.Contains(e.SurrogateKeys, t) {
-			return true
-		}
-	}
-	return false
 }
 
 // hasBlob reports whether the content with digest d is on disk.

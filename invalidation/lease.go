@@ -1,6 +1,21 @@
 // Package invalidation holds geocdn's freshness machinery: the volume lease
-// an origin grants each edge and the rules both sides use to reason about
-// it (DESIGN.md § The one mechanism).
+// an origin grants each edge, the rules both sides use to reason about it,
+// and what may be served under it (DESIGN.md § The one mechanism):
+//
+//   - Margin and EdgeExpiry (lease.go): how long a granted term lasts.
+//   - Grantor (grantor.go): the origin's side; when a lease may be renewed,
+//     the grace period after a start, when a strong write or a wait=true
+//     purge is settled.
+//   - Holder (holder.go): the edge's side; renewals sent, answers taken,
+//     a renewal counted once the log reaches its LSN, valid-until and the
+//     last confirmation, the origin's LSN for session reads.
+//   - MayServe (serve.go): whether an edge may serve a version of a given
+//     consistency level now.
+//   - PurgeMatches (purge.go): which versions a purge selects.
+//
+// Nothing here reads a clock (every instant is an argument) or does I/O,
+// so it is tested with explicit instants; it imports neither edge nor
+// origin, which both import it.
 //
 // Key invariant: an edge's view of its lease always ends before the
 // origin's, because the edge counts from when it sent the renewal request

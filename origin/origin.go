@@ -9,7 +9,6 @@
 package origin
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,9 +60,9 @@ type Origin struct {
 	tr      *quic.Transport
 	quicLn  *quic.Listener
 
-	// started is when this process began; until one lease term plus
-	// margin has passed it cannot know which leases are out.
-	started time.Time
+	// grantor decides lease renewals, the grace after this process
+	// started, and when an entry is settled with the edges told of it.
+	grantor *invalidation.Grantor
 
 	// commits is signalled on every commit; acked whenever an edge's
 	// acknowledged watermark moves.
@@ -76,8 +74,6 @@ type Origin struct {
 
 	mu      sync.Mutex
 	closing bool
-	// commitTimes are recent commits in LSN order (guarded by mu).
-	commitTimes []commitRecord
 	// strong holds the keys with strong writes reserved or pending, by
 	// ns\x00key (see strong.go).
 	strongMu sync.Mutex
@@ -106,12 +102,15 @@ func New(cfg Config) (*Origin, error) {
 	if cfg.MetricsToken != "" {
 		o.metricsTokenSum = sha256.Sum256([]byte(cfg.MetricsToken))
 	}
-	o.started = o.clk.Now()
+	started := o.clk.Now()
 	var err error
 	o.store, err = openStore(cfg.FS, filepath.Join(cfg.DataDir, "blobs"), filepath.Join(cfg.DataDir, "catalog.db"))
 	if err != nil {
 		return nil, err
 	}
+	// Until a term plus margin after this process started, it cannot know
+	// which leases granted before it are out.
+	o.grantor = invalidation.NewGrantor(cfg.LeaseTerm, started, o.store.lastLSN())
 	o.edges, err = loadRegistry(filepath.Join(cfg.DataDir, "edges.json"))
 	if err != nil {
 		o.store.close()
@@ -295,24 +294,10 @@ func (o *Origin) isClosing() bool {
 	return o.closing
 }
 
-// commitRecord is when a commit made LSN lsn.
-type commitRecord struct {
-	lsn uint64
-	at  time.Time
-}
-
-// commitTimesKept bounds the commit times remembered for the lease rule.
-const commitTimesKept = 1 << 14
-
 // committed wakes every log sender and pusher, and records the commit time
 // the lease rule measures unacknowledged entries by.
 func (o *Origin) committed() {
-	o.mu.Lock()
-	o.commitTimes = append(o.commitTimes, commitRecord{o.store.lastLSN(), o.clk.Now()})
-	if len(o.commitTimes) > commitTimesKept {
-		o.commitTimes = append(o.commitTimes[:0], o.commitTimes[len(o.commitTimes)-commitTimesKept/2:]...)
-	}
-	o.mu.Unlock()
+	o.grantor.Committed(o.store.lastLSN(), o.clk.Now())
 	o.commits.Broadcast()
 	for _, e := range o.edges.all() {
 		e.wakePusher()
@@ -329,45 +314,8 @@ func (o *Origin) emit(ev Event) {
 func (o *Origin) LastLSN() uint64 { return o.store.lastLSN() }
 
 // stateRule judges edge states: an edge not heard from since this origin
-// started counts as suspect, not down, for one lease term plus margin,
-// since it may still hold a lease granted before the restart.
+// started counts as suspect, not down, until the grace period ends, since
+// it may still hold a lease granted before the restart.
 func (o *Origin) stateRule() stateRule {
-	term := o.cfg.LeaseTerm
-	return stateRule{heartbeat: o.cfg.HeartbeatInterval, unknownUntil: o.started.Add(term + invalidation.Margin(term))}
-}
-
-// committedAt is when the entry lsn was committed, as far as this process
-// knows: entries from before its start, or older than it remembers, count
-// as committed at its start, which makes them look younger, never older.
-func (o *Origin) committedAt(lsn uint64) time.Time {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.commitTimes) == 0 {
-		return o.started
-	}
-	i, _ := slices.BinarySearchFunc(o.commitTimes, lsn, func(r commitRecord, l uint64) int { return cmp.Compare(r.lsn, l) })
-	switch {
-	case i == len(o.commitTimes):
-		// Committed a moment ago, not recorded yet.
-		return o.clk.Now()
-	case i == 0 && o.commitTimes[0].lsn != lsn:
-		return o.started
-	}
-	return o.commitTimes[i].at
-}
-
-// unackedBound is how old an entry an edge has not acknowledged may be
-// before the origin stops renewing its lease: half a term. An edge whose
-// renewals get through while its log does not (a one-way partition, a
-// stuck stream) then loses its lease within one term and a half, so a
-// strong write waiting for it is never stalled for ever.
-func (o *Origin) unackedBound() time.Duration { return o.cfg.LeaseTerm / 2 }
-
-// mayRenew reports whether an edge that has applied the log up to
-// watermark may have its lease renewed now.
-func (o *Origin) mayRenew(watermark uint64) bool {
-	if watermark >= o.store.lastLSN() {
-		return true
-	}
-	return o.clk.Since(o.committedAt(watermark+1)) <= o.unackedBound()
+	return stateRule{heartbeat: o.cfg.HeartbeatInterval, unknownUntil: o.grantor.GraceEnds()}
 }

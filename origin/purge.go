@@ -107,12 +107,14 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	res := PurgeResult{LSN: ent.LSN, Edges: told}
 	status := http.StatusOK
 	if wait {
-		if !o.awaitPurge(r, &res) {
+		var ok bool
+		res.Acked, res.Expired, ok = o.awaitSettled(res.LSN, told, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
+		if !ok {
 			status = http.StatusGatewayTimeout
 			res.Error = fmt.Sprintf("not every edge acknowledged the purge or lost its lease within %v; the purge is committed", o.cfg.PublishTimeout)
 		}
 	} else {
-		res.Acked, _ = o.ackProgress(res.LSN, told)
+		res.Acked, _, _ = o.grantor.Settled(res.LSN, told, o.leaseOf, o.clk.Now())
 	}
 	if res.Edges == nil {
 		res.Edges = []string{}
@@ -123,32 +125,4 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	res.TookMS = o.clk.Since(start).Milliseconds()
 	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
 	writeJSON(w, status, res)
-}
-
-// ackProgress splits told into edges that acked lsn and edges whose
-// lease has expired; the rest are still pending. Purges and strong
-// writes wait on it.
-func (o *Origin) ackProgress(lsn uint64, told []string) (acked, expired []string) {
-	now := o.clk.Now()
-	for _, id := range told {
-		e := o.edges.get(id)
-		e.mu.Lock()
-		wm, until := e.watermark, e.leaseExpires
-		e.mu.Unlock()
-		switch {
-		case wm >= lsn:
-			acked = append(acked, id)
-		case !now.Before(until):
-			expired = append(expired, id)
-		}
-	}
-	return acked, expired
-}
-
-// awaitPurge waits until every told edge acked or lost its lease, and the
-// restart rule is satisfied; false on timeout.
-func (o *Origin) awaitPurge(r *http.Request, res *PurgeResult) bool {
-	ok := o.awaitVisible(res.LSN, res.Edges, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
-	res.Acked, res.Expired = o.ackProgress(res.LSN, res.Edges)
-	return ok
 }

@@ -173,10 +173,10 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			e.lastHeartbeat = now
 			wm := e.watermark
 			e.mu.Unlock()
-			renew := o.mayRenew(wm)
+			renew := o.grantor.MayRenew(wm, o.store.lastLSN(), o.clk.Now())
 			ack := wire.HeartbeatAck{Seq: m.Seq, LSN: o.store.lastLSN()}
 			if renew {
-				ack.LeaseMillis = uint64(o.cfg.LeaseTerm / time.Millisecond)
+				ack.LeaseMillis = uint64(o.grantor.Term() / time.Millisecond)
 			}
 			if err := wire.WriteFrame(st, ack); err != nil {
 				return err
@@ -186,7 +186,7 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 				// grant was sent, so the origin never believes it expires
 				// earlier than the edge does.
 				e.mu.Lock()
-				e.leaseExpires = o.clk.Now().Add(o.cfg.LeaseTerm)
+				e.leaseExpires = o.grantor.Expiry(o.clk.Now())
 				e.mu.Unlock()
 			}
 		case wire.Ack:
@@ -285,7 +285,7 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		var h *heldBlob
 		var pending bool
 		if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
-			if o.inRestartGrace() {
+			if o.grantor.InGrace(o.clk.Now()) {
 				// The version visible so far was taken from the catalog
 				// after the restart; it may be a write the previous run
 				// never made visible, while edges still serve the one
@@ -304,7 +304,7 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 	} else {
 		ent, err = o.store.get(req.Namespace, req.Key)
 	}
-	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.inRestartGrace() {
+	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.grantor.InGrace(o.clk.Now()) {
 		// Leases from before the restart may still run, and which
 		// strong versions edges treat as visible is unknown until then.
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})

@@ -6,7 +6,6 @@ import (
 
 	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/wire"
-	"github.com/geocdn/geocdn/invalidation"
 )
 
 // Strong writes of one key become visible one at a time, in LSN order.
@@ -177,56 +176,6 @@ func (o *Origin) unhold(h *heldBlob) {
 	releaseLocked(h)
 }
 
-// awaitVisible waits until the write at lsn may become visible: every edge
-// not known down when it committed has applied it or lost its lease, and
-// one lease term plus margin has passed since this origin started. It
-// returns false if deadline passes (a zero deadline never does) or done
-// closes first.
-func (o *Origin) awaitVisible(lsn uint64, told []string, deadline time.Time, done <-chan struct{}) bool {
-	term := o.cfg.LeaseTerm
-	notBefore := o.started.Add(term + invalidation.Margin(term))
-	tick := o.clk.NewTicker(o.cfg.HeartbeatInterval)
-	defer tick.Stop()
-	for {
-		acks := o.acked.C()
-		acked, expired := o.ackProgress(lsn, told)
-		now := o.clk.Now()
-		if len(acked)+len(expired) == len(told) && !now.Before(notBefore) {
-			return true
-		}
-		if !deadline.IsZero() && !now.Before(deadline) {
-			return false
-		}
-		select {
-		case <-acks:
-		case <-tick.C():
-		case <-done:
-			return false
-		}
-	}
-}
-
-// liveEdges lists the edges not known to be down now: the ones a strong
-// write or a waiting purge must hear from.
-func (o *Origin) liveEdges() []string {
-	now := o.clk.Now()
-	var ids []string
-	for _, e := range o.edges.all() {
-		if e.state(now, o.stateRule()) != EdgeDown {
-			ids = append(ids, e.info.ID)
-		}
-	}
-	return ids
-}
-
-// inRestartGrace reports whether leases granted before this origin started
-// may still run: until then it cannot know which strong versions edges
-// treat as visible.
-func (o *Origin) inRestartGrace() bool {
-	term := o.cfg.LeaseTerm
-	return o.clk.Now().Before(o.started.Add(term + invalidation.Margin(term)))
-}
-
 // servePending answers a fill of a key with a strong write pending: the
 // version visible so far, flagged so the edge serves it without keeping
 // it as current, or not-found when the key has none yet.
@@ -248,7 +197,7 @@ func (o *Origin) strongVisible(ns, key string, w *strongWrite, told []string) {
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		if o.awaitVisible(w.lsn, told, time.Time{}, o.stopping) {
+		if _, _, ok := o.awaitSettled(w.lsn, told, time.Time{}, o.stopping); ok {
 			o.makeVisible(ns, key, w.lsn)
 		}
 	}()

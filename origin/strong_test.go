@@ -98,7 +98,7 @@ func TestFillDuringStrongCommit(t *testing.T) {
 func TestStrongFillsRefusedInRestartGrace(t *testing.T) {
 	to := startTestOrigin(t, func(c *Config) { c.LeaseTerm = time.Minute })
 	o := to.Origin
-	if !o.inRestartGrace() {
+	if !o.grantor.InGrace(o.clk.Now()) {
 		t.Fatal("a new origin with a 1-minute lease is not in its restart grace")
 	}
 	const ns, key = "default", "graced"
