@@ -549,26 +549,7 @@ func rawFrame(t wire.FrameType, payload []byte) []byte {
 // Its metrics go to the returned registry; dir is its data directory.
 func startTestEdge(t *testing.T, to *testOrigin, id string) (e *edgenode.Edge, reg *prometheus.Registry, dir string) {
 	t.Helper()
-	reg = prometheus.NewRegistry()
-	dir = t.TempDir()
-	e, err := edgenode.New(edgenode.Config{
-		ID: id, Region: "test", Origin: to.QUICAddr(), HTTPAddr: "127.0.0.1:0",
-		DataDir: dir, CA: to.ca, Cert: to.issue(t, pki.RoleEdge, id),
-		Registry: reg, Logger: quicTestLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("edge.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("edge.Run: %v", err)
-		}
-	})
-	eventually(t, id+" connected and leased", func() bool { return e.Healthy() && to.stateOf(id) == EdgeUp })
+	e, reg = startEdgeWith(t, to, id, func(c *edgenode.Config) { dir = c.DataDir })
 	return e, reg, dir
 }
 

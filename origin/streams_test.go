@@ -28,8 +28,9 @@ import (
 // peer cannot open another: pushes (or fills) stop for good. These tests
 // use each path far more than a thousand times.
 
-// startEdgeWith runs a real edge like startTestEdge, with mod adjusting
-// its config.
+// startEdgeWith runs a real edge with id against to until the test ends,
+// once it is connected and leased, with mod (if not nil) adjusting its
+// config. Its metrics go to the returned registry.
 func startEdgeWith(t *testing.T, to *testOrigin, id string, mod func(*edgenode.Config)) (*edgenode.Edge, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
