@@ -10,6 +10,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
 )
@@ -252,6 +253,9 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 	}
 }
 
+// fillAttempts bounds the catalog reads of one fill (see serveFill).
+const fillAttempts = 4
+
 // restartedReason refuses strong fills in the grace after an origin start:
 // leases from before it may still run, and which strong versions edges
 // treat as visible is unknown until they have.
@@ -280,59 +284,72 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream) {
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "expected a fill request"})
 		return
 	}
-	var ent wire.LogEntry
-	if req.Digest.IsZero() {
-		var h *heldBlob
-		var pending bool
-		if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
-			if o.grantor.InGrace(o.clk.Now()) {
-				// The version visible so far was taken from the catalog
-				// after the restart; it may be a write the previous run
-				// never made visible, while edges still serve the one
-				// before under leases that previous run granted.
-				o.unhold(h)
-				wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
+	var (
+		ent  wire.LogEntry
+		blob fsys.File
+	)
+	// A fill of the current version reads the catalog, then opens the
+	// version's blob. A commit in between that replaces the version
+	// collects its blob, and the open fails although the key exists: the
+	// catalog then names a newer version, so it is read again. Each round
+	// means another commit of the key came between two steps of a fill;
+	// a few bound the pathological case.
+	for attempt := 1; ; attempt++ {
+		if req.Digest.IsZero() {
+			var h *heldBlob
+			var pending bool
+			if ent, err, h, pending = o.fillVersion(req.Namespace, req.Key); pending {
+				if o.grantor.InGrace(o.clk.Now()) {
+					// The version visible so far was taken from the catalog
+					// after the restart; it may be a write the previous run
+					// never made visible, while edges still serve the one
+					// before under leases that previous run granted.
+					o.unhold(h)
+					wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
+					return
+				}
+				n, err := o.servePending(st, h)
+				if err != nil {
+					st.CancelWrite(0)
+				}
+				o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
 				return
 			}
-			n, err := o.servePending(st, h)
-			if err != nil {
-				st.CancelWrite(0)
-			}
-			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
+		} else {
+			ent, err = o.store.get(req.Namespace, req.Key)
+		}
+		if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.grantor.InGrace(o.clk.Now()) {
+			// Leases from before the restart may still run, and which
+			// strong versions edges treat as visible is unknown until then.
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
 			return
 		}
-	} else {
-		ent, err = o.store.get(req.Namespace, req.Key)
-	}
-	if err == nil && req.Digest.IsZero() && ent.Consistency == wire.Strong && o.grantor.InGrace(o.clk.Now()) {
-		// Leases from before the restart may still run, and which
-		// strong versions edges treat as visible is unknown until then.
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: restartedReason})
-		return
-	}
-	switch {
-	case errors.Is(err, ErrNotFound):
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "no such object"})
-		return
-	case err != nil:
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
-		return
-	}
-	if req.Digest.IsZero() && !req.Have.IsZero() && req.Have == ent.Digest {
-		// Revalidation: the edge holds the current content already.
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotModified, Entry: ent})
-		o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest})
-		return
-	}
-	if !req.Digest.IsZero() && req.Digest != ent.Digest {
-		// The edge asks for a version that is no longer current; serve it
-		// while the blob still exists, so the edge's view stays coherent.
-		ent = wire.LogEntry{Op: wire.OpPut, Namespace: req.Namespace, Key: req.Key, Digest: req.Digest}
-	}
-	blob, err := o.store.openBlob(ent.Digest)
-	if err != nil {
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "content no longer held"})
-		return
+		switch {
+		case errors.Is(err, ErrNotFound):
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "no such object"})
+			return
+		case err != nil:
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+			return
+		}
+		if req.Digest.IsZero() && !req.Have.IsZero() && req.Have == ent.Digest {
+			// Revalidation: the edge holds the current content already.
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotModified, Entry: ent})
+			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest})
+			return
+		}
+		if !req.Digest.IsZero() && req.Digest != ent.Digest {
+			// The edge asks for a version that is no longer current; serve it
+			// while the blob still exists, so the edge's view stays coherent.
+			ent = wire.LogEntry{Op: wire.OpPut, Namespace: req.Namespace, Key: req.Key, Digest: req.Digest}
+		}
+		if blob, err = o.store.openBlob(ent.Digest); err == nil {
+			break
+		}
+		if !req.Digest.IsZero() || attempt == fillAttempts {
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotFound, Reason: "content no longer held"})
+			return
+		}
 	}
 	defer blob.Close()
 	fi, err := blob.Stat()
