@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
 )
@@ -417,18 +418,29 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 }
 
 func (o *Origin) handleGet(w http.ResponseWriter, r *http.Request, ns, key string) {
-	ent, err := o.store.get(ns, key)
-	if errors.Is(err, ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no such object")
-		return
-	} else if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	blob, err := o.store.openBlob(ent.Digest)
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
-		return
+	var (
+		ent  wire.LogEntry
+		blob fsys.File
+		err  error
+	)
+	// As in serveFill: a commit between the catalog read and the open
+	// collects the blob, and the catalog then names a newer version.
+	for attempt := 1; ; attempt++ {
+		ent, err = o.store.get(ns, key)
+		if errors.Is(err, ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no such object")
+			return
+		} else if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if blob, err = o.store.openBlob(ent.Digest); err == nil {
+			break
+		}
+		if attempt == fillAttempts {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
 	}
 	defer blob.Close()
 	h := w.Header()

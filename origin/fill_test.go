@@ -101,3 +101,27 @@ func TestFillWhileTheVersionIsReplaced(t *testing.T) {
 		t.Error("the fill never opened the first version's blob: the test did not put the commit where it meant to")
 	}
 }
+
+// TestAdminGetWhileTheVersionIsReplaced is the same race on the admin
+// API's GET, which answered 500.
+func TestAdminGetWhileTheVersionIsReplaced(t *testing.T) {
+	hfs := &openHookFS{FS: fsys.OS()}
+	to := startTestOrigin(t, func(c *Config) { c.FS = hfs })
+	o := to.Origin
+	v1, err := o.store.put(context.Background(), "default", "replaced", strings.NewReader("first"), 1<<20, PutMeta{ModTime: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hfs.mu.Lock()
+	hfs.path = o.store.blobPath(v1.Digest)
+	hfs.hook = func() {
+		if _, err := o.store.put(context.Background(), "default", "replaced", strings.NewReader("second"), 1<<20, PutMeta{ModTime: time.Now()}); err != nil {
+			t.Error(err)
+		}
+	}
+	hfs.mu.Unlock()
+	code, body := rawRequest(t, to.HTTPAddr().String(), "GET", "/v1/objects/replaced", map[string]string{"Authorization": "Bearer " + to.token}, "")
+	if code != 200 || body != "second" {
+		t.Errorf("GET with the version replaced under it: %d %q, want 200 %q", code, body, "second")
+	}
+}
