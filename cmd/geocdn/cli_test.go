@@ -180,6 +180,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"status", "--token", "0123456789abcdef", "--origin", "127.0.0.1:1"}, "want a URL"},
 		{[]string{"origin", "--data", dir, "--ca", dir}, "admin token is required"},
 		{[]string{"--log-level", "loud", "status"}, "--log-level"},
+		{[]string{"dev", "--base-port", "65000"}, "--base-port 65000"},
 	} {
 		_, errOut, err := runCLI(t, tc.args...)
 		var ee *exec.ExitError
@@ -245,7 +246,7 @@ func TestEdgeWithAnotherEdgesCertificateIsRefused(t *testing.T) {
 	cert, key := c.pki.issue(t, "edge", "e2")
 	impostor := startProc(t, "edge impostor", "edge", "--id", "e1", "--region", "us-east",
 		"--lat", "38.9", "--lon", "-77.04", "--origin", c.originQUIC,
-		"--http", freeTCP(t), "--admin", freeTCP(t), "--data", filepath.Join(c.dir, "edge-impostor"),
+		"--http", anyPort, "--admin", anyPort, "--data", filepath.Join(c.dir, "edge-impostor"),
 		"--ca", c.pki.dir, "--cert", cert, "--key", key)
 	waitFor(t, "the impostor to stop", impostor.exited, c.origin, good.p)
 	if st := impostor.wait(t); st.Success() {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/cluster"
 	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/internal/ready"
 	"github.com/geocdn/geocdn/router"
 )
 
@@ -36,12 +37,28 @@ func devCommand() *cli.Command {
 		Usage: "run an origin and 7 edges on loopback with sample content (Ctrl-C stops)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Usage: "data directory (default: a temporary one, removed on exit)", EnvVars: env("dev-data")},
-			&cli.IntFlag{Name: "base-port", Value: 8080, Usage: "origin admin on this port, edges on the next ones, their admin listeners 1000 higher", EnvVars: env("base-port")},
+			&cli.IntFlag{Name: "base-port", Value: 8080, Usage: "origin admin and QUIC on this port, edges on the next ones, their admin listeners 1000 higher, " +
+				"the router 100 higher; 0 puts every listener on a port the kernel picks (see the banner or --ready-file)", EnvVars: env("base-port")},
 			&cli.StringFlag{Name: "content", Value: "testdata/sample", Usage: "directory whose files are published at start", EnvVars: env("content")},
 			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "edge lease term", EnvVars: env("lease")},
 			&cli.StringFlag{Name: "geoip", Value: "testdata/geoip-test.mmdb", Usage: "GeoIP2 City database of the dev router", EnvVars: env("dev-geoip")},
+			readyFileFlag(),
 		},
 		Action: func(c *cli.Context) error {
+			base := c.Int("base-port")
+			// The last edge's admin listener is the highest port.
+			if top := 1000 + len(devEdges); base < 0 || base+top > 65535 {
+				return fmt.Errorf("--base-port %d: want 0 or a port up to %d (the dev cluster uses ports up to base+%d)",
+					base, 65535-top, top)
+			}
+			// addr is the listener at base+off; every one on port 0 when
+			// base is 0.
+			addr := func(off int) string {
+				if base == 0 {
+					return "127.0.0.1:0"
+				}
+				return fmt.Sprintf("127.0.0.1:%d", base+off)
+			}
 			dir := c.String("data")
 			if dir == "" {
 				tmp, err := os.MkdirTemp("", "geocdn-dev-")
@@ -51,24 +68,24 @@ func devCommand() *cli.Command {
 				defer os.RemoveAll(tmp)
 				dir = tmp
 			}
-			base := c.Int("base-port")
 			specs := make([]cluster.EdgeSpec, len(devEdges))
 			for i, s := range devEdges {
-				s.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", base+1+i)
-				s.AdminAddr = fmt.Sprintf("127.0.0.1:%d", base+1001+i)
+				s.HTTPAddr = addr(1 + i)
+				s.AdminAddr = addr(1001 + i)
 				specs[i] = s
 			}
 			cl, err := cluster.Start(cluster.Config{
 				Dir: dir, Edges: specs, LeaseTerm: c.Duration("lease"),
-				OriginHTTPAddr: fmt.Sprintf("127.0.0.1:%d", base),
-				OriginQUICAddr: fmt.Sprintf("127.0.0.1:%d", base),
+				OriginHTTPAddr: addr(0),
+				OriginQUICAddr: addr(0),
 				Logger:         slog.Default(),
 			})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			if err := os.WriteFile(filepath.Join(dir, "token"), []byte(cl.Token+"\n"), 0o600); err != nil {
+			tokenFile := filepath.Join(dir, "token")
+			if err := os.WriteFile(tokenFile, []byte(cl.Token+"\n"), 0o600); err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
@@ -81,7 +98,7 @@ func devCommand() *cli.Command {
 			// a client anywhere in the test GeoIP database.
 			frankfurt := geo.Point{Lat: 50.11, Lon: 8.68}
 			rt, err := router.New(router.Config{
-				HTTPAddr: fmt.Sprintf("127.0.0.1:%d", base+100), OriginAdmin: cl.OriginURL(), Token: cl.Token,
+				HTTPAddr: addr(100), OriginAdmin: cl.OriginURL(), Token: cl.Token,
 				GeoIPPath: c.String("geoip"), DefaultLocation: &frankfurt,
 				TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 				Logger:         slog.Default(),
@@ -93,6 +110,15 @@ func devCommand() *cli.Command {
 			go func() { rtDone <- rt.Run(ctx) }()
 			defer func() { <-rtDone }()
 			printDev(cl, dir, keys, "http://"+rt.HTTPAddr().String())
+			if path := c.String("ready-file"); path != "" {
+				// Written last: the sample content is on every edge by now.
+				f := devReady(cl, rt, tokenFile)
+				if err := ready.Write(path, f); err != nil {
+					stop()
+					return err
+				}
+				defer ready.Remove(path, f.PID)
+			}
 			<-ctx.Done()
 			fmt.Println("\nstopping…")
 			return nil
@@ -148,13 +174,31 @@ func publishDir(ctx context.Context, cl *cluster.Cluster, dir string) ([]string,
 	return keys, nil
 }
 
+// devReady is the dev cluster's ready file: every node it runs, under
+// this one process.
+func devReady(cl *cluster.Cluster, rt *router.Router, tokenFile string) ready.File {
+	pid := os.Getpid()
+	o := cl.Origin()
+	f := ready.File{
+		Role: "dev", PID: pid, TokenFile: tokenFile,
+		Origin: &ready.File{Role: "origin", PID: pid, HTTP: o.HTTPAddr().String(), QUIC: o.QUICAddr().String()},
+		Router: &ready.File{Role: "router", PID: pid, HTTP: rt.HTTPAddr().String()},
+	}
+	for _, en := range cl.Edges() {
+		e := en.Edge()
+		f.Edges = append(f.Edges, ready.File{Role: "edge", ID: e.ID(), PID: pid,
+			HTTP: e.HTTPAddr().String(), Admin: addrString(e.AdminAddr()), QUIC: e.QUICAddr().String()})
+	}
+	return f
+}
+
 func printDev(cl *cluster.Cluster, dir string, keys []string, routerURL string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ngeocdn dev cluster is up (data in %s)\n\n", dir)
 	fmt.Fprintf(&b, "  router        %s   (302 to the nearest healthy edge)\n", routerURL)
 	fmt.Fprintf(&b, "  origin admin  %s   token: %s (also in %s)\n", cl.OriginURL(), cl.Token, filepath.Join(dir, "token"))
 	for _, e := range cl.Edges() {
-		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics\n", e.Spec.ID, e.Spec.Region, e.URL, e.Spec.AdminAddr)
+		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics\n", e.Spec.ID, e.Spec.Region, e.URL, e.Edge().AdminAddr())
 	}
 	fmt.Fprintf(&b, "\n  published: %s\n", strings.Join(keys, ", "))
 	if len(keys) > 0 && len(cl.Edges()) > 0 {

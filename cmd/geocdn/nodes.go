@@ -18,6 +18,7 @@ import (
 
 	"github.com/geocdn/geocdn/edge"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/ready"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/origin"
 )
@@ -92,6 +93,21 @@ func sizeFlag(c *cli.Context, name string) (int64, error) {
 	return int64(n), nil
 }
 
+// readyFileFlag is --ready-file of every command that serves.
+func readyFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ready-file", EnvVars: env("ready-file"), Usage: "once serving, write JSON naming the role, id, " +
+		"pid and every bound address (host:port) to this file, atomically (temp file and rename); removed on a clean exit. " +
+		"Bind port 0 and read the ports from here"}
+}
+
+// addrString is a's host:port, "" for no address.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
 // signalContext is cancelled by SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -115,6 +131,7 @@ func originCommand() *cli.Command {
 			&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
 			&cli.StringFlag{Name: "metrics-token-file", Usage: "file holding a bearer token that GET /metrics then requires (the admin token works there too); without it /metrics is public", EnvVars: env("metrics-token-file")},
 			&cli.StringFlag{Name: "metrics-token", Usage: "as --metrics-token-file, given directly (prefer the file outside tests)", EnvVars: env("metrics-token")},
+			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
 		Action: func(c *cli.Context) error {
 			tok, err := loadToken(c)
@@ -145,7 +162,9 @@ func originCommand() *cli.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return o.Run(ctx)
+			return ready.Serve(ctx, c.String("ready-file"), ready.File{
+				Role: "origin", ID: c.String("id"), HTTP: o.HTTPAddr().String(), QUIC: o.QUICAddr().String(),
+			}, o.Run)
 		},
 	}
 }
@@ -170,6 +189,7 @@ func edgeCommand() *cli.Command {
 			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
 			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
 			&cli.IntFlag{Name: "max-conns", Value: edge.DefaultMaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
+			readyFileFlag(),
 		}, certFlags...),
 		Action: func(c *cli.Context) error {
 			maxConns := c.Int("max-conns")
@@ -211,7 +231,12 @@ func edgeCommand() *cli.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return e.Run(ctx)
+			// Written before the origin answers: an edge serves (and
+			// reports unhealthy) while it cannot reach its origin.
+			return ready.Serve(ctx, c.String("ready-file"), ready.File{
+				Role: "edge", ID: c.String("id"), HTTP: e.HTTPAddr().String(),
+				Admin: addrString(e.AdminAddr()), QUIC: e.QUICAddr().String(),
+			}, e.Run)
 		},
 	}
 }

@@ -10,10 +10,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/geocdn/geocdn/internal/ready"
 	"github.com/geocdn/geocdn/origin"
 )
 
@@ -253,31 +255,63 @@ func waitFor(t *testing.T, what string, cond func() bool, watch ...*proc) {
 	}
 }
 
-// freeTCP and freeUDP return a loopback address that was free a moment
-// ago. Another process may take it before the node binds it: starters
-// retry with fresh ports when a bind fails.
-func freeTCP(t *testing.T) string {
+// anyPort is what every listener of a node started by these tests binds
+// first: the kernel picks the port and the node reports it in its ready
+// file. A port picked beforehand (listen, close, hand it over) can be
+// taken by anyone before the node binds it.
+const anyPort = "127.0.0.1:0"
+
+// startNode starts the binary with args and --ready-file readyPath and
+// waits until the process reports what it bound. taken is true when it
+// exited instead because an address was in use, which only a restart on
+// the ports of an earlier run can meet: the caller may try again.
+func startNode(t *testing.T, name, readyPath string, args ...string) (p *proc, f ready.File, taken bool) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	// A file a killed run left behind names another pid, which Wait
+	// skips; removing it keeps what is on disk truthful as well.
+	if err := os.Remove(readyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	p = startProc(t, name, append(args[:len(args):len(args)], "--ready-file", readyPath)...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // guards a hang only
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	f, err := ready.Wait(ctx, readyPath, p.cmd.Process.Pid)
+	if err == nil {
+		return p, f, false
 	}
-	defer c.Close()
-	return c.LocalAddr().String()
+	if p.exited() {
+		if strings.Contains(p.out.String(), "address already in use") {
+			return p, ready.File{}, true
+		}
+		t.Fatalf("%s exited at start (%v):\n%s", name, p.state, p.out.String())
+	}
+	t.Fatalf("%s: %v", name, err)
+	return nil, ready.File{}, false
 }
 
-func bindFailed(p *proc) bool {
-	return p.exited() && strings.Contains(p.out.String(), "address already in use")
+// restartNode starts a node again on the addresses its first run bound.
+// One of them may be briefly held by someone else (an outgoing
+// connection's source port, say), so it tries again for a while.
+func restartNode(t *testing.T, name, readyPath string, args ...string) (*proc, ready.File) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second) // guards a port held for good
+	for {
+		p, f, taken := startNode(t, name, readyPath, args...)
+		if !taken {
+			return p, f
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: its earlier addresses stayed in use:\n%s", name, p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func digestOf(b []byte) string {
@@ -321,12 +355,13 @@ type procCluster struct {
 	tokenFile string
 	http      *http.Client
 
-	originArgs []string
-	origin     *proc
-	originHTTP string // host:port
-	originQUIC string // host:port
-	originData string
-	restarts   int
+	originArgs  []string
+	origin      *proc
+	originHTTP  string // host:port, as bound by its first run
+	originQUIC  string // host:port, as bound by its first run
+	originData  string
+	originReady string // its --ready-file
+	restarts    int
 
 	edges []*edgeNode
 }
@@ -334,12 +369,16 @@ type procCluster struct {
 type edgeNode struct {
 	id, region string
 	lat, lon   float64
-	httpAddr   string
-	adminAddr  string
-	data       string
-	certID     string // identity of the certificate it runs with
-	extra      []string
-	p          *proc
+	// httpAddr, adminAddr and quicAddr are what its latest run bound; a
+	// restart binds the same HTTP and admin addresses again.
+	httpAddr  string
+	adminAddr string
+	quicAddr  string
+	readyFile string
+	data      string
+	certID    string // identity of the certificate it runs with
+	extra     []string
+	p         *proc
 }
 
 func (e *edgeNode) url() string { return "http://" + e.httpAddr }
@@ -361,13 +400,15 @@ func newCluster(t *testing.T) *procCluster {
 	}
 	t.Cleanup(c.http.CloseIdleConnections)
 	c.originData = filepath.Join(c.dir, "origin")
+	c.originReady = filepath.Join(c.dir, "origin.ready.json")
 	return c
 }
 
 func (c *procCluster) originURL() string { return "http://" + c.originHTTP }
 
-// startOrigin starts the origin, on fresh ports the first time and on the
-// same --data, --http and --quic after that, and waits for its /healthz.
+// startOrigin starts the origin, on ports the kernel picks the first time
+// and on the same --data, --http and --quic after that (edges find a
+// restarted origin at the address they know), and waits for its /healthz.
 func (c *procCluster) startOrigin(extra ...string) {
 	t := c.t
 	t.Helper()
@@ -376,68 +417,47 @@ func (c *procCluster) startOrigin(extra ...string) {
 		c.originArgs = append([]string{"origin", "--data", c.originData, "--ca", c.pki.dir,
 			"--cert", cert, "--key", key, "--token-file", c.tokenFile}, extra...)
 	}
-	for attempt := 0; ; attempt++ {
-		if c.originHTTP == "" {
-			c.originHTTP, c.originQUIC = freeTCP(t), freeUDP(t)
+	name := fmt.Sprintf("origin#%d", c.restarts)
+	var p *proc
+	if c.originHTTP == "" {
+		args := append(c.originArgs[:len(c.originArgs):len(c.originArgs)], "--http", anyPort, "--quic", anyPort)
+		var f ready.File
+		var taken bool
+		p, f, taken = startNode(t, name, c.originReady, args...)
+		if taken {
+			t.Fatalf("origin could not bind port 0:\n%s", p.out.String())
 		}
-		args := append(append([]string{}, c.originArgs...), "--http", c.originHTTP, "--quic", c.originQUIC)
-		p := startProc(t, fmt.Sprintf("origin#%d", c.restarts), args...)
-		ok := c.waitOriginUp(p)
-		if ok {
-			c.origin = p
-			c.restarts++
-			return
-		}
-		if attempt >= 5 {
-			t.Fatalf("origin could not bind its ports after %d attempts", attempt+1)
-		}
-		if c.origin == nil {
-			c.originHTTP = "" // first start: try other ports
-		} else {
-			time.Sleep(200 * time.Millisecond) // restart: the same ports must come free
-		}
+		c.originHTTP, c.originQUIC = f.HTTP, f.QUIC
+	} else {
+		args := append(c.originArgs[:len(c.originArgs):len(c.originArgs)], "--http", c.originHTTP, "--quic", c.originQUIC)
+		p, _ = restartNode(t, name, c.originReady, args...)
 	}
-}
-
-// waitOriginUp waits for the origin's /healthz; false if it exited because
-// a port was taken.
-func (c *procCluster) waitOriginUp(p *proc) bool {
-	t := c.t
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitFor(t, name+" /healthz 200", func() bool {
 		resp, err := c.http.Get(c.originURL() + "/healthz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && !p.exited() {
-				return true
-			}
+		if err != nil {
+			return false
 		}
-		if p.exited() {
-			if bindFailed(p) {
-				return false
-			}
-			t.Fatalf("origin exited at start (%v):\n%s", p.state, p.out.String())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("origin /healthz not answering 200")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, p)
+	c.origin = p
+	c.restarts++
 }
 
 // addEdge declares an edge running with its own certificate; startEdge
 // starts it.
 func (c *procCluster) addEdge(id, region string, lat, lon float64, extra ...string) *edgeNode {
 	e := &edgeNode{id: id, region: region, lat: lat, lon: lon, certID: id, extra: extra,
-		data: filepath.Join(c.dir, "edge-"+id)}
+		data: filepath.Join(c.dir, "edge-"+id), readyFile: filepath.Join(c.dir, "edge-"+id+".ready.json")}
 	c.edges = append(c.edges, e)
 	return e
 }
 
-// startEdge starts e, on fresh ports the first time, and returns without
-// waiting for it to become healthy (see waitEdgeHealthy).
+// startEdge starts e, on ports the kernel picks the first time and on the
+// same HTTP and admin addresses after that (its public URL, which the
+// origin lists, stays valid), and returns once it serves, without waiting
+// for it to become healthy (see waitEdgeHealthy).
 func (c *procCluster) startEdge(e *edgeNode) {
 	t := c.t
 	t.Helper()
@@ -445,37 +465,25 @@ func (c *procCluster) startEdge(e *edgeNode) {
 	if _, err := os.Stat(cert); err != nil {
 		cert, key = c.pki.issue(t, "edge", e.certID)
 	}
-	for attempt := 0; ; attempt++ {
-		if e.httpAddr == "" {
-			e.httpAddr, e.adminAddr = freeTCP(t), freeTCP(t)
-		}
-		args := append([]string{"edge", "--id", e.id, "--region", e.region,
-			"--lat", fmt.Sprint(e.lat), "--lon", fmt.Sprint(e.lon),
-			"--origin", c.originQUIC, "--http", e.httpAddr, "--admin", e.adminAddr, "--data", e.data,
-			"--ca", c.pki.dir, "--cert", cert, "--key", key}, e.extra...)
-		p := startProc(t, "edge "+e.id, args...)
-		// The listeners are bound before the edge serves anything: once
-		// the admin listener answers, the process has both.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if p.exited() {
-				break
-			}
-			if resp, err := c.http.Get("http://" + e.adminAddr + "/healthz"); err == nil {
-				resp.Body.Close()
-				e.p = p
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("edge %s: admin listener not answering", e.id)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if !bindFailed(p) || attempt >= 5 {
-			t.Fatalf("edge %s exited at start (%v):\n%s", e.id, p.state, p.out.String())
-		}
-		e.httpAddr = ""
+	httpAddr, adminAddr := e.httpAddr, e.adminAddr
+	if httpAddr == "" {
+		httpAddr, adminAddr = anyPort, anyPort
 	}
+	args := append([]string{"edge", "--id", e.id, "--region", e.region,
+		"--lat", fmt.Sprint(e.lat), "--lon", fmt.Sprint(e.lon),
+		"--origin", c.originQUIC, "--http", httpAddr, "--admin", adminAddr, "--data", e.data,
+		"--ca", c.pki.dir, "--cert", cert, "--key", key}, e.extra...)
+	var f ready.File
+	if e.httpAddr == "" {
+		var taken bool
+		e.p, f, taken = startNode(t, "edge "+e.id, e.readyFile, args...)
+		if taken {
+			t.Fatalf("edge %s could not bind port 0:\n%s", e.id, e.p.out.String())
+		}
+	} else {
+		e.p, f = restartNode(t, "edge "+e.id, e.readyFile, args...)
+	}
+	e.httpAddr, e.adminAddr, e.quicAddr = f.HTTP, f.Admin, f.QUIC
 }
 
 // healthz returns the status of e's admin /healthz, or 0 if it does not

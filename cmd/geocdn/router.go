@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/internal/ready"
 	"github.com/geocdn/geocdn/router"
 )
 
@@ -29,6 +30,7 @@ func routerCommand() *cli.Command {
 			&cli.DurationFlag{Name: "membership-interval", Value: d.MembershipInterval, Usage: "how often the origin's edge list is fetched (at most 1s)", EnvVars: env("membership-interval")},
 			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "how often each edge's /healthz is probed (at most 500ms)", EnvVars: env("probe-interval")},
 			&cli.DurationFlag{Name: "probe-timeout", Value: d.ProbeTimeout, Usage: "timeout of one probe or edge-list fetch (at most 2s)", EnvVars: env("probe-timeout")},
+			readyFileFlag(),
 		}, tokenFlags...),
 		Action: func(c *cli.Context) error {
 			tok, err := loadToken(c)
@@ -65,7 +67,7 @@ func routerCommand() *cli.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return r.Run(ctx)
+			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr())}, r.Run)
 		},
 	}
 }
