@@ -37,30 +37,10 @@ func (h *openHookFS) OpenFile(name string, flag int, perm fs.FileMode) (fsys.Fil
 	return h.FS.OpenFile(name, flag, perm)
 }
 
-// TestFillWhileTheVersionIsReplaced puts a commit of the key between a
-// fill's catalog read and its open of the blob: the commit collects the
-// blob, and the fill must answer the new version, not "not found". The
-// real-process histories saw an edge answer 404 for a key that existed
-// when this happened.
-func TestFillWhileTheVersionIsReplaced(t *testing.T) {
-	hfs := &openHookFS{FS: fsys.OS()}
-	to := startTestOrigin(t, func(c *Config) { c.FS = hfs })
-	o := to.Origin
-	const ns, key = "default", "replaced"
-	put := func(body string) wire.LogEntry {
-		t.Helper()
-		ent, err := o.store.put(context.Background(), ns, key, strings.NewReader(body), 1<<20, PutMeta{ModTime: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ent
-	}
-	v1 := put("first")
-	hfs.mu.Lock()
-	hfs.path = o.store.blobPath(v1.Digest)
-	hfs.hook = func() { put("second") }
-	hfs.mu.Unlock()
-
+// rawFill asks to's data connection, as an edge would, for the current
+// version of ns/key, and returns the answer and its body.
+func rawFill(t *testing.T, to *testOrigin, ns, key string) (wire.FillResponse, []byte) {
+	t.Helper()
 	c := newRawClient(t, to)
 	conn := c.mustDial(t, to.issue(t, pki.RoleEdge, "raw"))
 	if _, f, err := exchange(t, conn, wire.AppendFrame(nil, hello(wire.ConnData, "raw")), false); err != nil {
@@ -85,12 +65,43 @@ func TestFillWhileTheVersionIsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, ok := f.(wire.FillResponse)
-	if !ok || resp.Status != wire.FillOK {
-		t.Fatalf("fill with the version replaced under it: %T %+v, want the new version", f, f)
+	if !ok {
+		t.Fatalf("fill answered with %T %+v", f, f)
 	}
 	body, err := io.ReadAll(st)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// TestFillWhileTheVersionIsReplaced puts a commit of the key between a
+// fill's catalog read and its open of the blob: the commit collects the
+// blob, and the fill must answer the new version, not "not found". The
+// real-process histories saw an edge answer 404 for a key that existed
+// when this happened.
+func TestFillWhileTheVersionIsReplaced(t *testing.T) {
+	hfs := &openHookFS{FS: fsys.OS()}
+	to := startTestOrigin(t, func(c *Config) { c.FS = hfs })
+	o := to.Origin
+	const ns, key = "default", "replaced"
+	put := func(body string) wire.LogEntry {
+		t.Helper()
+		ent, err := o.store.put(context.Background(), ns, key, strings.NewReader(body), 1<<20, PutMeta{ModTime: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ent
+	}
+	v1 := put("first")
+	hfs.mu.Lock()
+	hfs.path = o.store.blobPath(v1.Digest)
+	hfs.hook = func() { put("second") }
+	hfs.mu.Unlock()
+
+	resp, body := rawFill(t, to, ns, key)
+	if resp.Status != wire.FillOK {
+		t.Fatalf("fill with the version replaced under it: %+v, want the new version", resp)
 	}
 	if string(body) != "second" {
 		t.Errorf("fill answered %q, want %q", body, "second")

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -116,30 +115,7 @@ func TestStrongFillsRefusedInRestartGrace(t *testing.T) {
 	}
 	o.strongCommitted(ent)
 
-	c := newRawClient(t, to)
-	conn := c.mustDial(t, to.issue(t, pki.RoleEdge, "raw"))
-	if _, f, err := exchange(t, conn, wire.AppendFrame(nil, hello(wire.ConnData, "raw")), false); err != nil {
-		t.Fatalf("hello: %v", err)
-	} else if _, ok := f.(wire.Welcome); !ok {
-		t.Fatalf("hello answered with %T %+v, want a welcome", f, f)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.CancelRead(0)
-	st.SetDeadline(time.Now().Add(20 * time.Second))
-	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key}); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	f, err := wire.ReadFrame(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp, ok := f.(wire.FillResponse); !ok || resp.Status != wire.FillError {
-		t.Fatalf("fill in the restart grace with a strong write pending: %T %+v, want a fill error", f, f)
+	if resp, _ := rawFill(t, to, ns, key); resp.Status != wire.FillError {
+		t.Fatalf("fill in the restart grace with a strong write pending: %+v, want a fill error", resp)
 	}
 }
