@@ -99,24 +99,39 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
+// DefaultConfig returns a Config with every fixed default filled in; the
+// caller still sets ID, Region, Lat, Lon, Origin, DataDir, CA and Cert.
+// FaultDomain and PublicURL default to values derived from others.
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:     "127.0.0.1:8081",
+		CacheSize:    256 << 20,
+		HotMaxObject: defaultHotMaxObject,
+		FillTimeout:  30 * time.Second,
+		MaxConns:     DefaultMaxConns,
+	}
+}
+
+// withDefaults fills zero fields with their defaults.
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.FaultDomain == "" {
 		c.FaultDomain = c.Region
 	}
 	if c.HTTPAddr == "" {
-		c.HTTPAddr = "127.0.0.1:8081"
+		c.HTTPAddr = d.HTTPAddr
 	}
 	if c.CacheSize == 0 {
-		c.CacheSize = 256 << 20
+		c.CacheSize = d.CacheSize
 	}
 	if c.HotMaxObject == 0 {
-		c.HotMaxObject = defaultHotMaxObject
+		c.HotMaxObject = d.HotMaxObject
 	}
 	if c.FillTimeout == 0 {
-		c.FillTimeout = 30 * time.Second
+		c.FillTimeout = d.FillTimeout
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
+		c.MaxConns = d.MaxConns
 	}
 	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
@@ -203,7 +218,7 @@ func New(cfg Config) (*Edge, error) {
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,
-		DiskBytes: cfg.DiskBytes, Logger: e.log,
+		DiskBytes: cfg.DiskBytes, Logger: e.log, Annotate: annotateHeaders,
 	})
 	if err != nil {
 		return nil, err

@@ -187,6 +187,21 @@ func newRespHeaders(e *wire.LogEntry) *respHeaders {
 	return h
 }
 
+// annotateHeaders is the store's Annotate hook (storeConfig.Annotate): it
+// builds a version's response headers once, when the version is applied
+// or loaded, for the hit path to read back with headersOf.
+func annotateHeaders(e *wire.LogEntry) any { return newRespHeaders(e) }
+
+// headersOf returns the response headers of obj's version: those the store
+// keeps with it, or, from a store opened without annotateHeaders (some
+// tests), headers built now.
+func headersOf(obj *object) *respHeaders {
+	if hv, ok := obj.meta.(*respHeaders); ok {
+		return hv
+	}
+	return newRespHeaders(&obj.Entry)
+}
+
 // appendLine appends "name: value\r\n". CR and LF in a value (a
 // publisher's Content-Type or Cache-Control) become spaces, as net/http's
 // Header.Write makes them, so a value can never end the header early.
@@ -344,7 +359,7 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 	if !l.Valid(now) {
 		status = statusUnleased
 	}
-	b := append(w.Buffer(), obj.hdr.lines...)
+	b := append(w.Buffer(), headersOf(&obj).lines...)
 	if age := hitAge(l.Confirmed, now); age >= 0 {
 		b = append(b, "Age: "...)
 		b = strconv.AppendInt(b, age, 10)
@@ -437,7 +452,7 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 				// cut off from the origin (stale-if-error, RFC 5861).
 				status = h.unleasedStatus
 			}
-			h.write(w, r, &obj.Entry, obj.hdr, c, status, h.hitXCache, hitAge(l.Confirmed, now))
+			h.write(w, r, &obj.Entry, headersOf(&obj), c, status, h.hitXCache, hitAge(l.Confirmed, now))
 			return
 		}
 		// Evicted or superseded since lookup: fill it like any miss.
@@ -543,8 +558,10 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 		http.Error(w, "stored content unavailable", http.StatusBadGateway)
 		return
 	}
-	hdr := obj.hdr
-	if !known || e.Digest != obj.Entry.Digest {
+	var hdr *respHeaders
+	if known && e.Digest == obj.Entry.Digest {
+		hdr = headersOf(&obj)
+	} else {
 		hdr = newRespHeaders(&e)
 	}
 	status := fwd + "; stored"

@@ -32,6 +32,9 @@ func openTestStore(t testing.TB, cfg storeConfig) *store {
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
+	if cfg.Annotate == nil {
+		cfg.Annotate = annotateHeaders // as Edge.New does
+	}
 	s, err := openStore(cfg)
 	if err != nil {
 		t.Fatalf("openStore: %v", err)

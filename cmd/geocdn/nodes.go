@@ -170,6 +170,7 @@ func originCommand() *cli.Command {
 }
 
 func edgeCommand() *cli.Command {
+	d := edge.DefaultConfig()
 	return &cli.Command{
 		Name:  "edge",
 		Usage: "run an edge cache",
@@ -184,11 +185,11 @@ func edgeCommand() *cli.Command {
 			&cli.StringFlag{Name: "admin", Usage: "admin listen address for /metrics and /healthz", EnvVars: env("admin")},
 			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default http://<http addr>)", EnvVars: env("public-url")},
 			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
-			&cli.StringFlag{Name: "cache-size", Value: "256MiB", Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
-			&cli.StringFlag{Name: "hot-max-object", Value: "16KiB", Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
+			&cli.StringFlag{Name: "cache-size", Value: humanize.IBytes(uint64(d.CacheSize)), Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
+			&cli.StringFlag{Name: "hot-max-object", Value: humanize.IBytes(uint64(d.HotMaxObject)), Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
 			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
 			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
-			&cli.IntFlag{Name: "max-conns", Value: edge.DefaultMaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
+			&cli.IntFlag{Name: "max-conns", Value: d.MaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
 			readyFileFlag(),
 		}, certFlags...),
 		Action: func(c *cli.Context) error {

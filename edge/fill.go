@@ -1,0 +1,126 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// fill fetches content from the origin into the store (as an evictable
+// fill unless the edge owes a replica of it) and returns the entry that
+// describes the stored bytes. A zero want asks for the current version.
+func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error) {
+	var have wire.Digest
+	if want.IsZero() {
+		// Asking for the current version: say what is held, so an
+		// unchanged version costs an answer, not a body.
+		if cur, ok := e.store.lookup(ns, key); ok && cur.Present {
+			have = cur.Entry.Digest
+		}
+	}
+	return e.fetch(ctx, ns, key, want, have)
+}
+
+// fetch runs one fill request: want as for fill, have the digest held.
+func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest) (wire.LogEntry, error) {
+	e.mu.Lock()
+	s := e.sess
+	e.mu.Unlock()
+	if s == nil {
+		return wire.LogEntry{}, errNoOrigin
+	}
+	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
+	st, err := s.data.OpenStreamSync(octx)
+	cancel()
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	// The stream counts against the origin's limit of streams this edge
+	// may open until both directions are finished at both ends. The
+	// request's direction ends with the FIN below (or a reset if it
+	// cannot be written whole); the answer's by CancelRead on every
+	// return, which is a no-op where the answer was read to its end and
+	// otherwise tells the origin to stop sending (a body not needed, or
+	// one this edge could not store).
+	defer st.CancelRead(0)
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	defer stop()
+	// Stream deadlines run on the real clock (as socket deadlines do), so
+	// they are set from time.Now, not from the injected clock. FillTimeout
+	// bounds the answer; the body then gets time in proportion to its size
+	// at a floor rate of 1 MiB/s, so a large fill is not cut off.
+	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
+	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want, Have: have}); err != nil {
+		st.CancelWrite(0)
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	st.Close()
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+	}
+	resp, ok := f.(wire.FillResponse)
+	if !ok {
+		return wire.LogEntry{}, fmt.Errorf("fill: unexpected %T", f)
+	}
+	switch resp.Status {
+	case wire.FillNotFound:
+		if resp.Reason == wire.PendingReason {
+			return wire.LogEntry{}, &pendingError{notFound: true}
+		}
+		return wire.LogEntry{}, errNotFound
+	case wire.FillNotModified:
+		if !e.store.hasBlob(resp.Entry.Digest) {
+			// Evicted (purged) since the request: ask again for the
+			// current version with its body. Not by digest: the key may
+			// have moved on and that content been collected meanwhile.
+			// This stream is done; end it before opening the next.
+			st.CancelRead(0)
+			return e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
+		}
+		return resp.Entry, nil
+	case wire.FillOK:
+	default:
+		return wire.LogEntry{}, fmt.Errorf("fill: origin: %s", resp.Reason)
+	}
+	ent := resp.Entry
+	st.SetReadDeadline(time.Now().Add(e.cfg.FillTimeout + time.Duration(ent.Size>>20)*time.Second))
+	required := false
+	if cur, ok := e.store.lookup(ns, key); ok && cur.Entry.Digest == ent.Digest {
+		required = e.owes(cur.Entry)
+	}
+	pending := resp.Reason == wire.PendingReason
+	if pending {
+		// The previous version of a strong write not yet visible: kept
+		// only as an evictable fill, never as the key's current version.
+		required = false
+	}
+	if !e.store.hasBlob(ent.Digest) {
+		start := e.clk.Now()
+		err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
+		e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
+		if err != nil {
+			return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
+		}
+	}
+	if pending {
+		return ent, &pendingError{entry: ent}
+	}
+	return ent, nil
+}
+
+// pendingError reports a fill answered for a strong write that is not yet
+// visible: entry is the previous version to serve without keeping, or,
+// with notFound, the key has no visible version.
+type pendingError struct {
+	entry    wire.LogEntry
+	notFound bool
+}
+
+func (p *pendingError) Error() string { return "strong write pending at the origin" }
+
+var errNoOrigin = errors.New("not connected to the origin")

@@ -1,0 +1,276 @@
+package edge
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
+)
+
+// object is what the index says about one key.
+type object struct {
+	Entry wire.LogEntry
+	// Present reports whether the version's blob is on disk.
+	Present bool
+	// meta is what storeConfig.Annotate built for this version when it was
+	// applied or loaded (the response headers, for the edge), so the hit
+	// path does not rebuild it; the store never looks inside.
+	meta any
+	// Stale reports that a soft purge marked the version for revalidation
+	// with the origin before it is served again.
+	Stale bool
+	// Pending reports a strong version not yet confirmed visible.
+	Pending bool
+}
+
+// objKey names an object in the in-memory index. A struct rather than the
+// concatenated ns\x00key string keeps lookups free of allocations.
+type objKey struct{ ns, key string }
+
+// version is the index's record of the current version of one key.
+type version struct {
+	entry wire.LogEntry
+	meta  any // storeConfig.Annotate's value for entry
+	// stale is set by a soft purge (guarded by mu); it is kept in memory
+	// only, so a restart forgets it.
+	stale bool
+	// pending marks a strong version the origin has not yet confirmed
+	// visible (guarded by mu): it is not served before it is.
+	pending bool
+}
+
+// watermark is the highest LSN applied.
+func (s *store) watermark() uint64 { return s.wm.Load() }
+
+// lookup returns the current version of ns/key, from memory only.
+func (s *store) lookup(ns, key string) (object, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v := s.index[objKey{ns, key}]
+	if v == nil {
+		return object{}, false
+	}
+	b := s.blobs[v.entry.Digest]
+	return object{Entry: v.entry, Present: b != nil && b.onDisk, meta: v.meta, Stale: v.stale, Pending: v.pending}, true
+}
+
+// purge carries out a purge entry the log has reached: the current
+// versions it matches lose their blobs (hard) or are marked stale (soft).
+// It returns how many versions matched.
+func (s *store) purge(p wire.LogEntry) (int, error) {
+	var digests []wire.Digest
+	n := 0
+	s.mu.Lock()
+	for _, v := range s.index {
+		if !invalidation.PurgeMatches(&p, &v.entry) {
+			continue
+		}
+		n++
+		if p.Soft {
+			v.stale = true
+		} else {
+			digests = append(digests, v.entry.Digest)
+		}
+	}
+	s.mu.Unlock()
+	return n, s.drop(digests)
+}
+
+// revalidated clears the stale and pending marks of ns/key once the origin
+// confirmed version d as its current, visible version.
+func (s *store) revalidated(ns, key string, d wire.Digest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.index[objKey{ns, key}]; v != nil && v.entry.Digest == d {
+		v.stale = false
+		v.pending = false
+	}
+}
+
+// missing returns, in LSN order, the current versions whose content is not
+// on disk and for which owes is true: replicas a lost push or a crash left
+// behind, for the repair loop to fill.
+func (s *store) missing(owes func(wire.LogEntry) bool) []wire.LogEntry {
+	s.mu.RLock()
+	var out []wire.LogEntry
+	for _, v := range s.index {
+		if b := s.blobs[v.entry.Digest]; (b == nil || !b.onDisk) && s.receiving[v.entry.Digest] == 0 {
+			out = append(out, v.entry)
+		}
+	}
+	s.mu.RUnlock()
+	// owes runs without the lock: it is the caller's code.
+	out = slices.DeleteFunc(out, func(e wire.LogEntry) bool { return !owes(e) })
+	slices.SortFunc(out, func(a, b wire.LogEntry) int { return cmp.Compare(a.LSN, b.LSN) })
+	return out
+}
+
+// unowed returns the pinned blobs on disk that some current version refers
+// to but none this edge owes: replicas a new placement plan moved away.
+// Pinned blobs no version refers to yet (a push ahead of its log entry)
+// are left alone.
+func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
+	s.mu.RLock()
+	entries := make([]wire.LogEntry, 0, len(s.index))
+	for _, v := range s.index {
+		entries = append(entries, v.entry)
+	}
+	var pinned []wire.Digest
+	for d, b := range s.blobs {
+		if b.onDisk && b.required && b.refs > 0 {
+			pinned = append(pinned, d)
+		}
+	}
+	s.mu.RUnlock()
+	owed := make(map[wire.Digest]bool)
+	for _, e := range entries {
+		if owes(e) {
+			owed[e.Digest] = true
+		}
+	}
+	return slices.DeleteFunc(pinned, func(d wire.Digest) bool { return owed[d] })
+}
+
+// usage reports the bytes on disk of required blobs and of evictable fills.
+func (s *store) usage() (required, fills int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.required, s.fills
+}
+
+// apply applies log entries in LSN order in one bbolt transaction and sets
+// the watermark to the last LSN applied. Entries at or below the watermark
+// are skipped, so replaying a batch is harmless. An OpPut makes its entry
+// the key's current version (Present if its blob is already here) and an
+// OpDelete removes the key; a blob no current version references any more
+// is deleted. On error nothing is applied.
+func (s *store) apply(entries []wire.LogEntry) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+
+	wm := s.wm.Load()
+	staged := make(map[objKey]*version) // nil value: key deleted
+	delta := make(map[wire.Digest]int)
+	sizes := make(map[wire.Digest]int64) // of digests first named in this batch
+	released := make(map[wire.Digest]struct{})
+	for i := range entries {
+		e := &entries[i]
+		if e.LSN <= wm {
+			continue
+		}
+		if e.Op == wire.OpPurge {
+			// The caller carries purges out (store.purge) after applying
+			// the entries before them; here they only move the watermark.
+			wm = e.LSN
+			continue
+		}
+		if e.Op != wire.OpPut && e.Op != wire.OpDelete {
+			return fmt.Errorf("edge: apply lsn %d: unknown op %v", e.LSN, e.Op)
+		}
+		k := objKey{e.Namespace, e.Key}
+		old, ok := staged[k]
+		if !ok {
+			old = s.index[k] // writeMu held: no one writes index concurrently
+		}
+		if old != nil {
+			delta[old.entry.Digest]--
+			released[old.entry.Digest] = struct{}{}
+		}
+		if e.Op == wire.OpPut {
+			staged[k] = &version{entry: *e, meta: s.annotate(e), pending: e.Consistency == wire.Strong}
+			delta[e.Digest]++
+			sizes[e.Digest] = int64(e.Size)
+		} else {
+			staged[k] = nil
+		}
+		wm = e.LSN
+	}
+	if wm == s.wm.Load() {
+		return nil
+	}
+	var dead []wire.Digest
+	for d := range released {
+		refs := delta[d]
+		if b := s.blobs[d]; b != nil {
+			refs += b.refs
+		}
+		if refs == 0 {
+			dead = append(dead, d)
+		}
+	}
+
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		objs := tx.Bucket(bucketObjects)
+		for k, v := range staged {
+			var err error
+			if v == nil {
+				err = objs.Delete(indexKey(k))
+			} else {
+				err = objs.Put(indexKey(k), v.entry.Append(nil))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, d := range dead {
+			if err := tx.Bucket(bucketBlobs).Delete(d[:]); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyWatermark, binary.BigEndian.AppendUint64(nil, wm))
+	})
+	if err != nil {
+		return fmt.Errorf("edge: apply up to lsn %d: %w", wm, err)
+	}
+
+	var remove []wire.Digest
+	s.mu.Lock()
+	for k, v := range staged {
+		if v == nil {
+			delete(s.index, k)
+		} else {
+			s.index[k] = v
+		}
+	}
+	for d, n := range delta {
+		b := s.blobs[d]
+		if b == nil {
+			// Named before its content arrived; writeBlob makes it Present.
+			b = &blob{size: sizes[d]}
+			s.blobs[d] = b
+		}
+		b.refs += n
+	}
+	for _, d := range dead {
+		b := s.blobs[d]
+		if b == nil {
+			continue
+		}
+		if b.onDisk {
+			s.countLocked(b, -1)
+			remove = append(remove, d)
+		}
+		delete(s.blobs, d)
+	}
+	s.wm.Store(wm)
+	s.mu.Unlock()
+
+	for _, d := range remove {
+		s.removeFile(d)
+	}
+	return nil
+}
+
+// indexKey is the bbolt key of an object, the bytes of its entry's
+// ObjectID: namespace, NUL, key (neither may contain NUL).
+func indexKey(k objKey) []byte {
+	b := make([]byte, 0, len(k.ns)+1+len(k.key))
+	b = append(b, k.ns...)
+	b = append(b, 0)
+	return append(b, k.key...)
+}

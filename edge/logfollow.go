@@ -1,0 +1,118 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+
+	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/placement"
+)
+
+// followLog applies log entries in LSN order, in batches, and acknowledges
+// the new watermark after each batch.
+func (e *Edge) followLog(ctx context.Context, s *session) error {
+	us, err := s.control.AcceptUniStream(ctx)
+	if err != nil {
+		return err
+	}
+	entries := make(chan wire.LogEntry, 1024)
+	readErr := make(chan error, 1)
+	go func() {
+		r := bufio.NewReaderSize(us, 64<<10)
+		for {
+			f, err := wire.ReadFrame(r)
+			if err != nil {
+				readErr <- err
+				close(entries)
+				return
+			}
+			ent, ok := f.(wire.LogEntry)
+			if !ok {
+				readErr <- fmt.Errorf("unexpected %T on log stream", f)
+				close(entries)
+				return
+			}
+			select {
+			case entries <- ent:
+			case <-ctx.Done():
+				us.CancelRead(0)
+			}
+		}
+	}()
+	batch := make([]wire.LogEntry, 0, 512)
+	for {
+		ent, ok := <-entries
+		if !ok {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return <-readErr
+		}
+		batch = append(batch[:0], ent)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case ent, ok := <-entries:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, ent)
+			default:
+				break drain
+			}
+		}
+		if err := e.applyLog(batch); err != nil {
+			return err
+		}
+		for _, ent := range batch {
+			if ent.Op == wire.OpPut && placement.IsPlanObject(ent.Namespace, ent.Key) {
+				e.bg.Add(1)
+				go func() {
+					defer e.bg.Done()
+					if err := e.planApplied(ctx, ent); err != nil && ctx.Err() == nil {
+						e.log.Error("placement plan", "lsn", ent.LSN, "err", err)
+					}
+				}()
+			}
+		}
+		wm := e.store.watermark()
+		e.logMoved.Broadcast()
+		e.metrics.setWatermark(wm)
+		e.lease.Applied(wm)
+		if err := s.send(wire.Ack{Watermark: wm}); err != nil {
+			return err
+		}
+	}
+}
+
+// applyLog applies a batch of log entries in order. A purge is carried out
+// at its place in the log: the entries before it are applied first, so it
+// evicts the versions current at its LSN and none published after it.
+func (e *Edge) applyLog(batch []wire.LogEntry) error {
+	start := 0
+	for i, ent := range batch {
+		if ent.Op != wire.OpPurge {
+			continue
+		}
+		fresh := ent.LSN > e.store.watermark()
+		if err := e.store.apply(batch[start : i+1]); err != nil {
+			return fmt.Errorf("apply log: %w", err)
+		}
+		start = i + 1
+		if !fresh {
+			continue
+		}
+		n, err := e.store.purge(ent)
+		if err != nil {
+			return fmt.Errorf("purge at lsn %d: %w", ent.LSN, err)
+		}
+		e.metrics.purged(n)
+	}
+	if start < len(batch) {
+		if err := e.store.apply(batch[start:]); err != nil {
+			return fmt.Errorf("apply log: %w", err)
+		}
+	}
+	return nil
+}
