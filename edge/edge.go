@@ -83,6 +83,9 @@ type Config struct {
 	// it stops accepting connections, so routers move clients away first.
 	// Default 0.
 	DrainDelay time.Duration
+	// ResyncInterval is how often the edge runs anti-entropy with the
+	// origin, jittered by ±20%. Default 10m.
+	ResyncInterval time.Duration
 	// MaxConns caps the open client connections, so that a flood of
 	// them costs a cheap refusal each rather than a goroutine, buffers and
 	// a descriptor. Default 10000 (DefaultMaxConns), which should stay
@@ -104,11 +107,12 @@ type Config struct {
 // FaultDomain and PublicURL default to values derived from others.
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:     "127.0.0.1:8081",
-		CacheSize:    256 << 20,
-		HotMaxObject: defaultHotMaxObject,
-		FillTimeout:  30 * time.Second,
-		MaxConns:     DefaultMaxConns,
+		HTTPAddr:       "127.0.0.1:8081",
+		CacheSize:      256 << 20,
+		HotMaxObject:   defaultHotMaxObject,
+		FillTimeout:    30 * time.Second,
+		MaxConns:       DefaultMaxConns,
+		ResyncInterval: 10 * time.Minute,
 	}
 }
 
@@ -117,6 +121,9 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.FaultDomain == "" {
 		c.FaultDomain = c.Region
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = d.ResyncInterval
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = d.HTTPAddr
@@ -164,6 +171,9 @@ func (c Config) Validate() error {
 	if c.Lat < -90 || c.Lat > 90 || c.Lon < -180 || c.Lon > 180 {
 		errs = append(errs, fmt.Errorf("coordinates %v,%v out of range", c.Lat, c.Lon))
 	}
+	if c.ResyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("resync interval %v: must be positive", c.ResyncInterval))
+	}
 	if c.CacheSize < 0 || c.HotMaxObject < 0 || c.DiskBytes < 0 {
 		errs = append(errs, errors.New("cache size, hot max object and disk bytes must not be negative"))
 	}
@@ -206,6 +216,14 @@ type Edge struct {
 	planLSN uint64
 	// logMoved is signalled whenever the watermark moves.
 	logMoved broadcast.Signal
+
+	// resyncNow carries the origin's requests for a resync (their ids);
+	// resyncMu runs one resync at a time.
+	resyncNow chan uint64
+	resyncMu  sync.Mutex
+	// quarantined counts blobs the scrubber found corrupt since the last
+	// resync report.
+	quarantined atomic.Uint64
 }
 
 // New opens the store and binds the listeners; Run serves them.
@@ -214,7 +232,7 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, resyncNow: make(chan uint64, 16)}
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,

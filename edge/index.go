@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/geocdn/geocdn/internal/aetree"
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
 )
@@ -154,10 +155,7 @@ func (s *store) apply(entries []wire.LogEntry) error {
 	defer s.writeMu.Unlock()
 
 	wm := s.wm.Load()
-	staged := make(map[objKey]*version) // nil value: key deleted
-	delta := make(map[wire.Digest]int)
-	sizes := make(map[wire.Digest]int64) // of digests first named in this batch
-	released := make(map[wire.Digest]struct{})
+	c := newChangeSet()
 	for i := range entries {
 		e := &entries[i]
 		if e.LSN <= wm {
@@ -173,29 +171,73 @@ func (s *store) apply(entries []wire.LogEntry) error {
 			return fmt.Errorf("edge: apply lsn %d: unknown op %v", e.LSN, e.Op)
 		}
 		k := objKey{e.Namespace, e.Key}
-		old, ok := staged[k]
-		if !ok {
-			old = s.index[k] // writeMu held: no one writes index concurrently
-		}
-		if old != nil {
-			delta[old.entry.Digest]--
-			released[old.entry.Digest] = struct{}{}
-		}
 		if e.Op == wire.OpPut {
-			staged[k] = &version{entry: *e, meta: s.annotate(e), pending: e.Consistency == wire.Strong}
-			delta[e.Digest]++
-			sizes[e.Digest] = int64(e.Size)
+			s.stageLocked(c, k, e)
 		} else {
-			staged[k] = nil
+			s.stageLocked(c, k, nil)
 		}
+		c.lsn[k] = e.LSN
 		wm = e.LSN
 	}
 	if wm == s.wm.Load() {
 		return nil
 	}
+	if err := s.commitLocked(c, wm, nil); err != nil {
+		return fmt.Errorf("edge: apply up to lsn %d: %w", wm, err)
+	}
+	return nil
+}
+
+// changeSet is a set of index changes committed in one transaction.
+type changeSet struct {
+	staged   map[objKey]*version // nil value: key deleted
+	delta    map[wire.Digest]int
+	sizes    map[wire.Digest]int64 // of digests first named in this set
+	released map[wire.Digest]struct{}
+	// lsn is the log position of each change the log made, for resyncs
+	// running meanwhile (store.touched); repairs leave it empty.
+	lsn map[objKey]uint64
+}
+
+func newChangeSet() *changeSet {
+	return &changeSet{
+		staged:   make(map[objKey]*version),
+		delta:    make(map[wire.Digest]int),
+		sizes:    make(map[wire.Digest]int64),
+		released: make(map[wire.Digest]struct{}),
+		lsn:      make(map[objKey]uint64),
+	}
+}
+
+// stageLocked stages e as k's current version, or k's removal if e is nil.
+// Callers hold writeMu.
+func (s *store) stageLocked(c *changeSet, k objKey, e *wire.LogEntry) {
+	old, ok := c.staged[k]
+	if !ok {
+		old = s.index[k] // writeMu held: no one writes index concurrently
+	}
+	if old != nil {
+		c.delta[old.entry.Digest]--
+		c.released[old.entry.Digest] = struct{}{}
+	}
+	if e == nil {
+		c.staged[k] = nil
+		return
+	}
+	c.staged[k] = &version{entry: *e, meta: s.annotate(e), pending: e.Consistency == wire.Strong}
+	c.delta[e.Digest]++
+	c.sizes[e.Digest] = int64(e.Size)
+}
+
+// commitLocked makes the staged changes durable in one bbolt transaction,
+// with the watermark wm (0 leaves it alone) and whatever more writes
+// does, then publishes them in memory, hash tree included: a blob no
+// current version references any more is deleted. On error nothing
+// changed. Callers hold writeMu.
+func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error) error {
 	var dead []wire.Digest
-	for d := range released {
-		refs := delta[d]
+	for d := range c.released {
+		refs := c.delta[d]
 		if b := s.blobs[d]; b != nil {
 			refs += b.refs
 		}
@@ -206,7 +248,7 @@ func (s *store) apply(entries []wire.LogEntry) error {
 
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		objs := tx.Bucket(bucketObjects)
-		for k, v := range staged {
+		for k, v := range c.staged {
 			var err error
 			if v == nil {
 				err = objs.Delete(indexKey(k))
@@ -222,26 +264,41 @@ func (s *store) apply(entries []wire.LogEntry) error {
 				return err
 			}
 		}
+		if more != nil {
+			if err := more(tx); err != nil {
+				return err
+			}
+		}
+		if wm == 0 {
+			return nil
+		}
 		return tx.Bucket(bucketMeta).Put(keyWatermark, binary.BigEndian.AppendUint64(nil, wm))
 	})
 	if err != nil {
-		return fmt.Errorf("edge: apply up to lsn %d: %w", wm, err)
+		return err
 	}
 
 	var remove []wire.Digest
 	s.mu.Lock()
-	for k, v := range staged {
+	for k, v := range c.staged {
+		if old := s.index[k]; old != nil {
+			s.tree.Remove(tupleOf(&old.entry))
+		}
 		if v == nil {
 			delete(s.index, k)
 		} else {
 			s.index[k] = v
+			s.tree.Add(tupleOf(&v.entry))
+		}
+		if lsn, ok := c.lsn[k]; ok && s.touched != nil {
+			s.touched[k] = lsn
 		}
 	}
-	for d, n := range delta {
+	for d, n := range c.delta {
 		b := s.blobs[d]
 		if b == nil {
 			// Named before its content arrived; writeBlob makes it Present.
-			b = &blob{size: sizes[d]}
+			b = &blob{size: c.sizes[d]}
 			s.blobs[d] = b
 		}
 		b.refs += n
@@ -257,7 +314,9 @@ func (s *store) apply(entries []wire.LogEntry) error {
 		}
 		delete(s.blobs, d)
 	}
-	s.wm.Store(wm)
+	if wm != 0 {
+		s.wm.Store(wm)
+	}
 	s.mu.Unlock()
 
 	for _, d := range remove {
@@ -266,11 +325,12 @@ func (s *store) apply(entries []wire.LogEntry) error {
 	return nil
 }
 
-// indexKey is the bbolt key of an object, the bytes of its entry's
-// ObjectID: namespace, NUL, key (neither may contain NUL).
-func indexKey(k objKey) []byte {
-	b := make([]byte, 0, len(k.ns)+1+len(k.key))
-	b = append(b, k.ns...)
-	b = append(b, 0)
-	return append(b, k.key...)
+// indexKey is the bbolt key of an object: its leaf in the anti-entropy
+// hash tree, namespace, NUL, key (aetree.Key), so that a leaf's objects
+// are one cursor scan.
+func indexKey(k objKey) []byte { return aetree.Key(k.ns, k.key) }
+
+// tupleOf is what a current version contributes to the hash tree.
+func tupleOf(e *wire.LogEntry) aetree.Tuple {
+	return aetree.Tuple{Namespace: e.Namespace, Key: e.Key, LSN: e.LSN, Digest: e.Digest}
 }

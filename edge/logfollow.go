@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/geocdn/geocdn/internal/wire"
@@ -27,6 +28,11 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 				close(entries)
 				return
 			}
+			if gap, ok := f.(wire.LogGap); ok {
+				readErr <- &logGapError{gap.FirstLSN}
+				close(entries)
+				return
+			}
 			ent, ok := f.(wire.LogEntry)
 			if !ok {
 				readErr <- fmt.Errorf("unexpected %T on log stream", f)
@@ -47,7 +53,16 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return <-readErr
+			err := <-readErr
+			var gap *logGapError
+			if errors.As(err, &gap) {
+				// The log no longer reaches back to the watermark.
+				if err := e.catchUpBySnapshot(ctx, s, gap.first); err != nil {
+					return fmt.Errorf("snapshot catch-up: %w", err)
+				}
+				return errSnapshotTaken
+			}
+			return err
 		}
 		batch = append(batch[:0], ent)
 	drain:
@@ -85,6 +100,18 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 		}
 	}
 }
+
+// logGapError is the origin's LogGap: its log starts at first, past the
+// edge's watermark.
+type logGapError struct{ first uint64 }
+
+func (g *logGapError) Error() string {
+	return fmt.Sprintf("the origin's log starts at lsn %d, past this edge's watermark", g.first)
+}
+
+// errSnapshotTaken ends a session after a snapshot catch-up, so that the
+// next one asks for the log from the snapshot's LSN.
+var errSnapshotTaken = errors.New("caught up by snapshot; reconnecting to follow the log from there")
 
 // applyLog applies a batch of log entries in order. A purge is carried out
 // at its place in the log: the entries before it are applied first, so it

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geocdn/geocdn/internal/h1"
+	"github.com/geocdn/geocdn/internal/wire"
 )
 
 // metrics are the edge's Prometheus instruments, registered on a registry
@@ -24,6 +25,10 @@ type metrics struct {
 	purgedVersions prometheus.Counter
 	watermark      prometheus.Gauge
 	logLag         prometheus.Gauge
+	resyncs        *prometheus.CounterVec
+	resyncDiffs    *prometheus.CounterVec
+	resyncBytes    prometheus.Counter
+	resyncSeconds  prometheus.Gauge
 }
 
 // newMetrics registers the edge's instruments on reg.
@@ -70,6 +75,22 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "geocdn_edge_log_lag",
 			Help: "The origin's last reported LSN minus the edge's watermark.",
 		}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_edge_resyncs_total",
+			Help: "Anti-entropy resyncs and snapshot catch-ups by outcome: in_sync, repaired, failed.",
+		}, []string{"outcome"}),
+		resyncDiffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_edge_resync_differences_total",
+			Help: "Differences resyncs found, by kind: missing, stale, extra, metadata, corrupt.",
+		}, []string{"kind"}),
+		resyncBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_edge_resync_bytes_total",
+			Help: "Bytes resyncs exchanged with the origin, content aside.",
+		}),
+		resyncSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "geocdn_edge_last_resync_seconds",
+			Help: "How long the latest resync took.",
+		}),
 	}
 	// Create the label values up front so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "not_found", "error"} {
@@ -78,9 +99,34 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, r := range []string{"stored", "have", "bad_digest", "disk_full", "failed"} {
 		m.pushes.WithLabelValues(r)
 	}
+	for _, r := range []string{"in_sync", "repaired", "failed"} {
+		m.resyncs.WithLabelValues(r)
+	}
 	reg.MustRegister(m.hits, m.misses, m.servedBytes, m.fills, m.fillBytes,
-		m.fillDuration, m.pushes, m.purgedVersions, m.watermark, m.logLag)
+		m.fillDuration, m.pushes, m.purgedVersions, m.watermark, m.logLag,
+		m.resyncs, m.resyncDiffs, m.resyncBytes, m.resyncSeconds)
 	return m
+}
+
+// resyncDone records a resync's report.
+func (m *metrics) resyncDone(r *wire.ResyncReport) {
+	if m == nil {
+		return
+	}
+	diffs := r.Missing + r.Stale + r.Extra + r.Metadata + r.Corrupt
+	switch {
+	case r.Error != "" || r.Failed > 0:
+		m.resyncs.WithLabelValues("failed").Inc()
+	case diffs > 0 || r.Snapshot:
+		m.resyncs.WithLabelValues("repaired").Inc()
+	default:
+		m.resyncs.WithLabelValues("in_sync").Inc()
+	}
+	for kind, n := range map[string]uint64{"missing": r.Missing, "stale": r.Stale, "extra": r.Extra, "metadata": r.Metadata, "corrupt": r.Corrupt} {
+		m.resyncDiffs.WithLabelValues(kind).Add(float64(n))
+	}
+	m.resyncBytes.Add(float64(r.Bytes))
+	m.resyncSeconds.Set(float64(r.DurationMillis) / 1000)
 }
 
 func (m *metrics) hit() {

@@ -218,6 +218,7 @@ func (e *Edge) runSession(ctx context.Context) error {
 	run("control", e.readControl)
 	run("pushes", e.acceptPushes)
 	run("repair", e.repairLoop)
+	run("resync", e.resyncLoop)
 	<-sctx.Done()
 	control.CloseWithError(0, "")
 	data.CloseWithError(0, "")
@@ -265,6 +266,16 @@ func (e *Edge) readControl(ctx context.Context, s *session) error {
 				return nil
 			}
 			return err
+		}
+		if now, ok := f.(wire.ResyncNow); ok {
+			select {
+			case e.resyncNow <- now.ID:
+			default:
+				// Sixteen requests queued: the resync they wait for
+				// answers this one too, and the origin times it out.
+				e.log.Warn("resync request dropped: too many queued", "id", now.ID)
+			}
+			continue
 		}
 		ack, ok := f.(wire.HeartbeatAck)
 		if !ok {

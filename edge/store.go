@@ -16,6 +16,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/geocdn/geocdn/internal/aetree"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -91,6 +92,14 @@ type store struct {
 	blobs    map[wire.Digest]*blob
 	required int64 // bytes on disk of required blobs
 	fills    int64 // bytes on disk of evictable blobs
+	// tree is the anti-entropy hash tree of index (aetree), updated with
+	// it under mu, so that hashes read under mu go with the watermark.
+	tree *aetree.Tree
+	// touched, while a resync runs (non-nil, guarded by mu), records the
+	// LSN of the latest log entry that changed each key: a difference in
+	// a key the log changed after the origin's answer was read is the log
+	// at work, not divergence.
+	touched map[objKey]uint64
 
 	wm   atomic.Uint64
 	tick atomic.Uint64
@@ -101,7 +110,15 @@ var (
 	bucketBlobs   = []byte("blobs")
 	bucketMeta    = []byte("meta")
 	keyWatermark  = []byte("watermark")
+	keyFormat     = []byte("format")
+	// keySnapshot records a snapshot catch-up in progress (snapshot.go).
+	keySnapshot = []byte("snapshot")
 )
+
+// indexFormat is the layout of index.db. Format 2 keys objects by
+// aetree.Key (leaf first); format 1, which had no format key, by
+// namespace NUL key.
+const indexFormat = 2
 
 // openStore opens or creates the store in cfg.Dir. It removes temporary
 // leftovers, rebuilds the in-memory index and blob reference counts, and
@@ -127,6 +144,7 @@ func openStore(cfg storeConfig) (*store, error) {
 		cfg.Annotate = func(*wire.LogEntry) any { return nil }
 	}
 	s := &store{
+		tree:      aetree.New(),
 		blobDir:   filepath.Join(cfg.Dir, "blobs"),
 		tmpDir:    filepath.Join(cfg.Dir, "blobs", "tmp"),
 		hotMax:    cfg.HotMaxObject,
@@ -200,6 +218,14 @@ func (s *store) load() error {
 		if v := tx.Bucket(bucketMeta).Get(keyWatermark); len(v) == 8 {
 			s.wm.Store(binary.BigEndian.Uint64(v))
 		}
+		switch v := tx.Bucket(bucketMeta).Get(keyFormat); {
+		case v == nil:
+			if err := migrateIndexV1(tx); err != nil {
+				return fmt.Errorf("migrate from format 1: %w", err)
+			}
+		case len(v) != 1 || v[0] != indexFormat:
+			return fmt.Errorf("format %x not supported (want %d)", v, indexFormat)
+		}
 		err := tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
 			e, err := wire.ParseLogEntry(v)
 			if err != nil {
@@ -208,6 +234,7 @@ func (s *store) load() error {
 			// A strong version's visibility is not on disk: until the
 			// origin confirms it, it is pending.
 			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, meta: s.annotate(&e), pending: e.Consistency == wire.Strong}
+			s.tree.Add(tupleOf(&e))
 			b := s.blobs[e.Digest]
 			if b == nil {
 				b = &blob{size: int64(e.Size)}
@@ -300,6 +327,36 @@ func (s *store) load() error {
 		}
 	}
 	return nil
+}
+
+// migrateIndexV1 refiles the objects of a format 1 index under
+// aetree.Key, in the transaction that records format 2.
+func migrateIndexV1(tx *bbolt.Tx) error {
+	old := tx.Bucket(bucketObjects)
+	var entries [][]byte
+	if err := old.ForEach(func(_, v []byte) error {
+		entries = append(entries, slices.Clone(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket(bucketObjects); err != nil {
+		return err
+	}
+	b, err := tx.CreateBucket(bucketObjects)
+	if err != nil {
+		return err
+	}
+	for _, v := range entries {
+		e, err := wire.ParseLogEntry(v)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(aetree.Key(e.Namespace, e.Key), v); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyFormat, []byte{indexFormat})
 }
 
 // close releases the hot tier and the index.

@@ -52,10 +52,13 @@ type route struct {
 func (o *Origin) adminRoutes() []route {
 	objects := http.HandlerFunc(o.serveObjects)
 	return []route{
+		{"GET /v1/status", needToken, http.HandlerFunc(o.handleStatus)},
+		{"POST /v1/scrub", needToken, http.HandlerFunc(o.handleScrub)},
 		{"GET /v1/edges", needToken, http.HandlerFunc(o.handleEdges)},
 		{"GET /v1/placement", needToken, http.HandlerFunc(o.handlePlanGet)},
 		{"PUT /v1/placement", needToken, http.HandlerFunc(o.handlePlanPut)},
 		{"POST /v1/purge", needToken, http.HandlerFunc(o.handlePurge)},
+		{"POST /v1/resync", needToken, http.HandlerFunc(o.handleResync)},
 		// GET also answers HEAD. Object paths are dispatched before the
 		// mux (see adminHandler); these entries make the mux know them,
 		// so that an escaped spelling of one still reaches the
@@ -495,7 +498,7 @@ func (o *Origin) Edges() []EdgeStatus {
 			ID: e.info.ID, Region: e.info.Region, Lat: e.info.Lat, Lon: e.info.Lon,
 			FaultDomain: e.info.FaultDomain, PublicURL: e.info.PublicURL,
 			State: e.stateLocked(now, o.stateRule()), LeaseExpires: e.leaseExpires,
-			Watermark: e.watermark,
+			Watermark: e.watermark, LastResync: e.lastResync,
 		}
 		e.mu.Unlock()
 		if last > st.Watermark {
@@ -506,12 +509,16 @@ func (o *Origin) Edges() []EdgeStatus {
 	return out
 }
 
-func (o *Origin) handleEdges(w http.ResponseWriter, r *http.Request) {
-	edges := o.Edges()
-	if edges == nil {
-		edges = []EdgeStatus{}
+// edgeList is Edges, as an empty list rather than null when there are none.
+func (o *Origin) edgeList() []EdgeStatus {
+	if edges := o.Edges(); edges != nil {
+		return edges
 	}
-	writeJSON(w, http.StatusOK, edges)
+	return []EdgeStatus{}
+}
+
+func (o *Origin) handleEdges(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, o.edgeList())
 }
 
 func (o *Origin) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -215,6 +215,7 @@ func TestAdminContentTypes(t *testing.T) {
 		{"publish with no media type", "PUT", "/v1/objects/new", "nonsense", "x", 415},
 		{"delete with a body", "DELETE", "/v1/objects/kept", "application/json", "{}", 415},
 		{"delete with a type", "DELETE", "/v1/objects/kept", "text/plain", "", 415},
+		{"scrub with a body", "POST", "/v1/scrub", "application/json", "{}", 415},
 		// The documented types are taken.
 		{"purge as JSON with a charset", "POST", "/v1/purge", "application/json; charset=utf-8", `{"keys":["nothing-here"]}`, 200},
 		{"placement as JSON", "PUT", "/v1/placement", "application/json", "{}", 400}, // reaches the plan's own validation

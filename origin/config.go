@@ -11,6 +11,7 @@ import (
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,6 +71,18 @@ type Config struct {
 	// PushConcurrency is the number of pushes in flight to one edge.
 	// Default 4.
 	PushConcurrency int
+	// LogRetention is how much of the replication log the origin keeps;
+	// older entries are compacted and edges further behind catch up by
+	// snapshot. Default the last 1,000,000 entries.
+	LogRetention LogRetention
+	// ScrubRate bounds, in bytes per second, how fast the background
+	// scrubber re-reads blobs to check them against their digests.
+	// Default 20 MiB/s; must not be negative.
+	ScrubRate int64
+	// ScrubInterval is how often a scrub pass over every blob starts (a
+	// pass slower than this is followed by the next at once; the first
+	// starts with the origin). Default 24h; must not be negative.
+	ScrubInterval time.Duration
 
 	// FS is the filesystem for blobs. Default the real one (fsys.OS()).
 	FS fsys.FS
@@ -98,6 +111,9 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 250 * time.Millisecond,
 		PublishTimeout:    30 * time.Second,
 		PushConcurrency:   4,
+		LogRetention:      LogRetention{Entries: 1_000_000},
+		ScrubRate:         scrub.DefaultRate,
+		ScrubInterval:     scrub.DefaultInterval,
 	}
 }
 
@@ -119,6 +135,9 @@ func (c Config) withDefaults() Config {
 	if c.LeaseTerm == 0 {
 		c.LeaseTerm = d.LeaseTerm
 	}
+	if c.LogRetention == (LogRetention{}) {
+		c.LogRetention = d.LogRetention
+	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = max(c.LeaseTerm/8, 10*time.Millisecond)
 	}
@@ -127,6 +146,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PushConcurrency == 0 {
 		c.PushConcurrency = d.PushConcurrency
+	}
+	if c.ScrubRate == 0 {
+		c.ScrubRate = d.ScrubRate
+	}
+	if c.ScrubInterval == 0 {
+		c.ScrubInterval = d.ScrubInterval
 	}
 	if c.FS == nil {
 		c.FS = fsys.OS()
@@ -171,11 +196,20 @@ func (c Config) Validate() error {
 	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval > c.LeaseTerm/3 {
 		errs = append(errs, fmt.Errorf("heartbeat interval: %v must be positive and at most a third of the lease term %v", c.HeartbeatInterval, c.LeaseTerm))
 	}
+	if (c.LogRetention.Entries == 0) == (c.LogRetention.Age <= 0) {
+		errs = append(errs, fmt.Errorf("log retention: give a count of entries or a positive duration, not %+v", c.LogRetention))
+	}
 	if c.Replicas < 0 {
 		errs = append(errs, errors.New("replicas: must not be negative"))
 	}
 	if c.PushConcurrency < 1 || c.PushConcurrency > 64 {
 		errs = append(errs, fmt.Errorf("push concurrency: %d is outside 1..64", c.PushConcurrency))
+	}
+	if c.ScrubRate < 0 {
+		errs = append(errs, fmt.Errorf("scrub rate: %d bytes/s must not be negative", c.ScrubRate))
+	}
+	if c.ScrubInterval < 0 {
+		errs = append(errs, fmt.Errorf("scrub interval: %v must not be negative", c.ScrubInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package origin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -44,8 +45,14 @@ type edgeInfo struct {
 type edge struct {
 	info edgeInfo
 
-	mu            sync.Mutex
-	control       *quic.Conn
+	mu      sync.Mutex
+	control *quic.Conn
+	// ctrl is the control connection's hello stream, where the origin
+	// answers heartbeats and asks for resyncs; ctrlMu serialises frames
+	// written on it.
+	ctrl          *quic.Stream
+	ctrlMu        sync.Mutex
+	lastResync    *ResyncStatus
 	data          *quic.Conn
 	dataReady     chan struct{} // closed and replaced when data changes
 	watermark     uint64        // highest LSN the edge acknowledged applying
@@ -85,6 +92,27 @@ func (e *edge) restartPushesLocked(watermark uint64) {
 	}
 	clear(e.unpushed)
 	e.pushCursor = cursor
+}
+
+// writeControl writes f on st, a control stream of the edge, serialised
+// with sendControl.
+func (e *edge) writeControl(st *quic.Stream, f wire.Frame) error {
+	e.ctrlMu.Lock()
+	defer e.ctrlMu.Unlock()
+	return wire.WriteFrame(st, f)
+}
+
+// sendControl writes f on the edge's control stream.
+func (e *edge) sendControl(f wire.Frame) error {
+	e.mu.Lock()
+	st := e.ctrl
+	e.mu.Unlock()
+	if st == nil {
+		return errors.New("not connected")
+	}
+	e.ctrlMu.Lock()
+	defer e.ctrlMu.Unlock()
+	return wire.WriteFrame(st, f)
 }
 
 func (e *edge) wakePusher() {
@@ -164,6 +192,9 @@ type EdgeStatus struct {
 	LeaseExpires time.Time `json:"lease_expires,omitzero"`
 	Watermark    uint64    `json:"watermark"`
 	Lag          uint64    `json:"lag"`
+	// LastResync is the edge's latest anti-entropy report, if any since
+	// the origin started.
+	LastResync *ResyncStatus `json:"last_resync,omitempty"`
 }
 
 // registry holds every edge the origin has heard of.

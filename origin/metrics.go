@@ -12,6 +12,9 @@ type metrics struct {
 	pushes       *prometheus.CounterVec
 	pushBytes    prometheus.Counter
 	fillBytes    prometheus.Counter
+	// scrubCorrupt counts corrupt blobs found by the scrubber, each again
+	// on every pass that finds it still corrupt.
+	scrubCorrupt prometheus.Counter
 	// pushStreamsOpen counts, per edge, push streams from their opening
 	// until the origin has ended both of their directions; it sits near
 	// PushConcurrency while pushes flow and returns to 0 when they stop.
@@ -19,6 +22,18 @@ type metrics struct {
 	// origin open a stream: persistently above 0, the edge is not
 	// finishing the streams it was given (or is not reading at all).
 	pushStreamsOpen, pushStreamsWaiting *edgeGauge
+	// resyncs counts edge resync reports by outcome; resyncDiffs the
+	// differences they found, by kind.
+	resyncs     *prometheus.CounterVec
+	resyncDiffs *prometheus.CounterVec
+}
+
+// resyncDone records an edge's resync report.
+func (m *metrics) resyncDone(s ResyncStatus) {
+	m.resyncs.WithLabelValues(s.Outcome).Inc()
+	for kind, n := range map[string]uint64{"missing": s.Missing, "stale": s.Stale, "extra": s.Extra, "metadata": s.Metadata, "corrupt": s.Corrupt} {
+		m.resyncDiffs.WithLabelValues(kind).Add(float64(n))
+	}
 }
 
 // edgeGauge is a gauge per edge that the origin can also read back (for
@@ -68,13 +83,34 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 		fillBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "geocdn_origin_fill_bytes_total", Help: "Content bytes sent to answer edge fills.",
 		}),
+		scrubCorrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_origin_scrub_corrupt_blobs_total",
+			Help: "Blobs the scrubber found not matching their digest; one still corrupt is counted again each pass.",
+		}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_origin_edge_resyncs_total", Help: "Edge anti-entropy resyncs reported, by outcome (in-sync, repaired, failed).",
+		}, []string{"outcome"}),
+		resyncDiffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_origin_edge_resync_differences_total", Help: "Differences edge resyncs found, by kind (missing, stale, extra, metadata, corrupt).",
+		}, []string{"kind"}),
 		pushStreamsOpen: newEdgeGauge("geocdn_origin_push_streams_open",
 			"Push streams to the edge that the origin has opened and not yet ended in both directions."),
 		pushStreamsWaiting: newEdgeGauge("geocdn_origin_push_streams_waiting",
 			"Pushes waiting for the edge's QUIC stream credit to open a stream."),
 	}
 	reg.MustRegister(m.publishes, m.publishBytes, m.pushes, m.pushBytes, m.fillBytes,
-		m.pushStreamsOpen.vec, m.pushStreamsWaiting.vec,
+		m.pushStreamsOpen.vec, m.pushStreamsWaiting.vec, m.scrubCorrupt,
+		m.resyncs, m.resyncDiffs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_origin_log_first_lsn", Help: "First LSN the replication log still holds; older entries were compacted.",
+		}, func() float64 { return float64(o.store.firstLSN()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "geocdn_origin_scrub_bytes_total", Help: "Blob bytes the scrubber read and hashed.",
+		}, func() float64 { return float64(o.scrubber.Status().BytesRead) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_origin_scrub_pass_progress",
+			Help: "Fraction of the running scrub pass done, 0 to 1; 1 when idle after a full pass.",
+		}, func() float64 { return o.scrubber.Status().Progress() }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "geocdn_origin_last_lsn", Help: "LSN of the latest committed log entry.",
 		}, func() float64 { return float64(o.store.lastLSN()) }),

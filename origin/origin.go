@@ -29,6 +29,7 @@ import (
 	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
@@ -46,6 +47,10 @@ type Origin struct {
 	edges                     *registry
 	metrics                   *metrics
 	acks                      *ackTracker
+	// scrubber re-hashes blobs in the background; corrupt lists what it
+	// found (see scrub.go).
+	scrubber *scrub.Scrubber
+	corrupt  corruptList
 	// pushBody is a test seam: when set, the bytes of every push are read
 	// through it, so tests can damage a transfer on the wire. Never set in
 	// production.
@@ -78,6 +83,8 @@ type Origin struct {
 	// ns\x00key (see strong.go).
 	strongMu sync.Mutex
 	strong   map[string]*strongKey
+	// resyncs tracks operators waiting for anti-entropy reports.
+	resyncs resyncs
 
 	wg sync.WaitGroup
 }
@@ -117,6 +124,10 @@ func New(cfg Config) (*Origin, error) {
 		return nil, err
 	}
 	if err := o.loadPlan(); err != nil {
+		o.store.close()
+		return nil, err
+	}
+	if o.scrubber, err = o.newScrubber(); err != nil {
 		o.store.close()
 		return nil, err
 	}
@@ -237,6 +248,16 @@ func (o *Origin) Run(ctx context.Context) error {
 	go func() {
 		defer o.wg.Done()
 		o.acceptLoop(ctx)
+	}()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.scrubber.Run(ctx)
+	}()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.compactLoop(ctx)
 	}()
 	o.log.Info("origin serving", "http", o.HTTPAddr().String(), "quic", o.QUICAddr().String())
 	var err error

@@ -84,6 +84,17 @@ func (o *Origin) runPusher(ctx context.Context, e *edge) {
 			}
 			return nil
 		})
+		if errors.Is(err, errLogGap) {
+			// Compacted past the cursor: the edge catches up by
+			// snapshot, and anti-entropy fetches the content the
+			// skipped entries owed it.
+			e.mu.Lock()
+			if e.pushCursor == cursor {
+				e.pushCursor = max(cursor, o.store.firstLSN()-1)
+			}
+			e.mu.Unlock()
+			continue
+		}
 		if err != nil && !errors.Is(err, errBatchFull) {
 			o.log.Error("pusher: read log", "edge", e.info.ID, "err", err)
 			return

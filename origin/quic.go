@@ -99,6 +99,7 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 		CurrentLSN:        o.store.lastLSN(),
 		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
 		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
+		FirstLSN:          o.store.firstLSN(),
 	}
 	if err := wire.WriteFrame(st, welcome); err != nil {
 		conn.CloseWithError(codeProtocol, "write welcome")
@@ -123,6 +124,7 @@ func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st 
 	e.mu.Lock()
 	old := e.control
 	e.control = conn
+	e.ctrl = st
 	e.watermark = hello.Watermark
 	e.restartPushesLocked(hello.Watermark)
 	e.mu.Unlock()
@@ -147,6 +149,7 @@ func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st 
 	e.mu.Lock()
 	if e.control == conn {
 		e.control = nil
+		e.ctrl = nil
 	}
 	e.mu.Unlock()
 	if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrUnknownFrame) || errors.Is(err, errUnexpectedFrame) {
@@ -179,7 +182,7 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			if renew {
 				ack.LeaseMillis = uint64(o.grantor.Term() / time.Millisecond)
 			}
-			if err := wire.WriteFrame(st, ack); err != nil {
+			if err := e.writeControl(st, ack); err != nil {
 				return err
 			}
 			if renew {
@@ -219,6 +222,18 @@ func (o *Origin) sendLog(ctx context.Context, conn *quic.Conn, after uint64) err
 			after = e.LSN
 			return nil
 		})
+		if errors.Is(err, errLogGap) {
+			// The edge is behind the compacted log: it catches up by
+			// snapshot and reconnects with the snapshot's LSN.
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if err := wire.WriteFrame(us, wire.LogGap{FirstLSN: o.store.firstLSN()}); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -248,7 +263,7 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
-			o.serveFill(e, st)
+			o.serveStream(e, conn, st)
 		}()
 	}
 }
@@ -261,6 +276,43 @@ const fillAttempts = 4
 // treat as visible is unknown until they have.
 const restartedReason = "origin restarted: strong versions are confirmed once earlier leases have run out"
 
+// serveStream answers a stream the edge opened on its data connection: a
+// fill, or an anti-entropy exchange. A malformed or out-of-place
+// anti-entropy frame closes the connection, with the reason logged;
+// nothing was applied anywhere, since the edge applies only what a whole
+// answer carries.
+func (o *Origin) serveStream(e *edge, conn *quic.Conn, st *quic.Stream) {
+	f, err := wire.ReadFrame(st)
+	if req, ok := f.(wire.FillRequest); ok && err == nil {
+		o.serveFill(e, st, req)
+		return
+	}
+	switch f.(type) {
+	case wire.TreeRequest, wire.LeafRequest, wire.EntryRequest, wire.SnapshotRequest, wire.ResyncReport:
+		defer st.CancelRead(0)
+		defer st.Close()
+		if err := o.serveResync(e, st, f); err != nil {
+			st.CancelWrite(0)
+			if errors.Is(err, errResyncProtocol) {
+				o.log.Warn("edge broke the resync protocol; disconnecting it", "edge", e.info.ID, "err", err)
+				conn.CloseWithError(codeProtocol, err.Error())
+			}
+		}
+		return
+	}
+	st.CancelRead(0)
+	reason := "expected a fill or resync request"
+	if err != nil {
+		reason = fmt.Sprintf("%s: %v", reason, err)
+	}
+	wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: reason})
+	st.Close()
+	if errors.Is(err, wire.ErrMalformed) || errors.Is(err, wire.ErrUnknownFrame) || errors.Is(err, wire.ErrFrameTooLarge) {
+		o.log.Warn("edge sent a malformed request; disconnecting it", "edge", e.info.ID, "err", err)
+		conn.CloseWithError(codeProtocol, err.Error())
+	}
+}
+
 // serveFill answers one FillRequest.
 //
 // The stream counts against the origin's limit of 1,024 streams the edge
@@ -271,20 +323,14 @@ const restartedReason = "origin restarted: strong versions are confirmed once ea
 // branch, rather than rely on the FIN riding with the request. Otherwise
 // each fill whose FIN came late would hold a stream for the life of the
 // connection, and after about a thousand the edge could fill no more.
-func (o *Origin) serveFill(e *edge, st *quic.Stream) {
+func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 	defer st.CancelRead(0)
 	// A body cut off by a failure is reset rather than closed, so the edge
 	// never takes a short body for a whole one; Close after a reset is a
 	// no-op that only reports it.
 	defer st.Close()
-	f, err := wire.ReadFrame(st)
-	req, ok := f.(wire.FillRequest)
-	if err != nil || !ok {
-		st.CancelRead(0)
-		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: "expected a fill request"})
-		return
-	}
 	var (
+		err  error
 		ent  wire.LogEntry
 		blob fsys.File
 	)

@@ -12,12 +12,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/geocdn/geocdn/internal/aetree"
 	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/wire"
 )
@@ -47,7 +49,7 @@ type PutMeta struct {
 // Buckets of the catalog database.
 const (
 	bucketLog     = "log"     // 8-byte big-endian LSN → wire.LogEntry
-	bucketCatalog = "catalog" // namespace NUL key → wire.LogEntry of the current version
+	bucketCatalog = "catalog" // aetree.Key(namespace, key) → wire.LogEntry of the current version
 	bucketRefs    = "refs"    // digest → uvarint count of catalog entries naming it
 	bucketGC      = "gc"      // digest → empty: unreferenced, blob file not yet removed
 	bucketMeta    = "meta"
@@ -57,11 +59,14 @@ const (
 const (
 	metaLSN    = "lsn"    // 8-byte big-endian last LSN used
 	metaFormat = "format" // 1 byte: storeFormat
+	metaFirst  = "first"  // 8-byte big-endian first LSN the log holds; absent: 1
 )
 
 // storeFormat is the layout of the catalog database; a later layout bumps
-// it and migrates on open.
-const storeFormat = 1
+// it and migrates on open. Format 2 files catalog entries under
+// aetree.Key, leaf first, so that anti-entropy lists a leaf's entries with
+// one cursor scan; format 1 keyed them by namespace NUL key.
+const storeFormat = 2
 
 const (
 	// copyBufSize is the unit in which bodies are streamed to disk.
@@ -96,6 +101,14 @@ type store struct {
 	db          *bolt.DB
 	bufs        sync.Pool // *[]byte of copyBufSize
 	last        atomic.Uint64
+	first       atomic.Uint64 // first LSN the log holds (compaction)
+
+	// tree is the anti-entropy hash tree of the catalog's current
+	// versions (aetree). treeMu makes its hashes and last one reading:
+	// a commit moves both under it, so hashes read with an LSN are the
+	// catalog's at that LSN.
+	treeMu sync.RWMutex
+	tree   *aetree.Tree
 
 	// mu serialises "link blob, commit, collect garbage". Without it a put
 	// could find its blob already in place, and a concurrent commit that
@@ -204,6 +217,13 @@ func (s *store) initCatalog() error {
 			if err := meta.Put([]byte(metaFormat), []byte{storeFormat}); err != nil {
 				return fmt.Errorf("open catalog %s: %w", s.catalogPath, err)
 			}
+		case len(v) == 1 && v[0] == 1:
+			if err := migrateCatalogV1(tx); err != nil {
+				return fmt.Errorf("open catalog %s: migrate from format 1: %w", s.catalogPath, err)
+			}
+			if err := meta.Put([]byte(metaFormat), []byte{storeFormat}); err != nil {
+				return fmt.Errorf("open catalog %s: %w", s.catalogPath, err)
+			}
 		case len(v) != 1 || v[0] != storeFormat:
 			return fmt.Errorf("open catalog %s: format %x not supported (want %d)", s.catalogPath, v, storeFormat)
 		}
@@ -212,8 +232,60 @@ func (s *store) initCatalog() error {
 			return err
 		}
 		s.last.Store(lsn)
+		s.first.Store(1)
+		if v := meta.Get([]byte(metaFirst)); len(v) == 8 {
+			s.first.Store(binary.BigEndian.Uint64(v))
+		}
+		// The hash tree is the catalog's, rebuilt at open: about a
+		// second per million objects, once per start.
+		s.tree = aetree.New()
+		return tx.Bucket([]byte(bucketCatalog)).ForEach(func(k, v []byte) error {
+			e, err := wire.ParseLogEntry(v)
+			if err != nil {
+				return fmt.Errorf("open catalog %s: entry %q: %w", s.catalogPath, k, err)
+			}
+			s.tree.Add(tupleOf(&e))
+			return nil
+		})
+	})
+}
+
+// migrateCatalogV1 refiles every catalog entry of format 1 (keyed by
+// namespace NUL key) under aetree.Key, in the transaction that records
+// format 2: a crash leaves the catalog wholly in one format.
+func migrateCatalogV1(tx *bolt.Tx) error {
+	old := tx.Bucket([]byte(bucketCatalog))
+	type kv struct{ k, v []byte }
+	var all []kv
+	err := old.ForEach(func(k, v []byte) error {
+		all = append(all, kv{slices.Clone(k), slices.Clone(v)})
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket([]byte(bucketCatalog)); err != nil {
+		return err
+	}
+	b, err := tx.CreateBucket([]byte(bucketCatalog))
+	if err != nil {
+		return err
+	}
+	for _, e := range all {
+		ent, err := wire.ParseLogEntry(e.v)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", e.k, err)
+		}
+		if err := b.Put(aetree.Key(ent.Namespace, ent.Key), e.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tupleOf is what a current version contributes to the hash tree.
+func tupleOf(e *wire.LogEntry) aetree.Tuple {
+	return aetree.Tuple{Namespace: e.Namespace, Key: e.Key, LSN: e.LSN, Digest: e.Digest}
 }
 
 func (s *store) readLSN(meta *bolt.Bucket) (uint64, error) {
@@ -503,7 +575,8 @@ func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wir
 		e       wire.LogEntry
 		garbage []wire.Digest
 	)
-	id := []byte(ns + "\x00" + key)
+	var cur *wire.LogEntry
+	id := aetree.Key(ns, key)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		catalog := tx.Bucket([]byte(bucketCatalog))
 		refs, gc := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC))
@@ -512,7 +585,7 @@ func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wir
 				return err
 			}
 		}
-		var cur *wire.LogEntry
+		cur = nil
 		if v := catalog.Get(id); v != nil {
 			c, err := wire.ParseLogEntry(v)
 			if err != nil {
@@ -558,7 +631,15 @@ func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wir
 		return wire.LogEntry{}, fmt.Errorf("commit to %s: %w", s.catalogPath, err)
 	}
 	s.collected = s.collected[:0]
+	s.treeMu.Lock()
+	if cur != nil {
+		s.tree.Remove(tupleOf(cur))
+	}
+	if e.Op == wire.OpPut {
+		s.tree.Add(tupleOf(&e))
+	}
 	s.last.Store(e.LSN)
+	s.treeMu.Unlock()
 	for _, d := range garbage {
 		// A failure leaves d in bucketGC for the next open to retry; the
 		// commit itself stands.
@@ -618,7 +699,7 @@ func (s *store) removeBlobLocked(d wire.Digest) error {
 func (s *store) get(ns, key string) (wire.LogEntry, error) {
 	var e wire.LogEntry
 	err := s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketCatalog)).Get([]byte(ns + "\x00" + key))
+		v := tx.Bucket([]byte(bucketCatalog)).Get(aetree.Key(ns, key))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -645,14 +726,36 @@ func (s *store) openBlob(d wire.Digest) (fsys.File, error) {
 // lastLSN returns the LSN of the last committed mutation (0 if none).
 func (s *store) lastLSN() uint64 { return s.last.Load() }
 
+// firstLSN returns the first LSN the log still holds; entries before it
+// were compacted (1: none were).
+func (s *store) firstLSN() uint64 { return s.first.Load() }
+
+// errLogGap reports that the log no longer holds the entries asked for.
+var errLogGap = errors.New("log compacted past the entries asked for")
+
 // readLog calls fn with every log entry whose LSN is above after, in LSN
 // order, until fn returns an error, which readLog returns. Entries are read
 // in short transactions, so fn may be slow; entries committed while readLog
 // runs are included.
+//
+// Once compaction has removed entries after `after`, readLog returns
+// errLogGap (wrapped) before calling fn: the caller catches up by other
+// means (a snapshot, or the catalog).
 func (s *store) readLog(after uint64, fn func(wire.LogEntry) error) error {
+	if first := s.first.Load(); after+1 < first {
+		return fmt.Errorf("read log of %s after lsn %d: %w (first kept: %d)", s.catalogPath, after, errLogGap, first)
+	}
 	for after < math.MaxUint64 {
 		var batch []wire.LogEntry
 		err := s.db.View(func(tx *bolt.Tx) error {
+			// Compaction moves the first LSN in the transaction that
+			// deletes entries: checked here, a stretch it removed is
+			// never taken for the end of the log.
+			if v := tx.Bucket([]byte(bucketMeta)).Get([]byte(metaFirst)); len(v) == 8 {
+				if first := binary.BigEndian.Uint64(v); after+1 < first {
+					return fmt.Errorf("%w (first kept: %d)", errLogGap, first)
+				}
+			}
 			c := tx.Bucket([]byte(bucketLog)).Cursor()
 			bytes := 0
 			for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, after+1)); k != nil; k, v = c.Next() {
@@ -668,7 +771,7 @@ func (s *store) readLog(after uint64, fn func(wire.LogEntry) error) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("read log of %s: %w", s.catalogPath, err)
+			return fmt.Errorf("read log of %s after lsn %d: %w", s.catalogPath, after, err)
 		}
 		if len(batch) == 0 {
 			return nil
@@ -684,7 +787,7 @@ func (s *store) readLog(after uint64, fn func(wire.LogEntry) error) error {
 }
 
 // forEachObject calls fn with the current version of every object, in
-// (namespace, key) order, until fn returns an error. Like readLog it reads
+// catalog order (leaf, namespace, key), until fn returns an error. Like readLog it reads
 // in short transactions, so the result is not a point-in-time snapshot:
 // each entry was current when it was read. A consistent snapshot is
 // lastLSN taken before the walk plus a replay of the log from there, which

@@ -80,27 +80,41 @@ func TestCLISetUpPublishServeStatusDelete(t *testing.T) {
 		}
 	}
 
-	// status: a table with the edge up, and the same as JSON.
+	// status: the origin's section (LSN, scrubbing), then a table with
+	// the edge up; and the same as JSON.
 	out = mustCLI(t, append([]string{"status"}, cli...)...)
 	var row []string
-	for _, line := range strings.Split(out, "\n") {
+	header := -1
+	lines := strings.Split(out, "\n")
+	for i, line := range lines {
 		if f := strings.Fields(line); len(f) > 0 && f[0] == "e1" {
 			row = f
+		}
+		if strings.HasPrefix(line, "EDGE") && header < 0 {
+			header = i
 		}
 	}
 	if len(row) < 7 || row[1] != "eu-west" || row[2] != "up" || row[len(row)-1] != e1.url() {
 		t.Fatalf("status printed\n%s\nwant a row: e1 eu-west up ... %s", out, e1.url())
 	}
-	if !strings.HasPrefix(out, "EDGE") {
-		t.Errorf("status table starts %q, want a header", out)
+	if header < 0 || !strings.HasPrefix(out, "ORIGIN") ||
+		!strings.Contains(strings.Join(lines[:header], "\n"), "SCRUB") || strings.Contains(out, "CORRUPT") {
+		t.Errorf("status printed\n%s\nwant an origin section with a SCRUB line and no corrupt blobs, then the EDGE table", out)
+	}
+	if !strings.Contains(out, fmt.Sprintf("LAST LSN  %d", res.LSN)) {
+		t.Errorf("status printed\n%s\nwant LAST LSN %d", out, res.LSN)
 	}
 	out = mustCLI(t, append([]string{"status", "--json"}, cli...)...)
-	var edges []origin.EdgeStatus
-	if err := json.Unmarshal([]byte(out), &edges); err != nil {
+	var st origin.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json printed %q: %v", out, err)
 	}
+	edges := st.Edges
 	if len(edges) != 1 || edges[0].ID != "e1" || edges[0].State != origin.EdgeUp || edges[0].PublicURL != e1.url() {
 		t.Fatalf("status --json: %+v, want e1 up at %s", edges, e1.url())
+	}
+	if st.LastLSN != res.LSN || st.Scrub.Rate != 20<<20 || st.Scrub.Interval != "24h0m0s" || st.Scrub.CorruptBlobs == nil {
+		t.Fatalf("status --json: lsn %d, scrub %+v; want lsn %d and the default scrub rate and interval", st.LastLSN, st.Scrub, res.LSN)
 	}
 
 	// placement plan | apply: the plan from a topology naming e1 is put in
@@ -179,6 +193,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"status", "--token-file", empty}, "is empty"},
 		{[]string{"status", "--token", "0123456789abcdef", "--origin", "127.0.0.1:1"}, "want a URL"},
 		{[]string{"origin", "--data", dir, "--ca", dir}, "admin token is required"},
+		{[]string{"origin", "--data", dir, "--ca", dir, "--token", "0123456789abcdef", "--scrub-rate", "fast"}, "--scrub-rate"},
 		{[]string{"--log-level", "loud", "status"}, "--log-level"},
 		{[]string{"dev", "--base-port", "65000"}, "--base-port 65000"},
 	} {

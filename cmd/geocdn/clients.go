@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"github.com/geocdn/geocdn/origin"
@@ -153,10 +154,10 @@ func deleteCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the edges the origin knows and their state",
-		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print JSON", EnvVars: env("json")}}, tokenFlags...),
+		Usage: "show the origin's state (LSN, blob scrubbing, corrupt blobs) and the edges it knows",
+		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print the origin's GET /v1/status answer as it is", EnvVars: env("json")}}, tokenFlags...),
 		Action: func(c *cli.Context) error {
-			_, out, err := adminRequest(c, http.MethodGet, "/v1/edges", nil, nil, 0, nil)
+			_, out, err := adminRequest(c, http.MethodGet, "/v1/status", nil, nil, 0, nil)
 			if err != nil {
 				return err
 			}
@@ -164,13 +165,15 @@ func statusCommand() *cli.Command {
 				os.Stdout.Write(out)
 				return nil
 			}
-			var edges []origin.EdgeStatus
-			if err := json.Unmarshal(out, &edges); err != nil {
-				return fmt.Errorf("decode /v1/edges: %w", err)
+			var st origin.Status
+			if err := json.Unmarshal(out, &st); err != nil {
+				return fmt.Errorf("decode /v1/status: %w", err)
 			}
+			printOriginStatus(os.Stdout, st, time.Now())
+			fmt.Println()
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tURL")
-			for _, e := range edges {
+			for _, e := range st.Edges {
 				left := "-"
 				if !e.LeaseExpires.IsZero() {
 					if d := time.Until(e.LeaseExpires); d > 0 {
@@ -182,6 +185,58 @@ func statusCommand() *cli.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// printOriginStatus writes the origin section of `geocdn status`. Corrupt
+// blobs are shouted: the origin holds the only copy and cannot repair them.
+func printOriginStatus(w io.Writer, st origin.Status, now time.Time) {
+	sc := st.Scrub
+	fmt.Fprintf(w, "ORIGIN    %s\n", st.ID)
+	fmt.Fprintf(w, "LAST LSN  %d\n", st.LastLSN)
+	var pass string
+	switch {
+	case sc.Running:
+		pass = fmt.Sprintf("pass %d running, %.1f%% done (%s of %s, %d of %d blobs)", sc.Pass, 100*sc.Progress,
+			humanize.IBytes(uint64(sc.PassBytes)), humanize.IBytes(uint64(sc.PassTotalBytes)), sc.PassBlobs, sc.PassTotalBlobs)
+	case sc.Pass == 0:
+		pass = "no pass yet"
+	default:
+		pass = fmt.Sprintf("pass %d checked %d blobs (%s)", sc.Pass, sc.PassTotalBlobs, humanize.IBytes(uint64(sc.PassTotalBytes)))
+		if !sc.NextPass.IsZero() {
+			pass += ", next in " + roundAge(sc.NextPass.Sub(now))
+		}
+	}
+	if !sc.LastPassFinished.IsZero() && sc.Running {
+		pass += "; last full pass ended " + roundAge(now.Sub(sc.LastPassFinished)) + " ago"
+	}
+	fmt.Fprintf(w, "SCRUB     %s; at most %s/s, a pass every %s\n", pass, humanize.IBytes(uint64(sc.Rate)), sc.Interval)
+	if sc.PassReadErrors > 0 {
+		fmt.Fprintf(w, "SCRUB     %d blobs could not be read this pass: %s\n", sc.PassReadErrors, sc.LastError)
+	}
+	if n := max(len(sc.CorruptBlobs), sc.PassCorrupt); n > 0 {
+		fmt.Fprintf(w, "!!! %d CORRUPT BLOB(S) AT THE ORIGIN: content no longer matches its digest, and the origin cannot repair it.\n", n)
+		fmt.Fprintf(w, "!!! Restore each file, or delete the keys naming it and publish them again.\n")
+		for _, b := range sc.CorruptBlobs {
+			keys := "-"
+			if len(b.Keys) > 0 {
+				ks := make([]string, len(b.Keys))
+				for i, k := range b.Keys {
+					ks[i] = k.String()
+				}
+				keys = strings.Join(ks, ", ")
+			}
+			fmt.Fprintf(w, "!!!   %s  %s  %s  keys: %s\n", b.Digest, b.Reason, b.Path, keys)
+		}
+	}
+}
+
+// roundAge rounds d for a person: seconds under an hour, minutes above.
+func roundAge(d time.Duration) string {
+	d = max(d, 0)
+	if d < time.Hour {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Minute).String()
 }
 
 // contentTypeFor guesses a Content-Type from the key's extension.

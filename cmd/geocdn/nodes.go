@@ -93,6 +93,16 @@ func sizeFlag(c *cli.Context, name string) (int64, error) {
 	return int64(n), nil
 }
 
+// rateFlag parses a byte rate like "20MiB/s" or "20MiB" (per second).
+func rateFlag(c *cli.Context, name string) (int64, error) {
+	s := strings.TrimSpace(c.String(name))
+	n, err := humanize.ParseBytes(strings.TrimSuffix(s, "/s"))
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: want bytes per second like 20MiB/s: %w", name, s, err)
+	}
+	return int64(n), nil
+}
+
 // readyFileFlag is --ready-file of every command that serves.
 func readyFileFlag() cli.Flag {
 	return &cli.StringFlag{Name: "ready-file", EnvVars: env("ready-file"), Usage: "once serving, write JSON naming the role, id, " +
@@ -131,10 +141,18 @@ func originCommand() *cli.Command {
 			&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
 			&cli.StringFlag{Name: "metrics-token-file", Usage: "file holding a bearer token that GET /metrics then requires (the admin token works there too); without it /metrics is public", EnvVars: env("metrics-token-file")},
 			&cli.StringFlag{Name: "metrics-token", Usage: "as --metrics-token-file, given directly (prefer the file outside tests)", EnvVars: env("metrics-token")},
+			&cli.StringFlag{Name: "scrub-rate", Value: humanize.IBytes(uint64(d.ScrubRate)) + "/s", EnvVars: env("scrub-rate"),
+				Usage: "bytes per second the background scrubber may read to re-check blobs against their digests"},
+			&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
+				Usage: "how often a scrub pass over every blob starts (a slower pass is followed by the next at once)"},
 			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
 		Action: func(c *cli.Context) error {
 			tok, err := loadToken(c)
+			if err != nil {
+				return err
+			}
+			scrubRate, err := rateFlag(c, "scrub-rate")
 			if err != nil {
 				return err
 			}
@@ -155,7 +173,8 @@ func originCommand() *cli.Command {
 			o, err := origin.New(origin.Config{
 				ID: c.String("id"), DataDir: c.String("data"), HTTPAddr: c.String("http"), QUICAddr: c.String("quic"),
 				CA: ca, Cert: cert, Token: tok, MetricsToken: metricsTok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
-				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"), Logger: slog.Default(),
+				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"),
+				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
 			})
 			if err != nil {
 				return err

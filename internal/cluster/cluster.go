@@ -50,6 +50,10 @@ type Config struct {
 	MaxObjectSize  int64
 	// CacheSize and DiskBytes apply to every edge: see edge.Config.
 	CacheSize, DiskBytes int64
+	// LogRetention is the origin's (origin.Config); ResyncInterval every
+	// edge's (edge.Config).
+	LogRetention   origin.LogRetention
+	ResyncInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// OnEvent receives the origin's replication events.
@@ -91,6 +95,9 @@ type EdgeNode struct {
 	mu   sync.Mutex
 	node *node[*edge.Edge]
 }
+
+// Dir is the edge's data directory.
+func (e *EdgeNode) Dir() string { return e.dir }
 
 // Edge returns the running edge, or nil while it is killed.
 func (e *EdgeNode) Edge() *edge.Edge {
@@ -176,6 +183,7 @@ func (c *Cluster) settings() nodeSettings {
 		dir: c.cfg.Dir, ca: c.CA, token: c.Token, leaseTerm: c.cfg.LeaseTerm, replicas: c.cfg.Replicas,
 		publishTimeout: c.cfg.PublishTimeout, maxObjectSize: c.cfg.MaxObjectSize,
 		cacheSize: c.cfg.CacheSize, diskBytes: c.cfg.DiskBytes, logger: c.cfg.Logger, onEvent: c.cfg.OnEvent,
+		logRetention: c.cfg.LogRetention, resyncInterval: c.cfg.ResyncInterval,
 	}
 }
 

@@ -28,6 +28,8 @@ type nodeSettings struct {
 	cacheSize, diskBytes int64
 	logger               *slog.Logger
 	onEvent              func(origin.Event)
+	logRetention         origin.LogRetention
+	resyncInterval       time.Duration
 }
 
 // originID is the id of every harness's single origin.
@@ -47,6 +49,7 @@ func (s nodeSettings) runOrigin(pc net.PacketConn, ln net.Listener) (*node[*orig
 		HTTPListener: ln, PacketConn: pc, CA: s.ca, Cert: cert, Token: s.token,
 		LeaseTerm: s.leaseTerm, Replicas: s.replicas, PublishTimeout: s.publishTimeout,
 		MaxObjectSize: s.maxObjectSize, Logger: s.logger, OnEvent: s.onEvent,
+		LogRetention: s.logRetention,
 	})
 	if err != nil {
 		return nil, err
@@ -76,6 +79,7 @@ func (s nodeSettings) runEdge(en *EdgeNode, originAddr net.Addr, pc net.PacketCo
 		Origin: originAddr, PacketConn: pc, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr,
 		PublicURL: en.URL, DataDir: en.dir, CA: s.ca, Cert: cert,
 		CacheSize: s.cacheSize, DiskBytes: s.diskBytes, Logger: s.logger,
+		ResyncInterval: s.resyncInterval,
 	})
 	if err != nil {
 		return nil, err

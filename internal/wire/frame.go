@@ -25,6 +25,17 @@ const (
 	FramePushResult   FrameType = 0x32
 	FrameFillRequest  FrameType = 0x40
 	FrameFillResponse FrameType = 0x41
+
+	FrameTreeRequest     FrameType = 0x50
+	FrameTreeNodes       FrameType = 0x51
+	FrameLeafRequest     FrameType = 0x52
+	FrameLeafTuples      FrameType = 0x53
+	FrameEntryRequest    FrameType = 0x54
+	FrameSnapshotRequest FrameType = 0x55
+	FrameResyncEnd       FrameType = 0x56
+	FrameResyncReport    FrameType = 0x57
+	FrameResyncNow       FrameType = 0x58
+	FrameLogGap          FrameType = 0x59
 )
 
 func (t FrameType) String() string {
@@ -53,6 +64,26 @@ func (t FrameType) String() string {
 		return "fill-request"
 	case FrameFillResponse:
 		return "fill-response"
+	case FrameTreeRequest:
+		return "tree-request"
+	case FrameTreeNodes:
+		return "tree-nodes"
+	case FrameLeafRequest:
+		return "leaf-request"
+	case FrameLeafTuples:
+		return "leaf-tuples"
+	case FrameEntryRequest:
+		return "entry-request"
+	case FrameSnapshotRequest:
+		return "snapshot-request"
+	case FrameResyncEnd:
+		return "resync-end"
+	case FrameResyncReport:
+		return "resync-report"
+	case FrameResyncNow:
+		return "resync-now"
+	case FrameLogGap:
+		return "log-gap"
 	}
 	return "frame(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -95,6 +126,16 @@ var (
 	_ Frame = PushResult{}
 	_ Frame = FillRequest{}
 	_ Frame = FillResponse{}
+	_ Frame = TreeRequest{}
+	_ Frame = TreeNodes{}
+	_ Frame = LeafRequest{}
+	_ Frame = LeafTuples{}
+	_ Frame = EntryRequest{}
+	_ Frame = SnapshotRequest{}
+	_ Frame = ResyncEnd{}
+	_ Frame = ResyncReport{}
+	_ Frame = ResyncNow{}
+	_ Frame = LogGap{}
 )
 
 // AppendFrame appends f as a whole frame: type byte, varint payload length,
@@ -209,6 +250,26 @@ func parsePayload(t FrameType, p []byte) (Frame, error) {
 		return asFrame(parseFillRequest(p))
 	case FrameFillResponse:
 		return asFrame(parseFillResponse(p))
+	case FrameTreeRequest:
+		return asFrame(parseTreeRequest(p))
+	case FrameTreeNodes:
+		return asFrame(parseTreeNodes(p))
+	case FrameLeafRequest:
+		return asFrame(parseLeafRequest(p))
+	case FrameLeafTuples:
+		return asFrame(parseLeafTuples(p))
+	case FrameEntryRequest:
+		return asFrame(parseEntryRequest(p))
+	case FrameSnapshotRequest:
+		return asFrame(parseSnapshotRequest(p))
+	case FrameResyncEnd:
+		return asFrame(parseResyncEnd(p))
+	case FrameResyncReport:
+		return asFrame(parseResyncReport(p))
+	case FrameResyncNow:
+		return asFrame(parseResyncNow(p))
+	case FrameLogGap:
+		return asFrame(parseLogGap(p))
 	}
 	return nil, fmt.Errorf("%w 0x%02x", ErrUnknownFrame, uint8(t))
 }

@@ -107,7 +107,7 @@ func validFrames() []frameCase {
 		{name: "hello/negative-zero", in: Hello{Kind: ConnControl, Lat: math.Copysign(0, -1), Lon: -180}},
 		{name: "welcome", in: Welcome{Version: 1, OriginID: "origin-1", CurrentLSN: 99, LeaseMillis: 2000, HeartbeatInterval: 500}},
 		{name: "welcome/empty", in: Welcome{}},
-		{name: "welcome/max", in: Welcome{Version: 255, OriginID: "ö", CurrentLSN: MaxVarint, LeaseMillis: MaxVarint, HeartbeatInterval: MaxVarint}},
+		{name: "welcome/max", in: Welcome{Version: 255, OriginID: "ö", CurrentLSN: MaxVarint, LeaseMillis: MaxVarint, HeartbeatInterval: MaxVarint, FirstLSN: MaxVarint}},
 		{name: "reject", in: Reject{Code: RejectIdentity, Reason: "certificate names edge-2"}},
 		{name: "reject/empty-reason", in: Reject{Code: RejectShutdown}},
 		{name: "reject/max-reason", in: Reject{Code: RejectVersion, Reason: strings.Repeat("r", MaxStringLen)}},
@@ -144,6 +144,22 @@ func validFrames() []frameCase {
 		{name: "fill-response/ok-with-reason", in: FillResponse{Status: FillOK, Reason: "pending, do not cache", Entry: deleted}},
 		{name: "fill-response/not-found", in: FillResponse{Status: FillNotFound, Reason: "no such key"}},
 		{name: "fill-response/not-modified", in: FillResponse{Status: FillNotModified, Entry: fullEntry()}},
+		{name: "tree-request/root", in: TreeRequest{Level: 0, Indices: []uint32{0}}},
+		{name: "tree-request/leaves", in: TreeRequest{Level: TreeDepth, Indices: []uint32{0, 63, 64, TreeLeaves - 1}}},
+		{name: "tree-request/empty", in: TreeRequest{Level: 2}},
+		{name: "tree-nodes", in: TreeNodes{LSN: 77, Hashes: []NodeHash{{1}, {2, 3}}}},
+		{name: "tree-nodes/empty", in: TreeNodes{}},
+		{name: "leaf-request", in: LeafRequest{Leaves: []uint32{5, TreeLeaves - 1}}},
+		{name: "leaf-tuples", in: LeafTuples{Tuples: []Tuple{{Namespace: "default", Key: "a/b", LSN: 9, Digest: testDigest(7)}, {Namespace: "x", Key: "ключ", LSN: MaxVarint}}}},
+		{name: "leaf-tuples/empty", in: LeafTuples{}},
+		{name: "entry-request", in: EntryRequest{Objects: []ObjectRef{{"default", "a"}, {"n", "b/c"}}}},
+		{name: "snapshot-request", in: SnapshotRequest{FromLeaf: 0, ToLeaf: TreeLeaves}},
+		{name: "resync-end", in: ResyncEnd{LSN: 123}},
+		{name: "resync-end/error", in: ResyncEnd{LSN: 1, Error: "catalog unreadable"}},
+		{name: "resync-report", in: ResyncReport{ID: 4, DurationMillis: 1500, Missing: 20, Stale: 1, Extra: 2, Metadata: 3, Corrupt: 5, Repaired: 31, Failed: 0, Entries: 400, Bytes: 9000, Snapshot: true, Error: "x"}},
+		{name: "resync-report/zero", in: ResyncReport{}},
+		{name: "resync-now", in: ResyncNow{ID: 8}},
+		{name: "log-gap", in: LogGap{FirstLSN: 9001}},
 		{name: "fill-response/error-drops-entry", in: FillResponse{Status: FillError, Reason: "io", Entry: fullEntry()}, want: FillResponse{Status: FillError, Reason: "io"}},
 	}
 }
@@ -450,6 +466,10 @@ func TestMalformed(t *testing.T) {
 	overflow = append(overflow, make([]byte, 8)...)
 	overflow = quicvarint.Append(overflow, 0)
 
+	truncated := func(f Frame) []byte {
+		p := f.Append(nil)
+		return frameBytes(f.Type(), p[:len(p)-1])
+	}
 	withLastByte := func(f Frame, v byte) []byte {
 		p := f.Append(nil)
 		p[len(p)-1] = v
@@ -477,6 +497,15 @@ func TestMalformed(t *testing.T) {
 		{"hello/lon +Inf", AppendFrame(nil, Hello{Kind: ConnData, Lon: math.Inf(1)}), "longitude"},
 		{"hello/edge id too long", AppendFrame(nil, Hello{Kind: ConnData, EdgeID: strings.Repeat("x", MaxStringLen+1)}), "edge id: length 4097"},
 		{"welcome/origin id too long", AppendFrame(nil, Welcome{OriginID: strings.Repeat("x", MaxStringLen+1)}), "origin id"},
+		{"tree request/level 5", AppendFrame(nil, TreeRequest{Level: TreeDepth + 1}), "level 5"},
+		{"tree request/index beyond level", AppendFrame(nil, TreeRequest{Level: 1, Indices: []uint32{16}}), "index 16"},
+		{"tree request/too many", AppendFrame(nil, TreeRequest{Level: TreeDepth, Indices: make([]uint32, MaxTreeNodes+1)}), "exceed"},
+		{"leaf request/leaf beyond", AppendFrame(nil, LeafRequest{Leaves: []uint32{TreeLeaves}}), "leaf 65536"},
+		{"leaf tuples/NUL in key", AppendFrame(nil, LeafTuples{Tuples: []Tuple{{Namespace: "d", Key: "a\x00b"}}}), "NUL"},
+		{"entry request/key too long", AppendFrame(nil, EntryRequest{Objects: []ObjectRef{{"d", strings.Repeat("k", MaxKeyLen+1)}}}), "key"},
+		{"snapshot request/empty range", AppendFrame(nil, SnapshotRequest{FromLeaf: 5, ToLeaf: 5}), "empty"},
+		{"snapshot request/beyond", AppendFrame(nil, SnapshotRequest{FromLeaf: 0, ToLeaf: TreeLeaves + 1}), "beyond"},
+		{"tree nodes/truncated hash", truncated(TreeNodes{Hashes: []NodeHash{{1}}}), "hash"},
 		{"reject/code 0", AppendFrame(nil, Reject{Code: 0}), "reject code"},
 		{"reject/code 5", AppendFrame(nil, Reject{Code: 5}), "reject code"},
 		{"log entry/version 0", withVersion(0), "format version 0"},

@@ -9,7 +9,9 @@ import (
 )
 
 // ProtocolVersion is the version of the frame protocol carried in Hello.
-const ProtocolVersion = 1
+//
+// Version 2 added FirstLSN to Welcome and the anti-entropy frames.
+const ProtocolVersion = 2
 
 // ConnKind says what a QUIC connection carries. Control traffic (log,
 // heartbeats, leases) has a connection of its own so that bulk transfers,
@@ -57,13 +59,17 @@ type Hello struct {
 // Welcome is the origin's answer to an accepted Hello.
 //
 // Layout: protocol version (1 byte) | origin id | current LSN
-// | lease term ms | heartbeat interval ms.
+// | lease term ms | heartbeat interval ms | first lsn.
 type Welcome struct {
 	Version           uint8
 	OriginID          string
 	CurrentLSN        uint64
 	LeaseMillis       uint64
 	HeartbeatInterval uint64 // milliseconds
+	// FirstLSN is the first entry the origin's log still holds (0 or 1:
+	// nothing was compacted). An edge whose watermark is below
+	// FirstLSN-1 catches up by snapshot (see LogGap).
+	FirstLSN uint64
 }
 
 // RejectCode says why the origin refused a connection.
@@ -154,7 +160,7 @@ func (Welcome) Type() FrameType { return FrameWelcome }
 
 func (w Welcome) Len() int {
 	return 1 + stringLen(w.OriginID) + varintLen(w.CurrentLSN) +
-		varintLen(w.LeaseMillis) + varintLen(w.HeartbeatInterval)
+		varintLen(w.LeaseMillis) + varintLen(w.HeartbeatInterval) + varintLen(w.FirstLSN)
 }
 
 func (w Welcome) Append(b []byte) []byte {
@@ -162,7 +168,8 @@ func (w Welcome) Append(b []byte) []byte {
 	b = appendString(b, w.OriginID)
 	b = quicvarint.Append(b, w.CurrentLSN)
 	b = quicvarint.Append(b, w.LeaseMillis)
-	return quicvarint.Append(b, w.HeartbeatInterval)
+	b = quicvarint.Append(b, w.HeartbeatInterval)
+	return quicvarint.Append(b, w.FirstLSN)
 }
 
 func parseWelcome(b []byte) (Welcome, error) {
@@ -173,6 +180,7 @@ func parseWelcome(b []byte) (Welcome, error) {
 		CurrentLSN:        d.varint("current lsn"),
 		LeaseMillis:       d.varint("lease"),
 		HeartbeatInterval: d.varint("heartbeat interval"),
+		FirstLSN:          d.varint("first lsn"),
 	}
 	if err := d.finish(); err != nil {
 		return Welcome{}, err

@@ -1,0 +1,193 @@
+package edge
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/geocdn/geocdn/internal/aetree"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// The store's side of anti-entropy (resync.go drives it): the hash tree
+// and the entries of a leaf, each read with the watermark it reflects;
+// repairs that apply only if the key has not moved since it was compared;
+// and a check of the blob files themselves.
+
+// treeNodes returns the hashes of the given nodes of one level and the
+// watermark they reflect.
+func (s *store) treeNodes(level int, indices []uint32) ([]aetree.Hash, uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	hs, err := s.tree.Nodes(nil, level, indices)
+	return hs, s.wm.Load(), err
+}
+
+// leafEntries returns the current versions in leaves, read from the index
+// on disk in one transaction, and the watermark it was at.
+func (s *store) leafEntries(leaves []uint32) (map[objKey]wire.LogEntry, uint64, error) {
+	out := make(map[objKey]wire.LogEntry)
+	var wm uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(keyWatermark); len(v) == 8 {
+			wm = binary.BigEndian.Uint64(v)
+		}
+		objs := tx.Bucket(bucketObjects)
+		for _, l := range leaves {
+			err := aetree.ScanLeaves(objs, l, l+1, func(k, v []byte) error {
+				e, err := wire.ParseLogEntry(v)
+				if err != nil {
+					return fmt.Errorf("index entry %q: %w", k, err)
+				}
+				out[objKey{e.Namespace, e.Key}] = e
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("edge: read index: %w", err)
+	}
+	return out, wm, nil
+}
+
+// trackTouched starts recording which keys the log changes (store.touched)
+// and returns the function that stops it. One resync runs at a time.
+func (s *store) trackTouched() (stop func()) {
+	s.mu.Lock()
+	s.touched = make(map[objKey]uint64)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.touched = nil
+		s.mu.Unlock()
+	}
+}
+
+// touchedAfter reports whether the log changed k at an LSN above lsn
+// since trackTouched.
+func (s *store) touchedAfter(k objKey, lsn uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.touched[k] > lsn
+}
+
+// repair is one change anti-entropy makes to the index: k becomes entry
+// (nil: k is removed), provided k's current version still has LSN expect
+// (0: k has none).
+type repair struct {
+	k      objKey
+	expect uint64
+	entry  *wire.LogEntry
+}
+
+// reconcile applies repairs in one transaction, skipping those whose key
+// moved since it was compared, and returns how many it applied. The
+// watermark does not move: the log's position is the log's business.
+func (s *store) reconcile(rs []repair) (int, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	c := newChangeSet()
+	n := 0
+	for _, r := range rs {
+		var cur uint64
+		if v := s.index[r.k]; v != nil {
+			cur = v.entry.LSN
+		}
+		if _, dup := c.staged[r.k]; dup || cur != r.expect {
+			continue
+		}
+		s.stageLocked(c, r.k, r.entry)
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.commitLocked(c, 0, nil); err != nil {
+		return 0, fmt.Errorf("edge: repair index: %w", err)
+	}
+	return n, nil
+}
+
+// verifyFiles checks that every blob recorded on disk still has its file,
+// of its size, and forgets those that do not (deleted or truncated behind
+// the edge's back), so they are fetched again rather than served short.
+// It costs a stat per blob and reads no content; the scrubber reads it.
+func (s *store) verifyFiles() (lost int, err error) {
+	type rec struct {
+		d    wire.Digest
+		size int64
+	}
+	var all []rec
+	s.mu.RLock()
+	for d, b := range s.blobs {
+		if b.onDisk {
+			all = append(all, rec{d, b.size})
+		}
+	}
+	s.mu.RUnlock()
+	var gone []wire.Digest
+	for _, r := range all {
+		fi, err := os.Stat(s.blobPath(r.d))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			gone = append(gone, r.d)
+		case err != nil:
+			return 0, fmt.Errorf("edge: check blob %s: %w", shortHex(r.d), err)
+		case fi.Size() != r.size:
+			gone = append(gone, r.d)
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	s.log.Warn("edge: blob files missing or damaged; they will be fetched again", "count", len(gone))
+	return len(gone), s.forget(gone)
+}
+
+// forget drops the records of blobs whose files are gone or bad, and
+// removes what is left of the files: the index entries stay, so the next
+// request or repair fetches the content again.
+func (s *store) forget(ds []wire.Digest) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var victims []evictee
+	s.mu.RLock()
+	for _, d := range ds {
+		if b := s.blobs[d]; b != nil && b.onDisk {
+			victims = append(victims, evictee{d, b})
+		}
+	}
+	s.mu.RUnlock()
+	return s.evictLocked(victims)
+}
+
+// Holding is one current version in an edge's index.
+type Holding struct {
+	Entry wire.LogEntry
+	// Present reports the content on disk; Owed that the edge must hold
+	// it (placement plan, or replica set at publish).
+	Present, Owed bool
+}
+
+// Holdings lists the edge's index, for operators' tools and tests.
+func (e *Edge) Holdings() []Holding {
+	e.store.mu.RLock()
+	out := make([]Holding, 0, len(e.store.index))
+	for _, v := range e.store.index {
+		b := e.store.blobs[v.entry.Digest]
+		out = append(out, Holding{Entry: v.entry, Present: b != nil && b.onDisk})
+	}
+	e.store.mu.RUnlock()
+	for i := range out {
+		out[i].Owed = e.owes(out[i].Entry)
+	}
+	return out
+}
