@@ -97,10 +97,19 @@ func (s *store) revalidated(ns, key string, d wire.Digest) {
 // on disk and for which owes is true: replicas a lost push or a crash left
 // behind, for the repair loop to fill.
 func (s *store) missing(owes func(wire.LogEntry) bool) []wire.LogEntry {
+	return s.absent(owes, false)
+}
+
+// absent is missing, with the versions whose content is being received
+// too if inFlight: a resync reports every owed version it found absent,
+// and fetches it even if a push or a repair fill is under way, so that
+// the edge holds what it owes when the resync ends (a second copy of the
+// same content is stored once).
+func (s *store) absent(owes func(wire.LogEntry) bool, inFlight bool) []wire.LogEntry {
 	s.mu.RLock()
 	var out []wire.LogEntry
 	for _, v := range s.index {
-		if b := s.blobs[v.entry.Digest]; (b == nil || !b.onDisk) && s.receiving[v.entry.Digest] == 0 {
+		if b := s.blobs[v.entry.Digest]; (b == nil || !b.onDisk) && (inFlight || s.receiving[v.entry.Digest] == 0) {
 			out = append(out, v.entry)
 		}
 	}

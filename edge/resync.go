@@ -370,7 +370,7 @@ func (e *Edge) compareLeaves(ctx context.Context, rs *resyncStream, leaves []uin
 // fetchOwed fetches the content of every current version the edge owes
 // and lacks: step 4 of a resync, and the end of a snapshot catch-up.
 func (e *Edge) fetchOwed(ctx context.Context, rep *wire.ResyncReport) error {
-	missing := e.store.missing(e.owes)
+	missing := e.store.absent(e.owes, true)
 	rep.Missing += uint64(len(missing))
 	var errs []error
 	for _, ent := range missing {

@@ -172,7 +172,7 @@ func statusCommand() *cli.Command {
 			printOriginStatus(os.Stdout, st, time.Now())
 			fmt.Println()
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tURL")
+			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tLAST RESYNC\tDIVERGENCE\tURL")
 			for _, e := range st.Edges {
 				left := "-"
 				if !e.LeaseExpires.IsZero() {
@@ -180,7 +180,12 @@ func statusCommand() *cli.Command {
 						left = d.Round(time.Millisecond).String()
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", e.ID, e.Region, e.State, e.Watermark, e.Lag, left, e.PublicURL)
+				last, div := "-", "-"
+				if r := e.LastResync; r != nil {
+					last = fmt.Sprintf("%s ago, %s", time.Since(r.At).Round(time.Second), r.Outcome)
+					div = fmt.Sprint(r.Divergence())
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Region, e.State, e.Watermark, e.Lag, left, last, div, e.PublicURL)
 			}
 			return tw.Flush()
 		},

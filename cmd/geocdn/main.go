@@ -37,6 +37,7 @@ func main() {
 			deleteCommand(),
 			purgeCommand(),
 			statusCommand(),
+			resyncCommand(),
 			caCommand(),
 			placementCommand(),
 		},

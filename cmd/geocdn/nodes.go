@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -145,6 +146,8 @@ func originCommand() *cli.Command {
 				Usage: "bytes per second the background scrubber may read to re-check blobs against their digests"},
 			&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
 				Usage: "how often a scrub pass over every blob starts (a slower pass is followed by the next at once)"},
+			&cli.StringFlag{Name: "log-retention", Value: d.LogRetention.String(), EnvVars: env("log-retention"),
+				Usage: "how much of the replication log to keep: a count of entries (1000000) or a duration (168h); edges further behind catch up by snapshot"},
 			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
 		Action: func(c *cli.Context) error {
@@ -153,6 +156,10 @@ func originCommand() *cli.Command {
 				return err
 			}
 			scrubRate, err := rateFlag(c, "scrub-rate")
+			if err != nil {
+				return err
+			}
+			retention, err := parseRetention(c.String("log-retention"))
 			if err != nil {
 				return err
 			}
@@ -174,7 +181,8 @@ func originCommand() *cli.Command {
 				ID: c.String("id"), DataDir: c.String("data"), HTTPAddr: c.String("http"), QUICAddr: c.String("quic"),
 				CA: ca, Cert: cert, Token: tok, MetricsToken: metricsTok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
 				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"),
-				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
+				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), LogRetention: retention,
+				Logger: slog.Default(),
 			})
 			if err != nil {
 				return err
@@ -186,6 +194,17 @@ func originCommand() *cli.Command {
 			}, o.Run)
 		},
 	}
+}
+
+// parseRetention reads --log-retention: a count of entries or a duration.
+func parseRetention(v string) (origin.LogRetention, error) {
+	if n, err := strconv.ParseUint(strings.ReplaceAll(v, "_", ""), 10, 64); err == nil && n > 0 {
+		return origin.LogRetention{Entries: n}, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return origin.LogRetention{Age: d}, nil
+	}
+	return origin.LogRetention{}, fmt.Errorf("--log-retention %q: want a positive count of entries (1000000) or a duration (168h)", v)
 }
 
 func edgeCommand() *cli.Command {
@@ -209,6 +228,8 @@ func edgeCommand() *cli.Command {
 			&cli.StringFlag{Name: "disk-size", Usage: "cap on the on-disk store (default: the filesystem's)", EnvVars: env("disk-size")},
 			&cli.DurationFlag{Name: "drain-delay", Value: 2 * time.Second, Usage: "on SIGTERM, report unhealthy this long before closing", EnvVars: env("drain-delay")},
 			&cli.IntFlag{Name: "max-conns", Value: d.MaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
+			&cli.DurationFlag{Name: "resync-interval", Value: d.ResyncInterval, EnvVars: env("resync-interval"),
+				Usage: "how often to run anti-entropy with the origin (jittered by ±20%); `geocdn resync` runs one at once"},
 			readyFileFlag(),
 		}, certFlags...),
 		Action: func(c *cli.Context) error {
@@ -244,7 +265,7 @@ func edgeCommand() *cli.Command {
 				FaultDomain: c.String("fault-domain"), Origin: originAddr, HTTPAddr: c.String("http"),
 				AdminAddr: c.String("admin"), PublicURL: c.String("public-url"), DataDir: c.String("data"),
 				CA: ca, Cert: cert, CacheSize: cacheSize, HotMaxObject: hotMax, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
-				MaxConns: maxConns, Logger: slog.Default(),
+				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"), Logger: slog.Default(),
 			})
 			if err != nil {
 				return err

@@ -50,6 +50,9 @@ type WANConfig struct {
 	MaxObjectSize  int64
 	// CacheSize and DiskBytes apply to every edge: see edge.Config.
 	CacheSize, DiskBytes int64
+	// LogRetention is the origin's; ResyncInterval every edge's.
+	LogRetention   origin.LogRetention
+	ResyncInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// OnEvent receives the origin's replication events.
@@ -195,6 +198,7 @@ func (w *WAN) settings() nodeSettings {
 		dir: w.cfg.Dir, ca: w.CA, token: w.Token, leaseTerm: w.cfg.LeaseTerm, replicas: w.cfg.Replicas,
 		publishTimeout: w.cfg.PublishTimeout, maxObjectSize: w.cfg.MaxObjectSize,
 		cacheSize: w.cfg.CacheSize, diskBytes: w.cfg.DiskBytes, logger: w.cfg.Logger, onEvent: w.cfg.OnEvent,
+		logRetention: w.cfg.LogRetention, resyncInterval: w.cfg.ResyncInterval,
 	}
 }
 
