@@ -28,6 +28,7 @@ import (
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/h1"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
 )
@@ -86,6 +87,15 @@ type Config struct {
 	// ResyncInterval is how often the edge runs anti-entropy with the
 	// origin, jittered by ±20%. Default 10m.
 	ResyncInterval time.Duration
+	// ScrubRate bounds, in bytes per second, how fast the background
+	// scrubber re-reads stored blobs to check them against their digests
+	// (a corrupt one is quarantined and filled again from the origin).
+	// Default 20 MiB/s; must not be negative.
+	ScrubRate int64
+	// ScrubInterval is how often a scrub pass over every stored blob
+	// starts (a pass slower than this is followed by the next at once;
+	// the first starts with Run). Default 24h; must not be negative.
+	ScrubInterval time.Duration
 	// MaxConns caps the open client connections, so that a flood of
 	// them costs a cheap refusal each rather than a goroutine, buffers and
 	// a descriptor. Default 10000 (DefaultMaxConns), which should stay
@@ -113,6 +123,8 @@ func DefaultConfig() Config {
 		FillTimeout:    30 * time.Second,
 		MaxConns:       DefaultMaxConns,
 		ResyncInterval: 10 * time.Minute,
+		ScrubRate:      scrub.DefaultRate,
+		ScrubInterval:  scrub.DefaultInterval,
 	}
 }
 
@@ -124,6 +136,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = d.ResyncInterval
+	}
+	if c.ScrubRate == 0 {
+		c.ScrubRate = d.ScrubRate
+	}
+	if c.ScrubInterval == 0 {
+		c.ScrubInterval = d.ScrubInterval
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = d.HTTPAddr
@@ -174,6 +192,12 @@ func (c Config) Validate() error {
 	if c.ResyncInterval < 0 {
 		errs = append(errs, fmt.Errorf("resync interval %v: must be positive", c.ResyncInterval))
 	}
+	if c.ScrubRate < 0 {
+		errs = append(errs, fmt.Errorf("scrub rate: %d bytes/s must not be negative", c.ScrubRate))
+	}
+	if c.ScrubInterval < 0 {
+		errs = append(errs, fmt.Errorf("scrub interval: %v must not be negative", c.ScrubInterval))
+	}
 	if c.CacheSize < 0 || c.HotMaxObject < 0 || c.DiskBytes < 0 {
 		errs = append(errs, errors.New("cache size, hot max object and disk bytes must not be negative"))
 	}
@@ -199,8 +223,8 @@ type Edge struct {
 	adminSrv *http.Server
 
 	draining atomic.Bool
-	// bg tracks push handlers and plan loads, which touch the store and
-	// must end before it closes.
+	// bg tracks push handlers, plan loads and the scrubber, which touch
+	// the store and must end before it closes.
 	bg sync.WaitGroup
 
 	// lease is the volume lease and what heartbeat answers say of the
@@ -221,9 +245,12 @@ type Edge struct {
 	// resyncMu runs one resync at a time.
 	resyncNow chan uint64
 	resyncMu  sync.Mutex
-	// quarantined counts blobs the scrubber found corrupt since the last
-	// resync report.
+	// quarantined counts blobs found corrupt and quarantined (by the
+	// scrubber, or on a read into the hot tier) since the last resync
+	// report.
 	quarantined atomic.Uint64
+	// scrubber re-hashes the stored blobs in the background (scrub.go).
+	scrubber *scrub.Scrubber
 }
 
 // New opens the store and binds the listeners; Run serves them.
@@ -237,11 +264,17 @@ func New(cfg Config) (*Edge, error) {
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,
 		DiskBytes: cfg.DiskBytes, Logger: e.log, Annotate: annotateHeaders,
+		Quarantined: e.blobQuarantined,
 	})
 	if err != nil {
 		return nil, err
 	}
 	e.metrics = newMetrics(cfg.Registry)
+	if e.scrubber, err = e.store.newScrubber(cfg.ScrubRate, cfg.ScrubInterval, e.clk, e.log); err != nil {
+		e.store.close()
+		return nil, err
+	}
+	registerScrubMetrics(cfg.Registry, e.scrubber)
 	if obj, ok := e.store.lookup(placement.PlanNamespace, placement.PlanKey); ok && obj.Present {
 		if err := e.loadPlan(obj.Entry); err != nil {
 			e.log.Error("placement plan on disk", "err", err)
@@ -388,6 +421,11 @@ func (e *Edge) Run(ctx context.Context) error {
 		if err := e.connectLoop(cctx); err != nil {
 			errc <- err
 		}
+	}()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.scrubber.Run(cctx)
 	}()
 	e.log.Info("edge serving", "http", e.HTTPAddr().String(), "origin", e.cfg.Origin.String())
 	var err error

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geocdn/geocdn/internal/h1"
+	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -29,6 +30,9 @@ type metrics struct {
 	resyncDiffs    *prometheus.CounterVec
 	resyncBytes    prometheus.Counter
 	resyncSeconds  prometheus.Gauge
+	// scrubCorrupt counts blobs found corrupt and quarantined, by what
+	// found them.
+	scrubCorrupt *prometheus.CounterVec
 }
 
 // newMetrics registers the edge's instruments on reg.
@@ -91,6 +95,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "geocdn_edge_last_resync_seconds",
 			Help: "How long the latest resync took.",
 		}),
+		scrubCorrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_edge_scrub_corrupt_blobs_total",
+			Help: "Stored blobs found not matching their digest and quarantined (filled again from the origin when next wanted), " +
+				"by what found them: scrub (the background scrubber) or read (a read from disk into the hot tier).",
+		}, []string{"by"}),
 	}
 	// Create the label values up front so dashboards see zeros, not gaps.
 	for _, r := range []string{"ok", "not_found", "error"} {
@@ -102,9 +111,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, r := range []string{"in_sync", "repaired", "failed"} {
 		m.resyncs.WithLabelValues(r)
 	}
+	for _, r := range []string{"scrub", "read"} {
+		m.scrubCorrupt.WithLabelValues(r)
+	}
 	reg.MustRegister(m.hits, m.misses, m.servedBytes, m.fills, m.fillBytes,
 		m.fillDuration, m.pushes, m.purgedVersions, m.watermark, m.logLag,
-		m.resyncs, m.resyncDiffs, m.resyncBytes, m.resyncSeconds)
+		m.resyncs, m.resyncDiffs, m.resyncBytes, m.resyncSeconds, m.scrubCorrupt)
 	return m
 }
 
@@ -192,6 +204,28 @@ func (m *metrics) setLag(lag uint64) {
 	if m != nil {
 		m.logLag.Set(float64(lag))
 	}
+}
+
+// corrupt counts a blob found corrupt and quarantined; by is what found
+// it, "scrub" or "read".
+func (m *metrics) corrupt(by string) {
+	if m != nil {
+		m.scrubCorrupt.WithLabelValues(by).Inc()
+	}
+}
+
+// registerScrubMetrics registers the scrubber's progress on reg, read from
+// sc at each scrape.
+func registerScrubMetrics(reg *prometheus.Registry, sc *scrub.Scrubber) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "geocdn_edge_scrub_bytes_total", Help: "Blob bytes the scrubber read and hashed.",
+		}, func() float64 { return float64(sc.Status().BytesRead) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_edge_scrub_pass_progress",
+			Help: "Fraction of the running scrub pass done, 0 to 1; 1 when idle after a full pass.",
+		}, func() float64 { return sc.Status().Progress() }),
+	)
 }
 
 // registerConnMetrics registers the client server's connection counts on

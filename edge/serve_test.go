@@ -141,12 +141,17 @@ type testEdge struct {
 
 func newTestEdge(t testing.TB, scfg storeConfig, fillTimeout time.Duration) *testEdge {
 	t.Helper()
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	if scfg.Quarantined == nil {
+		scfg.Quarantined = func(_ wire.Digest, by string) { m.corrupt(by) } // as Edge.New does
+	}
 	st := openTestStore(t, scfg)
 	e := &testEdge{
 		st:     st,
 		origin: &fakeOrigin{st: st},
 		view:   &fakeView{at: testNow.Add(-5 * time.Second)},
-		reg:    prometheus.NewRegistry(),
+		reg:    reg,
 	}
 	e.view.isFresh.Store(true)
 	e.healthy.Store(true)
@@ -155,7 +160,7 @@ func newTestEdge(t testing.TB, scfg storeConfig, fillTimeout time.Duration) *tes
 		Fill:        e.origin,
 		View:        e.view,
 		Clock:       func() time.Time { return testNow },
-		Metrics:     newMetrics(e.reg),
+		Metrics:     m,
 		Logger:      testLogger(t),
 		Healthy:     e.healthy.Load,
 		FillTimeout: fillTimeout,

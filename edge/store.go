@@ -54,6 +54,11 @@ type storeConfig struct {
 	// passes its response headers) without the store knowing what that
 	// is. The store never looks inside. It must not keep e. Nil stores nil.
 	Annotate func(e *wire.LogEntry) any
+	// Quarantined is called once for each blob found corrupt and
+	// quarantined (scrub.go), after it was forgotten; by is "scrub" or
+	// "read" (a read into the hot tier found it). It must not block. Nil
+	// does nothing.
+	Quarantined func(d wire.Digest, by string)
 }
 
 // store is the edge's replica store: content-addressed blobs on disk, an
@@ -75,6 +80,8 @@ type store struct {
 	log     *slog.Logger
 	// annotate is storeConfig.Annotate, never nil.
 	annotate func(*wire.LogEntry) any
+	// onCorrupt is storeConfig.Quarantined, never nil.
+	onCorrupt func(d wire.Digest, by string)
 
 	// writeMu serialises every mutation: bbolt write transactions, renames
 	// into and removals from blobs/, and space reservation. The hit path
@@ -143,6 +150,9 @@ func openStore(cfg storeConfig) (*store, error) {
 	if cfg.Annotate == nil {
 		cfg.Annotate = func(*wire.LogEntry) any { return nil }
 	}
+	if cfg.Quarantined == nil {
+		cfg.Quarantined = func(wire.Digest, string) {}
+	}
 	s := &store{
 		tree:      aetree.New(),
 		blobDir:   filepath.Join(cfg.Dir, "blobs"),
@@ -151,6 +161,7 @@ func openStore(cfg storeConfig) (*store, error) {
 		diskCap:   cfg.DiskBytes,
 		log:       cfg.Logger,
 		annotate:  cfg.Annotate,
+		onCorrupt: cfg.Quarantined,
 		index:     make(map[objKey]*version),
 		blobs:     make(map[wire.Digest]*blob),
 		receiving: make(map[wire.Digest]int),

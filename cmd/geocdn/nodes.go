@@ -230,6 +230,18 @@ func edgeCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-conns", Value: d.MaxConns, Usage: "most client connections open at once; beyond it a connection gets 503 and is closed (0 means no cap)", EnvVars: env("max-conns")},
 			&cli.DurationFlag{Name: "resync-interval", Value: d.ResyncInterval, EnvVars: env("resync-interval"),
 				Usage: "how often to run anti-entropy with the origin (jittered by ±20%); `geocdn resync` runs one at once"},
+			// Scrubbing: the edge re-reads its stored blobs in the
+			// background, at most --scrub-rate, a pass every
+			// --scrub-interval, and checks them against their digests. A
+			// corrupt blob is quarantined at once: moved to
+			// <data>/quarantine/ (the newest 64 kept), never served again,
+			// filled from the origin when next wanted, and counted in
+			// geocdn_edge_scrub_corrupt_blobs_total and in the next resync
+			// report.
+			&cli.StringFlag{Name: "scrub-rate", Value: humanize.IBytes(uint64(d.ScrubRate)) + "/s", EnvVars: env("scrub-rate"),
+				Usage: "bytes per second the background scrubber may read to re-check stored blobs against their digests"},
+			&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
+				Usage: "how often a scrub pass over every stored blob starts (a slower pass is followed by the next at once)"},
 			readyFileFlag(),
 		}, certFlags...),
 		Action: func(c *cli.Context) error {
@@ -239,6 +251,13 @@ func edgeCommand() *cli.Command {
 			}
 			if maxConns == 0 {
 				maxConns = -1 // edge.Config's "no cap"; its zero is the default
+			}
+			scrubRate, err := rateFlag(c, "scrub-rate")
+			if err != nil {
+				return err
+			}
+			if v := c.Duration("scrub-interval"); v < 0 {
+				return fmt.Errorf("--scrub-interval %v: must not be negative", v)
 			}
 			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleEdge, ID: c.String("id")})
 			if err != nil {
@@ -265,7 +284,8 @@ func edgeCommand() *cli.Command {
 				FaultDomain: c.String("fault-domain"), Origin: originAddr, HTTPAddr: c.String("http"),
 				AdminAddr: c.String("admin"), PublicURL: c.String("public-url"), DataDir: c.String("data"),
 				CA: ca, Cert: cert, CacheSize: cacheSize, HotMaxObject: hotMax, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
-				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"), Logger: slog.Default(),
+				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"),
+				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
 			})
 			if err != nil {
 				return err
