@@ -149,24 +149,7 @@ func (s *store) verifyFiles() (lost int, err error) {
 		return 0, nil
 	}
 	s.log.Warn("edge: blob files missing or damaged; they will be fetched again", "count", len(gone))
-	return len(gone), s.forget(gone)
-}
-
-// forget drops the records of blobs whose files are gone or bad, and
-// removes what is left of the files: the index entries stay, so the next
-// request or repair fetches the content again.
-func (s *store) forget(ds []wire.Digest) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	var victims []evictee
-	s.mu.RLock()
-	for _, d := range ds {
-		if b := s.blobs[d]; b != nil && b.onDisk {
-			victims = append(victims, evictee{d, b})
-		}
-	}
-	s.mu.RUnlock()
-	return s.evictLocked(victims)
+	return len(gone), s.drop(gone)
 }
 
 // Holding is one current version in an edge's index.

@@ -299,9 +299,10 @@ type evictee struct {
 	b *blob
 }
 
-// drop removes the blobs ds from disk, pinned or not: the edge no longer
-// owes them under the placement plan in force. Index entries stay, so a
-// later request fills the content as it would an evicted fill.
+// drop removes the blobs ds from disk and forgets their records, pinned or
+// not: the edge no longer owes them under the placement plan in force, or
+// their files are gone or damaged (verifyFiles). Index entries stay, so a
+// later request or repair fills the content as it would an evicted fill.
 func (s *store) drop(ds []wire.Digest) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

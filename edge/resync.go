@@ -71,17 +71,25 @@ func jitter(d time.Duration) time.Duration {
 // the bytes and entries it moves.
 type resyncStream struct {
 	st  *quic.Stream
+	c   counted // st, counting into rep.Bytes
 	r   *bufio.Reader
 	rep *wire.ResyncReport
 }
 
-type countingReader struct {
-	r io.Reader
-	n *uint64
+// counted counts the bytes read from and written to a stream.
+type counted struct {
+	rw io.ReadWriter
+	n  *uint64
 }
 
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
+func (c counted) Read(p []byte) (int, error) {
+	n, err := c.rw.Read(p)
+	*c.n += uint64(n)
+	return n, err
+}
+
+func (c counted) Write(p []byte) (int, error) {
+	n, err := c.rw.Write(p)
 	*c.n += uint64(n)
 	return n, err
 }
@@ -94,13 +102,13 @@ func (e *Edge) openResync(ctx context.Context, s *session, rep *wire.ResyncRepor
 		return nil, fmt.Errorf("open resync stream: %w", err)
 	}
 	context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
-	return &resyncStream{st: st, r: bufio.NewReaderSize(countingReader{st, &rep.Bytes}, 64<<10), rep: rep}, nil
+	c := counted{st, &rep.Bytes}
+	return &resyncStream{st: st, c: c, r: bufio.NewReaderSize(c, 64<<10), rep: rep}, nil
 }
 
 func (r *resyncStream) send(f wire.Frame) error {
-	r.rep.Bytes += uint64(1 + 8 + f.Len())
 	r.st.SetWriteDeadline(time.Now().Add(time.Minute))
-	return wire.WriteFrame(r.st, f)
+	return wire.WriteFrame(r.c, f)
 }
 
 func (r *resyncStream) read() (wire.Frame, error) {
@@ -110,13 +118,6 @@ func (r *resyncStream) read() (wire.Frame, error) {
 		return nil, fmt.Errorf("resync: %w", err)
 	}
 	return f, nil
-}
-
-// close sends the report and ends the stream.
-func (r *resyncStream) close() {
-	wire.WriteFrame(r.st, *r.rep)
-	r.st.Close()
-	r.st.CancelRead(0)
 }
 
 // errBadAnswer is an answer that breaks the protocol; the resync stops
@@ -224,30 +225,49 @@ func (e *Edge) Resync(ctx context.Context) (wire.ResyncReport, error) {
 }
 
 // resync runs one resync on session s; id is the origin's request, 0 for
-// a periodic one. The report goes to the origin and the metrics.
+// a periodic one.
 func (e *Edge) resync(ctx context.Context, s *session, id uint64) wire.ResyncReport {
+	rep := wire.ResyncReport{ID: id}
+	e.exchange(ctx, s, "resync", &rep, func() error { return e.compare(ctx, s, &rep) })
+	return rep
+}
+
+// exchange runs one resync or snapshot catch-up, one at a time: first,
+// then the fetch of owed content, and reports the outcome to the metrics,
+// the log and the origin. It returns the first error, also in rep.Error.
+func (e *Edge) exchange(ctx context.Context, s *session, what string, rep *wire.ResyncReport, first func() error) error {
 	e.resyncMu.Lock()
 	defer e.resyncMu.Unlock()
 	start := e.clk.Now()
-	rep := wire.ResyncReport{ID: id}
-	err := e.compare(ctx, s, &rep)
+	err := first()
 	if err == nil {
-		err = e.fetchOwed(ctx, &rep)
+		err = e.fetchOwed(ctx, rep)
 	}
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	rep.DurationMillis = uint64(e.clk.Since(start) / time.Millisecond)
-	e.metrics.resyncDone(&rep)
-	e.log.Info("resync", "missing", rep.Missing, "stale", rep.Stale, "extra", rep.Extra, "metadata", rep.Metadata,
+	e.metrics.resyncDone(rep)
+	e.log.Info(what, "missing", rep.Missing, "stale", rep.Stale, "extra", rep.Extra, "metadata", rep.Metadata,
 		"corrupt", rep.Corrupt, "repaired", rep.Repaired, "failed", rep.Failed, "entries", rep.Entries, "bytes", rep.Bytes,
-		"duration_ms", rep.DurationMillis, "err", rep.Error)
-	// The report travels on a stream of its own when the exchange broke.
-	if rs, oerr := e.openResync(ctx, s, &wire.ResyncReport{}); oerr == nil {
-		rs.rep = &rep
-		rs.close()
+		"duration_ms", rep.DurationMillis, "watermark", e.store.watermark(), "err", rep.Error)
+	e.sendReport(ctx, s, rep)
+	return err
+}
+
+// sendReport sends rep to the origin on a stream of its own, so it
+// arrives even when the exchange's stream broke.
+func (e *Edge) sendReport(ctx context.Context, s *session, rep *wire.ResyncReport) {
+	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
+	st, err := s.data.OpenStreamSync(octx)
+	cancel()
+	if err != nil {
+		return
 	}
-	return rep
+	st.SetWriteDeadline(time.Now().Add(time.Minute))
+	wire.WriteFrame(st, *rep)
+	st.Close()
+	st.CancelRead(0)
 }
 
 // compare runs steps 1 to 3 of a resync.

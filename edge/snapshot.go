@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -121,26 +120,8 @@ func (s *store) finishSnapshot(lsn uint64) error {
 // catchUpBySnapshot runs a snapshot catch-up on session s; first is the
 // first LSN the origin's log holds.
 func (e *Edge) catchUpBySnapshot(ctx context.Context, s *session, first uint64) error {
-	e.resyncMu.Lock()
-	defer e.resyncMu.Unlock()
-	start := e.clk.Now()
 	rep := wire.ResyncReport{Snapshot: true}
-	err := e.takeSnapshot(ctx, s, first, &rep)
-	if err == nil {
-		err = e.fetchOwed(ctx, &rep)
-	}
-	if err != nil {
-		rep.Error = err.Error()
-	}
-	rep.DurationMillis = uint64(e.clk.Since(start) / time.Millisecond)
-	e.metrics.resyncDone(&rep)
-	e.log.Info("snapshot catch-up", "removed", rep.Extra, "changed", rep.Stale, "entries", rep.Entries,
-		"bytes", rep.Bytes, "duration_ms", rep.DurationMillis, "watermark", e.store.watermark(), "err", rep.Error)
-	if rs, oerr := e.openResync(ctx, s, &wire.ResyncReport{}); oerr == nil {
-		rs.rep = &rep
-		rs.close()
-	}
-	return err
+	return e.exchange(ctx, s, "snapshot catch-up", &rep, func() error { return e.takeSnapshot(ctx, s, first, &rep) })
 }
 
 func (e *Edge) takeSnapshot(ctx context.Context, s *session, first uint64, rep *wire.ResyncReport) error {

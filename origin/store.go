@@ -742,9 +742,6 @@ var errLogGap = errors.New("log compacted past the entries asked for")
 // errLogGap (wrapped) before calling fn: the caller catches up by other
 // means (a snapshot, or the catalog).
 func (s *store) readLog(after uint64, fn func(wire.LogEntry) error) error {
-	if first := s.first.Load(); after+1 < first {
-		return fmt.Errorf("read log of %s after lsn %d: %w (first kept: %d)", s.catalogPath, after, errLogGap, first)
-	}
 	for after < math.MaxUint64 {
 		var batch []wire.LogEntry
 		err := s.db.View(func(tx *bolt.Tx) error {

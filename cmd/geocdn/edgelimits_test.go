@@ -15,7 +15,18 @@ import (
 
 // edgeMetric reads one unlabelled metric from e's admin /metrics, or -1.
 func (c *procCluster) edgeMetric(e *edgeNode, name string) float64 {
-	resp, err := c.http.Get("http://" + e.adminAddr + "/metrics")
+	return c.metric("http://"+e.adminAddr+"/metrics", name)
+}
+
+// originMetric reads one unlabelled metric from the origin's /metrics
+// (public: the test cluster sets no metrics token), or -1.
+func (c *procCluster) originMetric(name string) float64 {
+	return c.metric(c.originURL()+"/metrics", name)
+}
+
+// metric reads one unlabelled metric from the /metrics at url, or -1.
+func (c *procCluster) metric(url, name string) float64 {
+	resp, err := c.http.Get(url)
 	if err != nil {
 		return -1
 	}

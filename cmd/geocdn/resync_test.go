@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/geocdn/geocdn/origin"
@@ -65,4 +66,68 @@ func TestResyncProcess(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, `no edge "nope"`) {
 		t.Fatalf("resync of an unknown edge: err %v, stderr %q", err, stderr)
 	}
+}
+
+// Log compaction and snapshot catch-up with the real binaries on the real
+// clock: an edge is stopped, the log moves far past --log-retention, the
+// origin restarts (and compacts as it starts), and the returning edge
+// catches up by snapshot. Objects deleted meanwhile answer 404 there, the
+// others are served with their digests, and the origin records the
+// edge's snapshot report.
+func TestSnapshotCatchUpProcess(t *testing.T) {
+	c := newCluster(t)
+	e := c.addEdge("fra", "eu-central", 50.11, 8.68)
+	c.start("--log-retention", "20")
+	digests := map[string]string{}
+	publish := func(key, body string) {
+		c.mustPublish(key, []byte(body), "")
+		digests[key] = digestOf([]byte(body))
+	}
+	for i := range 10 {
+		publish(fmt.Sprintf("snap/%02d", i), fmt.Sprintf("first %d", i))
+	}
+	waitFor(t, "fra holds every first version", func() bool {
+		for k, d := range digests {
+			if !c.edgeServes(e, k, d) {
+				return false
+			}
+		}
+		return true
+	}, e.p)
+	e.p.signal(t, syscall.SIGTERM)
+	e.p.wait(t)
+	for i := range 5 {
+		key := fmt.Sprintf("snap/%02d", i)
+		if _, _, err := runCLI(t, "delete", "--origin", c.originURL(), "--token-file", c.tokenFile, key); err != nil {
+			t.Fatalf("delete %s: %v", key, err)
+		}
+		digests[key] = ""
+	}
+	for i := 5; i < 60; i++ {
+		publish(fmt.Sprintf("snap/%02d", i), fmt.Sprintf("second %d", i))
+	}
+	c.origin.signal(t, syscall.SIGTERM)
+	c.origin.wait(t)
+	c.startOrigin()
+	if first := c.originMetric("geocdn_origin_log_first_lsn"); first <= 15 {
+		t.Fatalf("origin log starts at lsn %v after a restart with --log-retention 20, want past the edge's 10", first)
+	}
+	c.startEdge(e)
+	c.waitEdgeHealthy(e)
+	waitFor(t, "fra caught up: deleted keys 404, the rest at the origin's versions", func() bool {
+		for k, d := range digests {
+			if !c.edgeServes(e, k, d) {
+				return false
+			}
+		}
+		return true
+	}, e.p, c.origin)
+	waitFor(t, "origin records fra's snapshot catch-up", func() bool {
+		for _, st := range c.edgesStatus() {
+			if st.ID == "fra" && st.LastResync != nil && st.LastResync.Snapshot && st.LastResync.Outcome == "repaired" {
+				return true
+			}
+		}
+		return false
+	}, c.origin)
 }

@@ -240,9 +240,15 @@ func resyncObjectsFrom(t *testing.T, c *Cluster, from, n int) {
 
 func deleteObject(t *testing.T, c *Cluster, key string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, c.OriginURL()+"/v1/objects/"+key, nil)
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	resp, err := http.DefaultClient.Do(req)
+	deleteVia(t, http.DefaultClient, c.OriginURL(), c.Token, key)
+}
+
+// deleteVia deletes key at the origin whose admin API is at originURL.
+func deleteVia(t *testing.T, client *http.Client, originURL, token, key string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, originURL+"/v1/objects/"+key, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,26 +20,10 @@ import (
 // takes one round trip. Every body served is checked against its ETag.
 func TestWANResyncAndSnapshot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w, err := StartWAN(WANConfig{
-			Dir: t.TempDir(), LeaseTerm: 2 * time.Second, PublishTimeout: 10 * time.Second, Logger: testLogger(t),
+		w := startHealthyWAN(t, WANConfig{
+			LeaseTerm: 2 * time.Second, PublishTimeout: 10 * time.Second,
 			Edges:        []WANEdge{{"lhr", "London"}, {"syd", "Sydney"}},
 			LogRetention: origin.LogRetention{Entries: 20},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := w.Close(); err != nil {
-				t.Errorf("close: %v", err)
-			}
-		}()
-		waitFor(t, "every edge healthy", func() bool {
-			for _, e := range w.Edges() {
-				if ed := e.Edge(); ed == nil || !ed.Healthy() {
-					return false
-				}
-			}
-			return true
 		})
 		keys := map[string][]byte{}
 		for i := range 30 {
@@ -55,7 +38,7 @@ func TestWANResyncAndSnapshot(t *testing.T) {
 		waitFor(t, "origin marks syd down", func() bool { return wanEdgeState(w, "syd") == origin.EdgeDown })
 		for i := range 10 {
 			k := fmt.Sprintf("w/%02d", i)
-			wanDelete(t, w, k)
+			deleteVia(t, w.Client, w.OriginURL(), w.Token, k)
 			delete(keys, k)
 		}
 		for i := 10; i < 40; i++ {
@@ -114,20 +97,6 @@ func TestWANResyncAndSnapshot(t *testing.T) {
 			t.Errorf("in-sync resync took %v, more than a few round trips of %v", took, rtt)
 		}
 	})
-}
-
-func wanDelete(t *testing.T, w *WAN, key string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodDelete, w.OriginURL()+"/v1/objects/"+key, nil)
-	req.Header.Set("Authorization", "Bearer "+w.Token)
-	resp, err := w.Client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("delete %s: %d", key, resp.StatusCode)
-	}
 }
 
 // wanCheckConverged requires en's index to name exactly the keys of want,

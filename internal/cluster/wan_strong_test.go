@@ -89,10 +89,24 @@ func timedGet(t *testing.T, w *WAN, url string) (got, time.Duration) {
 // holds a lease.
 func startStrongWAN(t *testing.T) *WAN {
 	t.Helper()
-	w, err := StartWAN(WANConfig{
-		Dir: t.TempDir(), LeaseTerm: strongTerm, PublishTimeout: 10 * time.Second, Logger: testLogger(t),
+	return startHealthyWAN(t, WANConfig{
+		LeaseTerm: strongTerm, PublishTimeout: 10 * time.Second,
 		Edges: []WANEdge{{"lhr", "London"}, {"nrt", "Tokyo"}, {"syd", "Sydney"}},
 	})
+}
+
+// startHealthyWAN starts a WAN cluster (in a temporary directory, logging
+// to the test unless cfg says otherwise), closes it when the test ends,
+// and waits until every edge is healthy.
+func startHealthyWAN(t *testing.T, cfg WANConfig) *WAN {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	w, err := StartWAN(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
