@@ -256,7 +256,11 @@ func (e *Edge) exchange(ctx context.Context, s *session, what string, rep *wire.
 }
 
 // sendReport sends rep to the origin on a stream of its own, so it
-// arrives even when the exchange's stream broke.
+// arrives even when the exchange's stream broke, and waits until the
+// origin has recorded it: the origin closes its side once it has. Without
+// that wait a session ended straight after (as a snapshot catch-up ends
+// one) closes the connection with the report still in flight, and the
+// origin never learns of the exchange.
 func (e *Edge) sendReport(ctx context.Context, s *session, rep *wire.ResyncReport) {
 	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
 	st, err := s.data.OpenStreamSync(octx)
@@ -264,10 +268,16 @@ func (e *Edge) sendReport(ctx context.Context, s *session, rep *wire.ResyncRepor
 	if err != nil {
 		return
 	}
-	st.SetWriteDeadline(time.Now().Add(time.Minute))
-	wire.WriteFrame(st, *rep)
+	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
+	if err := wire.WriteFrame(st, *rep); err != nil {
+		st.CancelWrite(0)
+		st.CancelRead(0)
+		return
+	}
 	st.Close()
-	st.CancelRead(0)
+	if _, err := io.Copy(io.Discard, st); err != nil {
+		st.CancelRead(0)
+	}
 }
 
 // compare runs steps 1 to 3 of a resync.
