@@ -156,8 +156,9 @@ func (s *store) verifyFiles() (lost int, err error) {
 type Holding struct {
 	Entry wire.LogEntry
 	// Present reports the content on disk; Owed that the edge must hold
-	// it (placement plan, or replica set at publish).
-	Present, Owed bool
+	// it (placement plan, or replica set at publish); Pinned that it is
+	// held as a replica, never evicted, rather than as an evictable fill.
+	Present, Owed, Pinned bool
 }
 
 // Holdings lists the edge's index, for operators' tools and tests.
@@ -166,7 +167,7 @@ func (e *Edge) Holdings() []Holding {
 	out := make([]Holding, 0, len(e.store.index))
 	for _, v := range e.store.index {
 		b := e.store.blobs[v.entry.Digest]
-		out = append(out, Holding{Entry: v.entry, Present: b != nil && b.onDisk})
+		out = append(out, Holding{Entry: v.entry, Present: b != nil && b.onDisk, Pinned: b != nil && b.onDisk && b.required})
 	}
 	e.store.mu.RUnlock()
 	for i := range out {

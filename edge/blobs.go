@@ -366,6 +366,48 @@ func (s *store) setRequired(d wire.Digest, required bool) error {
 	return s.setRequiredLocked(d, b, required)
 }
 
+// pin pins (required) or unpins the blobs ds that are on disk, in one
+// transaction; blobs not on disk are skipped.
+func (s *store) pin(ds []wire.Digest, required bool) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	flag := blobFill
+	if required {
+		flag = blobRequired
+	}
+	var change []evictee
+	s.mu.RLock()
+	for _, d := range ds {
+		if b := s.blobs[d]; b != nil && b.onDisk && b.required != required {
+			change = append(change, evictee{d, b})
+		}
+	}
+	s.mu.RUnlock()
+	if len(change) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, c := range change {
+			if err := tx.Bucket(bucketBlobs).Put(c.d[:], []byte{flag}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return diskErr("edge: pin blobs", err)
+	}
+	s.mu.Lock()
+	for _, c := range change {
+		s.countLocked(c.b, -1)
+		c.b.required = required
+		c.b.lastUse.Store(s.tick.Add(1))
+		s.countLocked(c.b, +1)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 func (s *store) setRequiredLocked(d wire.Digest, b *blob, required bool) error {
 	flag := blobFill
 	if required {

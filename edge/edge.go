@@ -242,9 +242,10 @@ type Edge struct {
 	logMoved broadcast.Signal
 
 	// resyncNow carries the origin's requests for a resync (their ids);
-	// resyncMu runs one resync at a time.
+	// resyncSem runs one resync at a time (a channel, so a caller waiting
+	// for its turn can give up with its context).
 	resyncNow chan uint64
-	resyncMu  sync.Mutex
+	resyncSem chan struct{}
 	// quarantined counts blobs found corrupt and quarantined (by the
 	// scrubber, or on a read into the hot tier) since the last resync
 	// report.
@@ -259,7 +260,7 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, resyncNow: make(chan uint64, 16)}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, resyncNow: make(chan uint64, 16), resyncSem: make(chan struct{}, 1)}
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,

@@ -146,6 +146,27 @@ func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
 	return slices.DeleteFunc(pinned, func(d wire.Digest) bool { return owed[d] })
 }
 
+// unpinnedOwed returns the blobs on disk as evictable fills that a
+// current version this edge owes refers to: replicas it holds only as
+// cache, for instance after a plan moved them away and back.
+func (s *store) unpinnedOwed(owes func(wire.LogEntry) bool) []wire.Digest {
+	s.mu.RLock()
+	var cand []wire.LogEntry
+	for _, v := range s.index {
+		if b := s.blobs[v.entry.Digest]; b != nil && b.onDisk && !b.required {
+			cand = append(cand, v.entry)
+		}
+	}
+	s.mu.RUnlock()
+	var out []wire.Digest
+	for _, e := range cand {
+		if owes(e) {
+			out = append(out, e.Digest)
+		}
+	}
+	return out
+}
+
 // usage reports the bytes on disk of required blobs and of evictable fills.
 func (s *store) usage() (required, fills int64) {
 	s.mu.RLock()

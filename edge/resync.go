@@ -236,8 +236,13 @@ func (e *Edge) resync(ctx context.Context, s *session, id uint64) wire.ResyncRep
 // then the fetch of owed content, and reports the outcome to the metrics,
 // the log and the origin. It returns the first error, also in rep.Error.
 func (e *Edge) exchange(ctx context.Context, s *session, what string, rep *wire.ResyncReport, first func() error) error {
-	e.resyncMu.Lock()
-	defer e.resyncMu.Unlock()
+	select {
+	case e.resyncSem <- struct{}{}:
+	case <-ctx.Done():
+		rep.Error = ctx.Err().Error()
+		return ctx.Err()
+	}
+	defer func() { <-e.resyncSem }()
 	start := e.clk.Now()
 	err := first()
 	if err == nil {
@@ -255,6 +260,11 @@ func (e *Edge) exchange(ctx context.Context, s *session, what string, rep *wire.
 	return err
 }
 
+// reportTimeout bounds sending a resync report and waiting for the origin
+// to record it; the report is for people and the origin's status, and a
+// connection that cannot carry it in that time is being replaced anyway.
+const reportTimeout = 10 * time.Second
+
 // sendReport sends rep to the origin on a stream of its own, so it
 // arrives even when the exchange's stream broke, and waits until the
 // origin has recorded it: the origin closes its side once it has. Without
@@ -268,7 +278,7 @@ func (e *Edge) sendReport(ctx context.Context, s *session, rep *wire.ResyncRepor
 	if err != nil {
 		return
 	}
-	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
+	st.SetDeadline(time.Now().Add(reportTimeout))
 	if err := wire.WriteFrame(st, *rep); err != nil {
 		st.CancelWrite(0)
 		st.CancelRead(0)
@@ -400,6 +410,13 @@ func (e *Edge) compareLeaves(ctx context.Context, rs *resyncStream, leaves []uin
 // fetchOwed fetches the content of every current version the edge owes
 // and lacks: step 4 of a resync, and the end of a snapshot catch-up.
 func (e *Edge) fetchOwed(ctx context.Context, rep *wire.ResyncReport) error {
+	if err := e.planCaughtUp(ctx); err != nil {
+		return err
+	}
+	// Owed content held only as an evictable fill becomes a replica.
+	if err := e.store.pin(e.store.unpinnedOwed(e.owes), true); err != nil {
+		return err
+	}
 	missing := e.store.absent(e.owes, true)
 	rep.Missing += uint64(len(missing))
 	var errs []error

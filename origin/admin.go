@@ -492,6 +492,7 @@ func (o *Origin) Edges() []EdgeStatus {
 	now := o.clk.Now()
 	last := o.store.lastLSN()
 	var out []EdgeStatus
+	lost := o.LostEdges()
 	for _, e := range o.edges.all() {
 		e.mu.Lock()
 		st := EdgeStatus{
@@ -504,6 +505,7 @@ func (o *Origin) Edges() []EdgeStatus {
 		if last > st.Watermark {
 			st.Lag = last - st.Watermark
 		}
+		st.LostSince = lost[st.ID]
 		out = append(out, st)
 	}
 	return out

@@ -75,6 +75,11 @@ type Config struct {
 	// older entries are compacted and edges further behind catch up by
 	// snapshot. Default the last 1,000,000 entries.
 	LogRetention LogRetention
+	// ReassignAfter is how long an edge's lease must have been expired
+	// before the edge is treated as lost and the replicas the placement
+	// plan gives it are placed on other edges until it returns (see
+	// recovery.go). Default 10m; negative turns reassignment off.
+	ReassignAfter time.Duration
 	// ScrubRate bounds, in bytes per second, how fast the background
 	// scrubber re-reads blobs to check them against their digests.
 	// Default 20 MiB/s; must not be negative.
@@ -114,6 +119,7 @@ func DefaultConfig() Config {
 		LogRetention:      LogRetention{Entries: 1_000_000},
 		ScrubRate:         scrub.DefaultRate,
 		ScrubInterval:     scrub.DefaultInterval,
+		ReassignAfter:     10 * time.Minute,
 	}
 }
 
@@ -152,6 +158,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ScrubInterval == 0 {
 		c.ScrubInterval = d.ScrubInterval
+	}
+	if c.ReassignAfter == 0 {
+		c.ReassignAfter = d.ReassignAfter
 	}
 	if c.FS == nil {
 		c.FS = fsys.OS()

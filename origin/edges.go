@@ -195,6 +195,10 @@ type EdgeStatus struct {
 	// LastResync is the edge's latest anti-entropy report, if any since
 	// the origin started.
 	LastResync *ResyncStatus `json:"last_resync,omitempty"`
+	// LostSince is set while the edge is treated as lost: its lease was
+	// expired longer than --reassign-after, and the replicas the plan
+	// gives it are held by other edges until it returns.
+	LostSince time.Time `json:"lost_since,omitzero"`
 }
 
 // registry holds every edge the origin has heard of.

@@ -26,6 +26,8 @@ type metrics struct {
 	// differences they found, by kind.
 	resyncs     *prometheus.CounterVec
 	resyncDiffs *prometheus.CounterVec
+	// edgesLost counts edges declared lost (see recovery.go).
+	edgesLost prometheus.Counter
 }
 
 // resyncDone records an edge's resync report.
@@ -93,6 +95,10 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 		resyncDiffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "geocdn_origin_edge_resync_differences_total", Help: "Differences edge resyncs found, by kind (missing, stale, extra, metadata, corrupt).",
 		}, []string{"kind"}),
+		edgesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_origin_edges_lost_total",
+			Help: "Edges declared lost (lease expired longer than --reassign-after), whose plan replicas were placed elsewhere.",
+		}),
 		pushStreamsOpen: newEdgeGauge("geocdn_origin_push_streams_open",
 			"Push streams to the edge that the origin has opened and not yet ended in both directions."),
 		pushStreamsWaiting: newEdgeGauge("geocdn_origin_push_streams_waiting",
@@ -100,7 +106,19 @@ func newMetrics(reg *prometheus.Registry, o *Origin) *metrics {
 	}
 	reg.MustRegister(m.publishes, m.publishBytes, m.pushes, m.pushBytes, m.fillBytes,
 		m.pushStreamsOpen.vec, m.pushStreamsWaiting.vec, m.scrubCorrupt,
-		m.resyncs, m.resyncDiffs,
+		m.resyncs, m.resyncDiffs, m.edgesLost,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_origin_edges_lost", Help: "Edges treated as lost now; their plan replicas are held elsewhere until they return.",
+		}, func() float64 { return float64(len(o.LostEdges())) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_origin_placement_reassigned",
+			Help: "1 while the placement plan in force differs from the operator's because edges are lost or returning, else 0.",
+		}, func() float64 {
+			if samePlacement(o.plan.Load(), o.BasePlan()) {
+				return 0
+			}
+			return 1
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "geocdn_origin_log_first_lsn", Help: "First LSN the replication log still holds; older entries were compacted.",
 		}, func() float64 { return float64(o.store.firstLSN()) }),

@@ -57,6 +57,10 @@ type Origin struct {
 	pushBody atomic.Pointer[func(ent wire.LogEntry, blob io.Reader) io.Reader]
 	// plan is the placement plan in force, nil until one is applied.
 	plan atomic.Pointer[placement.Plan]
+	// planLSN is the LSN of the plan object in force.
+	planLSN atomic.Uint64
+	// recov is replica recovery's state (see recovery.go).
+	recov *recovery
 
 	httpLn  net.Listener
 	httpSrv *http.Server
@@ -124,6 +128,10 @@ func New(cfg Config) (*Origin, error) {
 		return nil, err
 	}
 	if err := o.loadPlan(); err != nil {
+		o.store.close()
+		return nil, err
+	}
+	if err := o.loadRecovery(); err != nil {
 		o.store.close()
 		return nil, err
 	}
@@ -258,6 +266,11 @@ func (o *Origin) Run(ctx context.Context) error {
 	go func() {
 		defer o.wg.Done()
 		o.compactLoop(ctx)
+	}()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.recoveryLoop(ctx)
 	}()
 	o.log.Info("origin serving", "http", o.HTTPAddr().String(), "quic", o.QUICAddr().String())
 	var err error

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -19,22 +20,33 @@ const maxPlanSize = 64 << 20
 
 // loadPlan reads the plan in force from the store at start-up.
 func (o *Origin) loadPlan() error {
-	ent, err := o.store.get(placement.PlanNamespace, placement.PlanKey)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	} else if err != nil {
+	b, ent, err := o.readSystemObject(placement.PlanKey)
+	if b == nil || err != nil {
 		return err
-	}
-	b, err := o.readBlob(ent.Digest)
-	if err != nil {
-		return fmt.Errorf("placement plan: %w", err)
 	}
 	p, err := placement.UnmarshalPlan(b)
 	if err != nil {
 		return fmt.Errorf("placement plan in force (lsn %d): %w", ent.LSN, err)
 	}
 	o.plan.Store(p)
+	o.planLSN.Store(ent.LSN)
 	return nil
+}
+
+// readSystemObject reads the body of the reserved object key of the
+// placement namespace; nil and no error when there is none.
+func (o *Origin) readSystemObject(key string) ([]byte, wire.LogEntry, error) {
+	ent, err := o.store.get(placement.PlanNamespace, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ent, nil
+	} else if err != nil {
+		return nil, ent, err
+	}
+	b, err := o.readBlob(ent.Digest)
+	if err != nil {
+		return nil, ent, fmt.Errorf("%s/%s (lsn %d): %w", placement.PlanNamespace, key, ent.LSN, err)
+	}
+	return b, ent, nil
 }
 
 func (o *Origin) readBlob(d wire.Digest) ([]byte, error) {
@@ -64,6 +76,9 @@ func (o *Origin) replicaSet(ns, key string) []string {
 // owes reports whether edge id must hold a pushed replica of ent under the
 // plan in force now, which may differ from the set recorded at publish.
 func (o *Origin) owes(ent wire.LogEntry, id string) bool {
+	if placement.IsOriginOnly(ent.Namespace, ent.Key) {
+		return false
+	}
 	if p := o.plan.Load(); p != nil && !placement.IsPlanObject(ent.Namespace, ent.Key) {
 		if r := p.ReplicasFor(ent.Namespace, ent.Key); r != nil {
 			return slices.Contains(r, id)
@@ -101,7 +116,7 @@ type PlanResult struct {
 }
 
 // handlePlanPut puts a plan in force: it becomes a log entry (the plan
-// object), edges switch to it at that point of the log and drop replicas
+// object), edges switch to it at that point of the log and unpin replicas
 // they no longer owe, and the origin pushes every object to the edges
 // newly in its set.
 func (o *Origin) handlePlanPut(w http.ResponseWriter, r *http.Request) {
@@ -137,15 +152,57 @@ func (o *Origin) handlePlanPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("plan names edges the origin has never seen: %v", unknown))
 		return
 	}
-	ent, err := o.store.put(r.Context(), placement.PlanNamespace, placement.PlanKey, bytes.NewReader(b), maxPlanSize, PutMeta{
-		ContentType: "application/json",
-		ModTime:     o.clk.Now(),
-	})
+	// While edges are lost, the operator's plan becomes the base and
+	// its reassigned form is put in force.
+	o.recov.mu.Lock()
+	inForce := p
+	if len(o.recov.lost) > 0 {
+		base := o.recov.base
+		o.recov.base = p
+		if inForce, err = o.recoveryTarget(r.Context()); err != nil {
+			o.recov.base = base
+			o.recov.mu.Unlock()
+			writeError(w, http.StatusConflict, fmt.Sprintf("edges %v are lost and their replicas cannot be placed elsewhere: %v", slices.Sorted(maps.Keys(o.recov.lost)), err))
+			return
+		}
+	}
+	o.recov.base = p
+	err = o.saveRecoveryLocked(r.Context(), inForce)
+	var ent wire.LogEntry
+	if err == nil {
+		ent, err = o.putPlan(r.Context(), inForce)
+	}
+	if err == nil {
+		err = o.saveRecoveryLocked(r.Context(), inForce)
+	}
+	o.recov.mu.Unlock()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	o.log.Info("placement plan applied", "lsn", ent.LSN, "edges", len(p.Edges()), "classes", len(p.Classes), "objects", len(p.Objects))
+	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
+	writeJSON(w, http.StatusOK, PlanResult{LSN: ent.LSN, Edges: p.Edges(), Classes: len(p.Classes), Objects: len(p.Objects)})
+}
+
+// putPlan puts p in force: it becomes a log entry (the plan object),
+// edges switch to it at that point of the log and unpin replicas they no
+// longer owe, and the origin pushes every object to the edges newly in
+// its set.
+func (o *Origin) putPlan(ctx context.Context, p *placement.Plan) (wire.LogEntry, error) {
+	b, err := p.Marshal()
+	if err != nil {
+		return wire.LogEntry{}, err
+	}
+	ent, err := o.store.put(ctx, placement.PlanNamespace, placement.PlanKey, bytes.NewReader(b), maxPlanSize, PutMeta{
+		ContentType: "application/json",
+		ModTime:     o.clk.Now(),
+	})
+	if err != nil {
+		return wire.LogEntry{}, err
+	}
 	o.plan.Store(p)
+	o.planLSN.Store(ent.LSN)
 	o.committed()
 	for _, e := range o.edges.all() {
 		e.mu.Lock()
@@ -153,9 +210,7 @@ func (o *Origin) handlePlanPut(w http.ResponseWriter, r *http.Request) {
 		e.mu.Unlock()
 		e.wakePusher()
 	}
-	o.log.Info("placement plan applied", "lsn", ent.LSN, "edges", len(p.Edges()), "classes", len(p.Classes), "objects", len(p.Objects))
-	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
-	writeJSON(w, http.StatusOK, PlanResult{LSN: ent.LSN, Edges: p.Edges(), Classes: len(p.Classes), Objects: len(p.Objects)})
+	return ent, nil
 }
 
 // syncPlan offers every current object edge e owes under the plan in force;

@@ -299,7 +299,16 @@ func position(data []byte, off int64) (line, col int) {
 const (
 	PlanNamespace = "_geocdn"
 	PlanKey       = "placement"
+	// RecoveryKey names the object under which the origin keeps, while
+	// edges are lost, the plan the operator put in force and which edges
+	// are lost (see Reassign). It is in the log, so it is as durable and
+	// as replicated as the catalog, but no edge holds a replica of it.
+	RecoveryKey = "placement-recovery"
 )
 
 // IsPlanObject reports whether ns/key is the replicated plan itself.
 func IsPlanObject(ns, key string) bool { return ns == PlanNamespace && key == PlanKey }
+
+// IsOriginOnly reports whether ns/key is kept for the origin alone: edges
+// follow its log entry but are owed no replica of it.
+func IsOriginOnly(ns, key string) bool { return ns == PlanNamespace && key != PlanKey }

@@ -185,7 +185,11 @@ func statusCommand() *cli.Command {
 					last = fmt.Sprintf("%s ago, %s", time.Since(r.At).Round(time.Second), r.Outcome)
 					div = fmt.Sprint(r.Divergence())
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Region, e.State, e.Watermark, e.Lag, left, last, div, e.PublicURL)
+				state := string(e.State)
+				if !e.LostSince.IsZero() {
+					state = fmt.Sprintf("%s, lost %s ago", state, time.Since(e.LostSince).Round(time.Second))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Region, state, e.Watermark, e.Lag, left, last, div, e.PublicURL)
 			}
 			return tw.Flush()
 		},

@@ -148,6 +148,8 @@ func originCommand() *cli.Command {
 				Usage: "how often a scrub pass over every blob starts (a slower pass is followed by the next at once)"},
 			&cli.StringFlag{Name: "log-retention", Value: d.LogRetention.String(), EnvVars: env("log-retention"),
 				Usage: "how much of the replication log to keep: a count of entries (1000000) or a duration (168h); edges further behind catch up by snapshot"},
+			&cli.DurationFlag{Name: "reassign-after", Value: d.ReassignAfter, EnvVars: env("reassign-after"),
+				Usage: "treat an edge whose lease has been expired this long as lost and place the replicas the placement plan gives it on other edges until it returns; 0 = never"},
 			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
 		Action: func(c *cli.Context) error {
@@ -171,6 +173,13 @@ func originCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			reassign := c.Duration("reassign-after")
+			switch {
+			case reassign < 0:
+				return fmt.Errorf("--reassign-after %v: must not be negative (0 turns reassignment off)", reassign)
+			case reassign == 0:
+				reassign = -1 // origin.Config: negative is off
+			}
 			metricsTok := c.String("metrics-token")
 			if f := c.String("metrics-token-file"); f != "" {
 				if metricsTok, err = readToken("--metrics-token-file", f); err != nil {
@@ -182,7 +191,7 @@ func originCommand() *cli.Command {
 				CA: ca, Cert: cert, Token: tok, MetricsToken: metricsTok, MaxObjectSize: maxSize, LeaseTerm: c.Duration("lease"),
 				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"),
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), LogRetention: retention,
-				Logger: slog.Default(),
+				ReassignAfter: reassign, Logger: slog.Default(),
 			})
 			if err != nil {
 				return err

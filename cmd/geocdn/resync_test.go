@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,4 +131,82 @@ func TestSnapshotCatchUpProcess(t *testing.T) {
 		}
 		return false
 	}, c.origin)
+}
+
+// Replica recovery with the real binaries on the real clock: an edge the
+// plan gives every object is stopped for longer than --reassign-after;
+// the origin places its replicas on the nearest other edge, which serves
+// them, and publishes with w=all no longer wait for the stopped edge.
+// Restarted, the edge gets back what the operator's plan owes it, with
+// what was published while it was away, and the plan in force is the
+// operator's again.
+func TestReplicaRecoveryProcess(t *testing.T) {
+	c := newCluster(t)
+	lhr := c.addEdge("lhr", "eu-west", 51.51, -0.13)
+	nrt := c.addEdge("nrt", "ap-northeast", 35.68, 139.69)
+	kix := c.addEdge("kix", "ap-northeast-3", 34.69, 135.50)
+	c.start("--lease", "1s", "--reassign-after", "2s")
+	plan := filepath.Join(c.dir, "plan.json")
+	if err := os.WriteFile(plan, []byte(`{"version": 1, "seed": 0, "objective": {"name": "", "mean_rtt_ms": 0, "min_replicas": 2, "max_replicas": 2},
+		"classes": [{"name": "all", "prefixes": [""], "replicas": ["nrt", "lhr"]}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cli := []string{"--origin", c.originURL(), "--token-file", c.tokenFile}
+	mustCLI(t, append(append([]string{"placement", "apply"}, cli...), plan)...)
+	digests := map[string]string{}
+	publish := func(i int) origin.PublishResult {
+		key := fmt.Sprintf("rr/%02d.txt", i)
+		body := []byte(strings.Repeat(fmt.Sprintf("recovery %d ", i), 30+i))
+		digests[key] = digestOf(body)
+		return c.mustPublish(key, body, "w=all")
+	}
+	for i := range 10 {
+		publish(i)
+	}
+	planGives := func() string {
+		g, err := c.get(c.originURL()+"/v1/placement", true)
+		if err != nil || g.status != 200 {
+			return ""
+		}
+		var p struct {
+			Classes []struct{ Replicas []string }
+		}
+		if json.Unmarshal(g.body, &p) != nil || len(p.Classes) != 1 {
+			return ""
+		}
+		r := p.Classes[0].Replicas
+		slices.Sort(r)
+		return strings.Join(r, ",")
+	}
+	nrt.p.signal(t, syscall.SIGTERM)
+	nrt.p.wait(t)
+	waitFor(t, "the origin placing nrt's replicas on kix", func() bool { return planGives() == "kix,lhr" }, c.origin)
+	if st := mustCLI(t, append([]string{"status"}, cli...)...); !strings.Contains(st, "lost") {
+		t.Fatalf("status does not show nrt lost:\n%s", st)
+	}
+	for k, d := range digests {
+		if !c.edgeServes(kix, k, d) {
+			t.Fatalf("kix does not serve %s with digest %s", k, d)
+		}
+	}
+	for i := 10; i < 13; i++ {
+		if res := publish(i); strings.Join(slices.Sorted(slices.Values(res.Acked)), ",") != "kix,lhr" {
+			t.Fatalf("w=all acked by %v, want kix and lhr", res.Acked)
+		}
+	}
+	c.startEdge(nrt)
+	c.waitEdgeHealthy(nrt)
+	waitFor(t, "the operator's plan back in force", func() bool {
+		return planGives() == "lhr,nrt" && c.originMetric("geocdn_origin_edges_lost") == 0
+	}, c.origin, nrt.p)
+	for k, d := range digests {
+		for _, e := range []*edgeNode{nrt, lhr} {
+			if !c.edgeServes(e, k, d) {
+				t.Fatalf("%s does not serve %s with digest %s", e.id, k, d)
+			}
+		}
+	}
+	if v := c.originMetric("geocdn_origin_edges_lost_total"); v != 1 {
+		t.Fatalf("geocdn_origin_edges_lost_total = %v, want 1", v)
+	}
 }

@@ -52,7 +52,9 @@ type Config struct {
 	CacheSize, DiskBytes int64
 	// LogRetention is the origin's (origin.Config); ResyncInterval every
 	// edge's (edge.Config).
-	LogRetention   origin.LogRetention
+	LogRetention origin.LogRetention
+	// ReassignAfter is the origin's (origin.Config).
+	ReassignAfter  time.Duration
 	ResyncInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -184,6 +186,7 @@ func (c *Cluster) settings() nodeSettings {
 		publishTimeout: c.cfg.PublishTimeout, maxObjectSize: c.cfg.MaxObjectSize,
 		cacheSize: c.cfg.CacheSize, diskBytes: c.cfg.DiskBytes, logger: c.cfg.Logger, onEvent: c.cfg.OnEvent,
 		logRetention: c.cfg.LogRetention, resyncInterval: c.cfg.ResyncInterval,
+		reassignAfter: c.cfg.ReassignAfter,
 	}
 }
 

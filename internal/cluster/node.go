@@ -29,6 +29,7 @@ type nodeSettings struct {
 	logger               *slog.Logger
 	onEvent              func(origin.Event)
 	logRetention         origin.LogRetention
+	reassignAfter        time.Duration
 	resyncInterval       time.Duration
 }
 
@@ -49,7 +50,8 @@ func (s nodeSettings) runOrigin(pc net.PacketConn, ln net.Listener) (*node[*orig
 		HTTPListener: ln, PacketConn: pc, CA: s.ca, Cert: cert, Token: s.token,
 		LeaseTerm: s.leaseTerm, Replicas: s.replicas, PublishTimeout: s.publishTimeout,
 		MaxObjectSize: s.maxObjectSize, Logger: s.logger, OnEvent: s.onEvent,
-		LogRetention: s.logRetention,
+		LogRetention:  s.logRetention,
+		ReassignAfter: s.reassignAfter,
 	})
 	if err != nil {
 		return nil, err

@@ -35,6 +35,12 @@ func (l *pushLog) has(edge string, lsn uint64) bool {
 
 func applyPlan(t *testing.T, c *Cluster, replicas ...string) {
 	t.Helper()
+	applyPlanVia(t, http.DefaultClient, c.OriginURL(), c.Token, replicas...)
+}
+
+// applyPlanVia puts in force a plan of one class, every key, on replicas.
+func applyPlanVia(t *testing.T, client *http.Client, originURL, token string, replicas ...string) {
+	t.Helper()
 	p := &placement.Plan{Version: placement.PlanVersion, Classes: []placement.PlanClass{
 		{Name: "everything", Prefixes: []string{""}, Replicas: replicas},
 	}}
@@ -42,10 +48,10 @@ func applyPlan(t *testing.T, c *Cluster, replicas ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, c.OriginURL()+"/v1/placement", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req, _ := http.NewRequest(http.MethodPut, originURL+"/v1/placement", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +94,14 @@ func TestPlacementApplyMovesReplicas(t *testing.T) {
 		t.Fatalf("nrt: status %d X-Cache %q, want a HIT with the body", g.status, g.hdr.Get("X-Cache"))
 	}
 	for _, id := range []string{"iad", "lhr"} {
-		// A GET after the drop is a MISS that fills; before it, a HIT.
-		waitFor(t, id+" dropping the replica it no longer owes", func() bool {
-			return get(t, edge[id].URL+"/placed/object.txt", nil).hdr.Get("X-Cache") == "MISS"
+		// The replica becomes an evictable fill: still served, no
+		// longer pinned.
+		waitFor(t, id+" unpinning the replica it no longer owes", func() bool {
+			return heldAs(edge[id], "placed/object.txt") == "fill"
 		})
+		if g := get(t, edge[id].URL+"/placed/object.txt", nil); g.status != 200 || !bytes.Equal(g.body, body) {
+			t.Fatalf("%s: the unpinned replica served %d", id, g.status)
+		}
 	}
 
 	// The plan in force survives an origin restart and is served back.
@@ -149,4 +159,22 @@ func TestPlacementApplyRefusesBadPlans(t *testing.T) {
 	if g.status != 404 {
 		t.Fatalf("GET /v1/placement with no plan applied: %d, want 404", g.status)
 	}
+}
+
+// heldAs says how en holds key: "replica" (pinned), "fill" (evictable),
+// "absent" (known, content not on disk) or "unknown".
+func heldAs(en *EdgeNode, key string) string {
+	for _, h := range en.Edge().Holdings() {
+		if h.Entry.Namespace != "default" || h.Entry.Key != key {
+			continue
+		}
+		switch {
+		case h.Pinned:
+			return "replica"
+		case h.Present:
+			return "fill"
+		}
+		return "absent"
+	}
+	return "unknown"
 }

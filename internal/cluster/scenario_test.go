@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,7 @@ import (
 
 // testLogger sends cluster logs to the test's log.
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: testLogLevel}))
 }
 
 type tWriter struct{ t *testing.T }
@@ -70,7 +71,13 @@ func startCluster(t *testing.T, cfg Config) *Cluster {
 // latencies (those live in benchmarks).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitForWithin(t, what, 30*time.Second, cond)
+}
+
+// waitForWithin is waitFor with a deadline of its own.
+func waitForWithin(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -439,3 +446,12 @@ func TestBadInputIsRefusedAndLosesNothing(t *testing.T) {
 		t.Errorf("POST to edge: %d, want 405", got)
 	}
 }
+
+// testLogLevel is the level of cluster logs in test output; GEOCDN_TEST_LOG=info
+// shows more.
+var testLogLevel = func() slog.Level {
+	if os.Getenv("GEOCDN_TEST_LOG") == "info" {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}()

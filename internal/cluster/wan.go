@@ -51,7 +51,9 @@ type WANConfig struct {
 	// CacheSize and DiskBytes apply to every edge: see edge.Config.
 	CacheSize, DiskBytes int64
 	// LogRetention is the origin's; ResyncInterval every edge's.
-	LogRetention   origin.LogRetention
+	LogRetention origin.LogRetention
+	// ReassignAfter is the origin's (origin.Config).
+	ReassignAfter  time.Duration
 	ResyncInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -199,6 +201,7 @@ func (w *WAN) settings() nodeSettings {
 		publishTimeout: w.cfg.PublishTimeout, maxObjectSize: w.cfg.MaxObjectSize,
 		cacheSize: w.cfg.CacheSize, diskBytes: w.cfg.DiskBytes, logger: w.cfg.Logger, onEvent: w.cfg.OnEvent,
 		logRetention: w.cfg.LogRetention, resyncInterval: w.cfg.ResyncInterval,
+		reassignAfter: w.cfg.ReassignAfter,
 	}
 }
 
