@@ -2,12 +2,14 @@
 # geocdn benchmarks (`make bench`): HTTP hits of a geocdn edge next to a plain
 # Go server, nginx's proxy_cache and Apache Traffic Server, driven by wrk;
 # push replication next to a raw quic-go stream; purges over the simulated
-# WAN. Raw outputs go to bench/out/<timestamp>/ (and bench/out/latest); the
-# tables are printed at the end and saved as results.md there. See
-# bench/README.md for what each column means.
+# WAN; anti-entropy, snapshot catch-up, restart and memory of an edge at a
+# million objects, and the scrubber's effect on hits. Raw outputs go to
+# bench/out/<timestamp>/ (and bench/out/latest); the tables are printed at
+# the end and saved as results.md there. See bench/README.md for what each
+# column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http, push or purge: run that part only [all]
+#   BENCH_ONLY        http, push, purge or resync: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
@@ -19,6 +21,9 @@
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
 #   BENCH_PUSH_TMP    directory for the push benchmark's data [$TMPDIR or /tmp]
 #   BENCH_PURGE_TMP   directory for the purge benchmark's nodes' data [$TMPDIR or /tmp]
+#   BENCH_RESYNC_TMP  directory (on disk) for the resync part's origin and edge data [$TMPDIR or /tmp]
+#   BENCH_RESYNC_OBJECTS objects on the origin and the edge in the resync part [1000000]
+#   BENCH_SCRUB_ROUNDS interleaved rounds (scrubber on, off) per hit size [5]
 #   BENCH_EDGE_FLAGS  extra flags for the geocdn edge [none]
 #   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
 #   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
@@ -42,6 +47,9 @@ EDGE_BASE=${BENCH_EDGE_DATA:-/var/tmp}
 PUSH_ROUNDS=${BENCH_PUSH_ROUNDS:-3}
 PUSH_TMP=${BENCH_PUSH_TMP:-${TMPDIR:-/tmp}}
 PURGE_TMP=${BENCH_PURGE_TMP:-${TMPDIR:-/tmp}}
+RESYNC_TMP=${BENCH_RESYNC_TMP:-${TMPDIR:-/tmp}}
+RESYNC_OBJECTS=${BENCH_RESYNC_OBJECTS:-1000000}
+SCRUB_ROUNDS=${BENCH_SCRUB_ROUNDS:-5}
 STRACE=${BENCH_STRACE:-1}
 # Extra flags for the geocdn edge, e.g. a hot tier that holds the whole hot
 # set in RAM as the map server and nginx's tmpfs cache do.
@@ -519,9 +527,36 @@ run_purge() {
 	grep -q '^|' "$OUT/purge-table.md" || { log "no table in $OUT/purge.txt"; exit 1; }
 }
 
+# ---------------------------------------------------------------- resync
+# Issue #10's figures, all in-process over loopback (no port of the
+# script's is used): BenchmarkResync1M (origin/resync_bench_test.go) builds
+# a catalog of $RESYNC_OBJECTS objects and times a snapshot catch-up, edge
+# restarts and resyncs with 0, 100 and 10,000 differences;
+# BenchmarkStoreOpen1M (edge/resync_bench_test.go) the edge's index in
+# memory; BenchmarkScrubHits (internal/cluster/scrub_bench_test.go) hits
+# with the scrubber on and off. Each closes what it started; the test
+# binaries' timeouts bound them.
+run_resync() {
+	log "resync benchmark: $RESYNC_OBJECTS objects, snapshot catch-up, restarts, resyncs (data under $RESYNC_TMP; 1 to 3 minutes)"
+	TMPDIR=$RESYNC_TMP timeout 1200 $GO test -run '^$' -bench '^BenchmarkResync1M$' -benchtime 1x \
+		-timeout 19m -v ./origin/ -args -geocdn.resyncobjects="$RESYNC_OBJECTS" >"$OUT/resync.txt" 2>&1 ||
+		{ cat "$OUT/resync.txt" >&2; exit 1; }
+	log "edge store benchmark: $RESYNC_OBJECTS objects opened from disk (about 1 minute)"
+	TMPDIR=$RESYNC_TMP timeout 900 $GO test -run '^$' -bench '^BenchmarkStoreOpen1M$' -benchtime 1x \
+		-timeout 14m -v ./edge/ -args -geocdn.storeobjects="$RESYNC_OBJECTS" >"$OUT/store.txt" 2>&1 ||
+		{ cat "$OUT/store.txt" >&2; exit 1; }
+	log "scrub benchmark: hits with the scrubber on and off, $SCRUB_ROUNDS rounds per size (about 2 minutes)"
+	TMPDIR=$RESYNC_TMP timeout 900 $GO test -run '^$' -bench '^BenchmarkScrubHits$' -benchtime 1x \
+		-timeout 14m -v ./internal/cluster/ -args -geocdn.scrubrounds="$SCRUB_ROUNDS" >"$OUT/scrub.txt" 2>&1 ||
+		{ cat "$OUT/scrub.txt" >&2; exit 1; }
+	"$TOOL" resynctable -resync "$OUT/resync.txt" -store "$OUT/store.txt" -scrub "$OUT/scrub.txt" \
+		-objects "$RESYNC_OBJECTS" >"$OUT/resync-table.md"
+}
+
 [[ -n $ONLY && $ONLY != http ]] || run_http
 [[ -n $ONLY && $ONLY != push ]] || run_push
 [[ -n $ONLY && $ONLY != purge ]] || run_purge
+[[ -n $ONLY && $ONLY != resync ]] || run_resync
 
 {
 	echo "# geocdn benchmarks"
@@ -556,6 +591,12 @@ run_purge() {
 		echo "## Purges over the simulated WAN (BenchmarkPurgeWAN, one run, real time)"
 		echo
 		cat "$OUT/purge-table.md"
+	fi
+	if [[ -f $OUT/resync-table.md ]]; then
+		echo
+		echo "## Resync, snapshot catch-up, restart and memory at $RESYNC_OBJECTS objects; scrubbing beside hits (one run each)"
+		echo
+		cat "$OUT/resync-table.md"
 	fi
 } >"$OUT/results.md"
 echo

@@ -10,6 +10,7 @@
 //	benchtool table   -dir OUT            (wrk-<server>-<size>-r<run>.txt)
 //	benchtool pushtable -in push.txt
 //	benchtool tcptable -in servehit-tcp.txt
+//	benchtool resynctable [-resync F] [-store F] [-scrub F] [-objects N]
 package main
 
 import (
@@ -47,12 +48,12 @@ var sizes = []struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
 		"gen": gen, "publish": publish, "wait": wait, "warm": warm,
-		"table": table, "pushtable": pushTable, "tcptable": tcpTable,
+		"table": table, "pushtable": pushTable, "tcptable": tcpTable, "resynctable": resyncTable,
 	}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {
