@@ -1,10 +1,12 @@
 package edge
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync/atomic"
 
 	"go.etcd.io/bbolt"
 
@@ -18,9 +20,9 @@ type object struct {
 	Entry wire.LogEntry
 	// Present reports whether the version's blob is on disk.
 	Present bool
-	// meta is what storeConfig.Annotate built for this version when it was
-	// applied or loaded (the response headers, for the edge), so the hit
-	// path does not rebuild it; the store never looks inside.
+	// meta is what storeConfig.Annotate built for this version the first
+	// time it was looked up (the response headers, for the edge), so the
+	// hit path does not rebuild it; the store never looks inside.
 	meta any
 	// Stale reports that a soft purge marked the version for revalidation
 	// with the origin before it is served again.
@@ -36,7 +38,10 @@ type objKey struct{ ns, key string }
 // version is the index's record of the current version of one key.
 type version struct {
 	entry wire.LogEntry
-	meta  any // storeConfig.Annotate's value for entry
+	// meta is storeConfig.Annotate's value for entry, built on the first
+	// lookup rather than at load: a million versions are loaded at
+	// start, and only those served need it.
+	meta atomic.Value
 	// stale is set by a soft purge (guarded by mu); it is kept in memory
 	// only, so a restart forgets it.
 	stale bool
@@ -57,7 +62,14 @@ func (s *store) lookup(ns, key string) (object, bool) {
 		return object{}, false
 	}
 	b := s.blobs[v.entry.Digest]
-	return object{Entry: v.entry, Present: b != nil && b.onDisk, meta: v.meta, Stale: v.stale, Pending: v.pending}, true
+	m := v.meta.Load()
+	if m == nil {
+		// Several readers may build it at once; they build the same.
+		if m = s.annotate(&v.entry); m != nil {
+			v.meta.Store(m)
+		}
+	}
+	return object{Entry: v.entry, Present: b != nil && b.onDisk, meta: m, Stale: v.stale, Pending: v.pending}, true
 }
 
 // purge carries out a purge entry the log has reached: the current
@@ -254,7 +266,7 @@ func (s *store) stageLocked(c *changeSet, k objKey, e *wire.LogEntry) {
 		c.staged[k] = nil
 		return
 	}
-	c.staged[k] = &version{entry: *e, meta: s.annotate(e), pending: e.Consistency == wire.Strong}
+	c.staged[k] = &version{entry: *e, pending: e.Consistency == wire.Strong}
 	c.delta[e.Digest]++
 	c.sizes[e.Digest] = int64(e.Size)
 }
@@ -277,13 +289,25 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 	}
 
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		objs := tx.Bucket(bucketObjects)
+		// In key order: bbolt splits a node only at commit, so puts in
+		// random order shift its entries on every insert, and a batch of
+		// a snapshot's tens of thousands of keys would cost their square.
+		type put struct {
+			key []byte
+			v   *version
+		}
+		puts := make([]put, 0, len(c.staged))
 		for k, v := range c.staged {
+			puts = append(puts, put{indexKey(k), v})
+		}
+		slices.SortFunc(puts, func(a, b put) int { return bytes.Compare(a.key, b.key) })
+		objs := tx.Bucket(bucketObjects)
+		for _, p := range puts {
 			var err error
-			if v == nil {
-				err = objs.Delete(indexKey(k))
+			if p.v == nil {
+				err = objs.Delete(p.key)
 			} else {
-				err = objs.Put(indexKey(k), v.entry.Append(nil))
+				err = objs.Put(p.key, p.v.entry.Append(nil))
 			}
 			if err != nil {
 				return err

@@ -25,7 +25,7 @@ func (e *Edge) acceptPushes(ctx context.Context, s *session) error {
 		e.bg.Add(1)
 		go func() {
 			defer e.bg.Done()
-			e.handlePush(st)
+			e.handlePush(ctx, st)
 		}()
 	}
 }
@@ -40,7 +40,7 @@ func (e *Edge) acceptPushes(ctx context.Context, s *session) error {
 // deferred CancelRead ends that direction in every branch. Without it,
 // each offer answered have or refuse held a stream for the life of the
 // connection, and from the 1,025th the origin could push nothing more.
-func (e *Edge) handlePush(st *quic.Stream) {
+func (e *Edge) handlePush(ctx context.Context, st *quic.Stream) {
 	defer st.CancelRead(0)
 	defer st.Close()
 	f, err := wire.ReadFrame(st)
@@ -57,7 +57,7 @@ func (e *Edge) handlePush(st *quic.Stream) {
 	// edge asks for the bytes rather than claim a copy it lacks.
 	if e.store.hasBlob(offer.Digest) && (!offer.Required || e.store.setRequired(offer.Digest, true) == nil) {
 		e.metrics.push("have")
-		e.awaitLog(offer.LSN)
+		e.awaitLog(ctx, offer.LSN)
 		wire.WriteFrame(st, wire.PushReply{Status: wire.PushHave})
 		return
 	}
@@ -99,7 +99,7 @@ func (e *Edge) handlePush(st *quic.Stream) {
 		st.CancelRead(0)
 		e.log.Warn("push refused", "key", offer.Key, "lsn", offer.LSN, "err", err)
 	} else {
-		e.awaitLog(offer.LSN)
+		e.awaitLog(ctx, offer.LSN)
 	}
 	wire.WriteFrame(st, res)
 }
@@ -110,7 +110,8 @@ const pushLogWait = 5 * time.Second
 // awaitLog waits, briefly, until the log has reached lsn. Content and log
 // travel on different connections; acknowledging a push only once its log
 // entry is applied means a w= count names edges that can serve the
-// version, not just edges that hold its bytes.
-func (e *Edge) awaitLog(lsn uint64) {
-	e.waitWatermark(context.Background(), lsn, pushLogWait)
+// version, not just edges that hold its bytes. The wait ends with the
+// session, so a shutdown is not held up by it.
+func (e *Edge) awaitLog(ctx context.Context, lsn uint64) {
+	e.waitWatermark(ctx, lsn, pushLogWait)
 }

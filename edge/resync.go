@@ -420,11 +420,17 @@ func (e *Edge) fetchOwed(ctx context.Context, rep *wire.ResyncReport) error {
 	missing := e.store.absent(e.owes, true)
 	rep.Missing += uint64(len(missing))
 	var errs []error
+	// Content is addressed by digest: keys that share one are fetched once.
+	fetched := make(map[wire.Digest]bool)
 	for _, ent := range missing {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		_, err := e.fill(ctx, ent.Namespace, ent.Key, ent.Digest)
+		var err error
+		if !fetched[ent.Digest] {
+			_, err = e.fill(ctx, ent.Namespace, ent.Key, ent.Digest)
+			fetched[ent.Digest] = err == nil
+		}
 		switch {
 		case err == nil:
 			rep.Repaired++

@@ -188,8 +188,8 @@ func newRespHeaders(e *wire.LogEntry) *respHeaders {
 }
 
 // annotateHeaders is the store's Annotate hook (storeConfig.Annotate): it
-// builds a version's response headers once, when the version is applied
-// or loaded, for the hit path to read back with headersOf.
+// builds a version's response headers once, when the version is first
+// looked up, for the hit path to read back with headersOf.
 func annotateHeaders(e *wire.LogEntry) any { return newRespHeaders(e) }
 
 // headersOf returns the response headers of obj's version: those the store

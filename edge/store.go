@@ -49,10 +49,12 @@ type storeConfig struct {
 	// Logger receives housekeeping events. Nil means slog.Default().
 	Logger *slog.Logger
 	// Annotate builds the value the store keeps with each version (see
-	// object.meta): once per version, when it is applied or loaded, so the
-	// serving code can precompute what it sends for that version (the edge
-	// passes its response headers) without the store knowing what that
-	// is. The store never looks inside. It must not keep e. Nil stores nil.
+	// object.meta): once per version, the first time it is looked up, so
+	// the serving code can precompute what it sends for that version (the
+	// edge passes its response headers) without the store knowing what
+	// that is, and versions never served cost nothing. The store never
+	// looks inside. It must not keep e, and must return values of one
+	// type. Nil stores nil.
 	Annotate func(e *wire.LogEntry) any
 	// Quarantined is called once for each blob found corrupt and
 	// quarantined (scrub.go), after it was forgotten; by is "scrub" or
@@ -244,7 +246,7 @@ func (s *store) load() error {
 			}
 			// A strong version's visibility is not on disk: until the
 			// origin confirms it, it is pending.
-			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, meta: s.annotate(&e), pending: e.Consistency == wire.Strong}
+			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, pending: e.Consistency == wire.Strong}
 			s.tree.Add(tupleOf(&e))
 			b := s.blobs[e.Digest]
 			if b == nil {
