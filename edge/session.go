@@ -159,8 +159,8 @@ func quicConfig() *quic.Config {
 	}
 }
 
-// runSession connects, follows the log, heartbeats and takes pushes until
-// any of them fails.
+// runSession connects, follows the log, heartbeats, takes pushes and
+// reports scrub progress until any of them fails.
 func (e *Edge) runSession(ctx context.Context) error {
 	control, ctrl, welcome, err := e.dial(ctx, wire.ConnControl)
 	if err != nil {
@@ -219,6 +219,7 @@ func (e *Edge) runSession(ctx context.Context) error {
 	run("pushes", e.acceptPushes)
 	run("repair", e.repairLoop)
 	run("resync", e.resyncLoop)
+	run("scrub report", e.reportScrub)
 	<-sctx.Done()
 	control.CloseWithError(0, "")
 	data.CloseWithError(0, "")

@@ -71,6 +71,10 @@ type edge struct {
 	// planSync asks the pusher to offer the edge everything it owes under
 	// a newly applied plan.
 	planSync bool
+
+	// scrub is the edge's latest scrub report (edgescrub.go), replaced,
+	// never changed, by the next.
+	scrub *ScrubProgress
 }
 
 func newEdge(info edgeInfo) *edge {
@@ -199,6 +203,9 @@ type EdgeStatus struct {
 	// expired longer than --reassign-after, and the replicas the plan
 	// gives it are held by other edges until it returns.
 	LostSince time.Time `json:"lost_since,omitzero"`
+	// Scrub is the edge's blob scrubbing as the edge last reported it, if
+	// it has since the origin started.
+	Scrub *ScrubProgress `json:"scrub,omitempty"`
 }
 
 // registry holds every edge the origin has heard of.

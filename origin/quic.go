@@ -76,8 +76,8 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 	case err != nil || !ok:
 		reject(wire.RejectBadHello, "first frame must be a hello")
 		return
-	case hello.Version != wire.ProtocolVersion:
-		reject(wire.RejectVersion, fmt.Sprintf("protocol version %d not supported (want %d)", hello.Version, wire.ProtocolVersion))
+	case hello.Version < wire.MinProtocolVersion || hello.Version > wire.ProtocolVersion:
+		reject(wire.RejectVersion, fmt.Sprintf("protocol version %d not supported (want %d to %d)", hello.Version, wire.MinProtocolVersion, wire.ProtocolVersion))
 		return
 	case hello.EdgeID != id.ID:
 		reject(wire.RejectIdentity, fmt.Sprintf("announced id %q does not match certificate identity %s", hello.EdgeID, id))
@@ -161,7 +161,8 @@ func (o *Origin) serveControl(ctx context.Context, e *edge, conn *quic.Conn, st 
 	o.log.Info("edge disconnected", "edge", e.info.ID, "err", err)
 }
 
-// readControl answers heartbeats and records acks until the stream ends.
+// readControl answers heartbeats and records acks and scrub progress
+// until the stream ends.
 func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 	r := bufio.NewReader(st)
 	for {
@@ -198,6 +199,8 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			e.watermark = max(e.watermark, m.Watermark)
 			e.mu.Unlock()
 			o.acked.Broadcast()
+		case wire.ScrubProgress:
+			o.edgeScrubbed(e, m)
 		default:
 			return fmt.Errorf("%w: %T on control stream", errUnexpectedFrame, f)
 		}

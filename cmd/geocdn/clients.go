@@ -172,7 +172,7 @@ func statusCommand() *cli.Command {
 			printOriginStatus(os.Stdout, st, time.Now())
 			fmt.Println()
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tLAST RESYNC\tDIVERGENCE\tURL")
+			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tLAST RESYNC\tDIVERGENCE\tSCRUB\tURL")
 			for _, e := range st.Edges {
 				left := "-"
 				if !e.LeaseExpires.IsZero() {
@@ -189,7 +189,8 @@ func statusCommand() *cli.Command {
 				if !e.LostSince.IsZero() {
 					state = fmt.Sprintf("%s, lost %s ago", state, time.Since(e.LostSince).Round(time.Second))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", e.ID, e.Region, state, e.Watermark, e.Lag, left, last, div, e.PublicURL)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Region, state, e.Watermark, e.Lag, left, last, div,
+					scrubColumn(e.Scrub, time.Now()), e.PublicURL)
 			}
 			return tw.Flush()
 		},

@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/wire"
 )
@@ -139,10 +140,12 @@ type Status struct {
 	// BytesRead counts the bytes read and hashed since start.
 	BytesRead int64 `json:"bytes_read"`
 	// LastFullPass is the number of the last pass that got through its
-	// whole list, LastPassFinished when it ended; zero before one has. A
-	// pass cut short by shutdown or a failed List is not full.
-	LastFullPass     int       `json:"last_full_pass"`
-	LastPassFinished time.Time `json:"last_pass_finished,omitzero"`
+	// whole list, LastPassFinished when it ended and LastFullPassCorrupt
+	// the corrupt blobs it found; zero before one has. A pass cut short by
+	// shutdown or a failed List is not full.
+	LastFullPass        int       `json:"last_full_pass"`
+	LastPassFinished    time.Time `json:"last_pass_finished,omitzero"`
+	LastFullPassCorrupt int       `json:"last_full_pass_corrupt"`
 	// NextPass is when the next pass is due, while none is running (in
 	// the past when the last pass took longer than the interval: the
 	// next one is starting).
@@ -169,7 +172,8 @@ func (s Status) Progress() float64 {
 }
 
 // Scrubber checks blobs in passes. Create it with New and start it with
-// Run; Status and Trigger are safe to call from any goroutine at any time.
+// Run; Status, Changed and Trigger are safe to call from any goroutine at
+// any time.
 type Scrubber struct {
 	cfg     Config
 	log     *slog.Logger
@@ -177,6 +181,7 @@ type Scrubber struct {
 	trigger chan struct{}
 	buf     []byte
 	h       hash.Hash
+	changed broadcast.Signal
 
 	mu sync.Mutex
 	st Status
@@ -235,6 +240,12 @@ func (s *Scrubber) Status() Status {
 	return s.st
 }
 
+// Changed returns a channel that is closed when a pass has listed its
+// blobs (so Status has its totals) and when a pass ends, full or not;
+// progress within a pass is not signalled. Take the channel before
+// reading Status, so that a change in between is not missed.
+func (s *Scrubber) Changed() <-chan struct{} { return s.changed.C() }
+
 // Trigger asks for a pass now. A pass that starts after Trigger is called
 // follows: at once when none is running, else as soon as the running one
 // ends. Triggers made while one is pending count once.
@@ -292,6 +303,7 @@ func (s *Scrubber) pass(ctx context.Context, start time.Time) {
 		s.st.Running = false
 		s.st.NextPass = start.Add(s.cfg.Interval)
 		s.mu.Unlock()
+		s.changed.Broadcast()
 	}()
 
 	blobs, err := s.cfg.List(ctx)
@@ -309,6 +321,7 @@ func (s *Scrubber) pass(ctx context.Context, start time.Time) {
 	s.mu.Lock()
 	s.st.PassTotalBytes, s.st.PassTotalBlobs = total, len(blobs)
 	s.mu.Unlock()
+	s.changed.Broadcast()
 	s.log.Debug("scrub: pass started", "pass", pass, "blobs", len(blobs), "bytes", total)
 
 	first := 0
@@ -348,7 +361,7 @@ func (s *Scrubber) pass(ctx context.Context, start time.Time) {
 	}
 	now := s.cfg.Clock.Now()
 	s.mu.Lock()
-	s.st.LastFullPass, s.st.LastPassFinished = pass, now
+	s.st.LastFullPass, s.st.LastPassFinished, s.st.LastFullPassCorrupt = pass, now, s.st.PassCorrupt
 	st := s.st
 	s.mu.Unlock()
 	s.log.Info("scrub: pass done", "pass", pass, "blobs", st.PassBlobs, "bytes", st.PassTotalBytes,

@@ -378,6 +378,66 @@ func TestScrubTriggerDuringPass(t *testing.T) {
 	})
 }
 
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestScrubChanged: Changed is signalled once a pass has listed its blobs
+// and when it ends, not as it makes progress; LastFullPassCorrupt keeps
+// the last full pass's finding while the next pass runs.
+func TestScrubChanged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newFakeStore()
+		st.add(body(2*chunk, 1))
+		bad := st.add(body(2*chunk, 2))
+		st.damage(bad, body(2*chunk, 3))
+		s, _, stop := start(t, st, func(c *Config) { c.Rate = chunk; c.Interval = time.Hour }) // about 3s a pass
+		synctest.Wait()
+		if st0 := s.Status(); !st0.Running || st0.PassTotalBlobs != 2 {
+			t.Fatalf("status %+v, want pass 1 running over 2 blobs", st0)
+		}
+		ch := s.Changed()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if st1 := s.Status(); st1.PassBytes == 0 || !st1.Running {
+			t.Fatalf("status %+v, want pass 1 running with progress", st1)
+		}
+		if closed(ch) {
+			t.Fatal("Changed signalled by progress within a pass")
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if !closed(ch) {
+			t.Fatal("Changed not signalled at the end of a pass")
+		}
+		if st2 := s.Status(); st2.Running || st2.LastFullPass != 1 || st2.LastFullPassCorrupt != 1 {
+			t.Fatalf("status %+v, want pass 1 done with 1 corrupt", st2)
+		}
+
+		ch = s.Changed()
+		if closed(ch) {
+			t.Fatal("a channel taken after the signal is closed")
+		}
+		s.Trigger()
+		synctest.Wait()
+		if !closed(ch) {
+			t.Fatal("Changed not signalled when a pass has listed its blobs")
+		}
+		if st3 := s.Status(); !st3.Running || st3.Pass != 2 || st3.PassTotalBlobs != 2 || st3.LastFullPass != 1 || st3.LastFullPassCorrupt != 1 {
+			t.Fatalf("status %+v, want pass 2 running over 2 blobs, pass 1's corrupt blob still counted", st3)
+		}
+		if err := stop(); !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	})
+}
+
 func TestScrubStopsOnCancel(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

@@ -36,6 +36,8 @@ const (
 	FrameResyncReport    FrameType = 0x57
 	FrameResyncNow       FrameType = 0x58
 	FrameLogGap          FrameType = 0x59
+
+	FrameScrubProgress FrameType = 0x60
 )
 
 func (t FrameType) String() string {
@@ -84,6 +86,8 @@ func (t FrameType) String() string {
 		return "resync-now"
 	case FrameLogGap:
 		return "log-gap"
+	case FrameScrubProgress:
+		return "scrub-progress"
 	}
 	return "frame(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -136,6 +140,7 @@ var (
 	_ Frame = ResyncReport{}
 	_ Frame = ResyncNow{}
 	_ Frame = LogGap{}
+	_ Frame = ScrubProgress{}
 )
 
 // AppendFrame appends f as a whole frame: type byte, varint payload length,
@@ -270,6 +275,8 @@ func parsePayload(t FrameType, p []byte) (Frame, error) {
 		return asFrame(parseResyncNow(p))
 	case FrameLogGap:
 		return asFrame(parseLogGap(p))
+	case FrameScrubProgress:
+		return asFrame(parseScrubProgress(p))
 	}
 	return nil, fmt.Errorf("%w 0x%02x", ErrUnknownFrame, uint8(t))
 }

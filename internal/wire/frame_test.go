@@ -160,6 +160,11 @@ func validFrames() []frameCase {
 		{name: "resync-report/zero", in: ResyncReport{}},
 		{name: "resync-now", in: ResyncNow{ID: 8}},
 		{name: "log-gap", in: LogGap{FirstLSN: 9001}},
+		{name: "scrub-progress/running", in: ScrubProgress{Pass: 3, Running: true, Bytes: 41 << 20, TotalBytes: 100 << 20, Blobs: 410, TotalBlobs: 1000, Corrupt: 1, ReadErrors: 2, LastFullPass: 2, LastFullPassCorrupt: 2, LastFullPassMillis: 1_700_000_000_123, CorruptTotal: 3}},
+		{name: "scrub-progress/listing", in: ScrubProgress{Pass: 1, Running: true}},
+		{name: "scrub-progress/done", in: ScrubProgress{Pass: 7, Bytes: 5, TotalBytes: 5, Blobs: 1, TotalBlobs: 1, LastFullPass: 7, LastFullPassMillis: 1}},
+		{name: "scrub-progress/zero", in: ScrubProgress{}},
+		{name: "scrub-progress/max", in: ScrubProgress{Pass: MaxVarint, Running: true, Bytes: MaxVarint, TotalBytes: MaxVarint, Blobs: MaxVarint, TotalBlobs: MaxVarint, Corrupt: MaxVarint / 2, ReadErrors: MaxVarint - MaxVarint/2, LastFullPass: MaxVarint, LastFullPassCorrupt: MaxVarint, LastFullPassMillis: MaxVarint, CorruptTotal: MaxVarint}},
 		{name: "fill-response/error-drops-entry", in: FillResponse{Status: FillError, Reason: "io", Entry: fullEntry()}, want: FillResponse{Status: FillError, Reason: "io"}},
 	}
 }
@@ -539,6 +544,7 @@ func TestMalformed(t *testing.T) {
 		{"fill response/ok without entry", frameBytes(FrameFillResponse, []byte{byte(FillOK), 0, 0}), "without an entry"},
 		{"fill response/not found with entry", frameBytes(FrameFillResponse, appendString([]byte{byte(FillNotFound), 0}, string(fullEntry().Append(nil)))), "with an entry"},
 		{"fill response/bad entry", AppendFrame(nil, FillResponse{Status: FillOK, Entry: LogEntry{}}), "log entry: unknown op 0"},
+		{"scrub progress/running 2", frameBytes(FrameScrubProgress, append([]byte{1, 2}, make([]byte, 10)...)), "running: invalid boolean"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,8 +10,16 @@ import (
 
 // ProtocolVersion is the version of the frame protocol carried in Hello.
 //
-// Version 2 added FirstLSN to Welcome and the anti-entropy frames.
-const ProtocolVersion = 2
+// Version 2 added FirstLSN to Welcome and the anti-entropy frames; version
+// 3 added ScrubProgress, which an edge sends on its control stream.
+const ProtocolVersion = 3
+
+// MinProtocolVersion is the oldest version an origin accepts in a Hello.
+// A version-2 edge speaks a subset of version 3 (it never sends
+// ScrubProgress), so origins can be upgraded before their edges; an edge
+// newer than its origin is refused, as it would send frames the origin
+// cannot read.
+const MinProtocolVersion = 2
 
 // ConnKind says what a QUIC connection carries. Control traffic (log,
 // heartbeats, leases) has a connection of its own so that bulk transfers,
