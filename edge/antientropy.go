@@ -98,8 +98,8 @@ func (s *store) reconcile(rs []repair) (int, error) {
 	n := 0
 	for _, r := range rs {
 		var cur uint64
-		if v := s.index[r.k]; v != nil {
-			cur = v.entry.LSN
+		if v := s.index.get(r.k.ns, r.k.key); v != nil {
+			cur = v.lsn
 		}
 		if _, dup := c.staged[r.k]; dup || cur != r.expect {
 			continue
@@ -164,10 +164,10 @@ type Holding struct {
 // Holdings lists the edge's index, for operators' tools and tests.
 func (e *Edge) Holdings() []Holding {
 	e.store.mu.RLock()
-	out := make([]Holding, 0, len(e.store.index))
-	for _, v := range e.store.index {
-		b := e.store.blobs[v.entry.Digest]
-		out = append(out, Holding{Entry: v.entry, Present: b != nil && b.onDisk, Pinned: b != nil && b.onDisk && b.required})
+	out := make([]Holding, 0, e.store.index.len())
+	for v := range e.store.index.all() {
+		b := e.store.blobs[v.digest]
+		out = append(out, Holding{Entry: v.logEntry(), Present: b != nil && b.onDisk, Pinned: b != nil && b.onDisk && b.required})
 	}
 	e.store.mu.RUnlock()
 	for i := range out {

@@ -26,9 +26,9 @@ import (
 // them without mu.
 type blob struct {
 	size     int64
-	refs     int  // index entries whose current version names this digest
-	onDisk   bool // the file is under blobs/ and counted in usage
-	required bool // pinned by a push to a replica-set edge; never evicted
+	refs     int32 // index entries whose current version names this digest
+	onDisk   bool  // the file is under blobs/ and counted in usage
+	required bool  // pinned by a push to a replica-set edge; never evicted
 	// lastUse orders fills for eviction: the value of store.tick when the
 	// blob was last written or opened.
 	lastUse atomic.Uint64

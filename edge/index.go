@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -35,13 +36,26 @@ type object struct {
 // concatenated ns\x00key string keeps lookups free of allocations.
 type objKey struct{ ns, key string }
 
-// version is the index's record of the current version of one key.
+// version is the index's record of the current version of one key: what
+// the edge needs of its log entry, a put, which logEntry rebuilds. An
+// edge holds one per object, a million or more, so it keeps 96 bytes
+// rather than a wire.LogEntry's 288 and its strings: the fields that
+// repeat across versions are shared (attrs), the purge selectors are
+// empty for a put, and the modification time is unix nanoseconds.
 type version struct {
-	entry wire.LogEntry
-	// meta is storeConfig.Annotate's value for entry, built on the first
-	// lookup rather than at load: a million versions are loaded at
+	key   string
+	attrs *attrs
+	lsn   uint64
+	// digest names the content, whose record is store.blobs[digest].
+	digest wire.Digest
+	size   uint64
+	// modTime is the entry's ModTime in unix nanoseconds, if hasModTime.
+	modTime int64
+	// meta is storeConfig.Annotate's value for the version, built on the
+	// first lookup rather than at load: a million versions are loaded at
 	// start, and only those served need it.
-	meta atomic.Value
+	meta       atomic.Pointer[any]
+	hasModTime bool
 	// stale is set by a soft purge (guarded by mu); it is kept in memory
 	// only, so a restart forgets it.
 	stale bool
@@ -50,26 +64,151 @@ type version struct {
 	pending bool
 }
 
+// attrs are the fields of a version that most versions share with many
+// others: namespace, headers, surrogate keys, consistency, replica set.
+// They are never changed once made.
+type attrs struct {
+	ns, contentType, cacheControl string
+	surrogateKeys, replicas       []string
+	consistency                   wire.Consistency
+	bound                         time.Duration
+}
+
+// newVersion makes the index's record of the put e, pending if strong.
+// Callers hold writeMu (or are load, before anyone else runs).
+func (s *store) newVersion(e *wire.LogEntry) *version {
+	v := &version{
+		key:     e.Key,
+		attrs:   s.attrs.intern(e),
+		lsn:     e.LSN,
+		digest:  e.Digest,
+		size:    e.Size,
+		pending: e.Consistency == wire.Strong,
+	}
+	if !e.ModTime.IsZero() {
+		v.modTime, v.hasModTime = e.ModTime.UnixNano(), true
+	}
+	return v
+}
+
+// logEntry rebuilds the log entry of v. It allocates nothing: the strings
+// and slices are v's, shared, and must not be written through. A ModTime
+// comes back in UTC, as wire.ParseLogEntry returns it.
+func (v *version) logEntry() wire.LogEntry {
+	var e wire.LogEntry
+	v.setEntry(&e)
+	return e
+}
+
+// setEntry is logEntry into *e, every field set: the hit path builds the
+// entry in place rather than copying its 288 bytes around.
+func (v *version) setEntry(e *wire.LogEntry) {
+	a := v.attrs
+	e.LSN = v.lsn
+	e.Op = wire.OpPut
+	e.Namespace = a.ns
+	e.Key = v.key
+	e.Digest = v.digest
+	e.Size = v.size
+	e.ContentType = a.contentType
+	e.CacheControl = a.cacheControl
+	e.SurrogateKeys = a.surrogateKeys
+	e.Consistency = a.consistency
+	e.Bound = a.bound
+	e.ModTime = time.Time{}
+	if v.hasModTime {
+		e.ModTime = time.Unix(0, v.modTime).UTC()
+	}
+	e.Replicas = a.replicas
+	e.PurgeKeys, e.PurgePrefixes, e.PurgeTags, e.Soft = nil, nil, nil, false
+}
+
+// tuple is what v contributes to the hash tree.
+func (v *version) tuple() aetree.Tuple {
+	return aetree.Tuple{Namespace: v.attrs.ns, Key: v.key, LSN: v.lsn, Digest: v.digest}
+}
+
+// attrsTable shares attrs between versions, and with them the strings and
+// slices that a million decoded entries would otherwise hold a copy each
+// of. It holds at most maxSharedAttrs and starts over when full: versions
+// keep what they have, and sets no longer published are not kept for
+// ever. The zero value is empty; store.writeMu guards it.
+type attrsTable map[attrsKey]*attrs
+
+// attrsKey is attrs as a map key: the lists are each element prefixed
+// with its length, the surrogate keys after their count.
+type attrsKey struct {
+	ns, contentType, cacheControl, lists string
+	consistency                          wire.Consistency
+	bound                                time.Duration
+}
+
+const maxSharedAttrs = 4096
+
+// intern returns the shared attrs of e.
+func (t *attrsTable) intern(e *wire.LogEntry) *attrs {
+	k := attrsKey{ns: e.Namespace, contentType: e.ContentType, cacheControl: e.CacheControl, consistency: e.Consistency, bound: e.Bound}
+	if len(e.SurrogateKeys)+len(e.Replicas) > 0 {
+		b := binary.AppendUvarint(nil, uint64(len(e.SurrogateKeys)))
+		for _, l := range [][]string{e.SurrogateKeys, e.Replicas} {
+			for _, s := range l {
+				b = binary.AppendUvarint(b, uint64(len(s)))
+				b = append(b, s...)
+			}
+		}
+		k.lists = string(b)
+	}
+	if a := (*t)[k]; a != nil {
+		return a
+	}
+	if *t == nil || len(*t) >= maxSharedAttrs {
+		*t = make(attrsTable)
+	}
+	a := &attrs{
+		ns: e.Namespace, contentType: e.ContentType, cacheControl: e.CacheControl,
+		// Clipped copies: nothing the caller does to its slices reaches
+		// the index.
+		surrogateKeys: slices.Clip(slices.Clone(e.SurrogateKeys)),
+		replicas:      slices.Clip(slices.Clone(e.Replicas)),
+		consistency:   e.Consistency, bound: e.Bound,
+	}
+	(*t)[k] = a
+	return a
+}
+
 // watermark is the highest LSN applied.
 func (s *store) watermark() uint64 { return s.wm.Load() }
 
 // lookup returns the current version of ns/key, from memory only.
-func (s *store) lookup(ns, key string) (object, bool) {
+func (s *store) lookup(ns, key string) (o object, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v := s.index[objKey{ns, key}]
+	v := s.index.get(ns, key)
 	if v == nil {
 		return object{}, false
 	}
-	b := s.blobs[v.entry.Digest]
-	m := v.meta.Load()
-	if m == nil {
-		// Several readers may build it at once; they build the same.
-		if m = s.annotate(&v.entry); m != nil {
-			v.meta.Store(m)
-		}
+	b := s.blobs[v.digest]
+	if p := v.meta.Load(); p != nil {
+		o.meta = *p
+	} else if s.annotate != nil {
+		o.meta = s.annotateVersion(v)
 	}
-	return object{Entry: v.entry, Present: b != nil && b.onDisk, meta: m, Stale: v.stale, Pending: v.pending}, true
+	v.setEntry(&o.Entry)
+	o.Present, o.Stale, o.Pending = b != nil && b.onDisk, v.stale, v.pending
+	return o, true
+}
+
+// annotateVersion builds v's meta and keeps it, if not nil. Several
+// readers may build it at once; they build the same. It is apart from
+// lookup so that only this first lookup of a version puts an entry on
+// the heap for Annotate to see.
+func (s *store) annotateVersion(v *version) any {
+	e := v.logEntry()
+	m := s.annotate(&e)
+	if m != nil {
+		v.meta.Store(&m)
+	}
+	return m
 }
 
 // purge carries out a purge entry the log has reached: the current
@@ -79,15 +218,16 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 	var digests []wire.Digest
 	n := 0
 	s.mu.Lock()
-	for _, v := range s.index {
-		if !invalidation.PurgeMatches(&p, &v.entry) {
+	for v := range s.index.all() {
+		e := v.logEntry()
+		if !invalidation.PurgeMatches(&p, &e) {
 			continue
 		}
 		n++
 		if p.Soft {
 			v.stale = true
 		} else {
-			digests = append(digests, v.entry.Digest)
+			digests = append(digests, v.digest)
 		}
 	}
 	s.mu.Unlock()
@@ -99,7 +239,7 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 func (s *store) revalidated(ns, key string, d wire.Digest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v := s.index[objKey{ns, key}]; v != nil && v.entry.Digest == d {
+	if v := s.index.get(ns, key); v != nil && v.digest == d {
 		v.stale = false
 		v.pending = false
 	}
@@ -120,9 +260,9 @@ func (s *store) missing(owes func(wire.LogEntry) bool) []wire.LogEntry {
 func (s *store) absent(owes func(wire.LogEntry) bool, inFlight bool) []wire.LogEntry {
 	s.mu.RLock()
 	var out []wire.LogEntry
-	for _, v := range s.index {
-		if b := s.blobs[v.entry.Digest]; (b == nil || !b.onDisk) && (inFlight || s.receiving[v.entry.Digest] == 0) {
-			out = append(out, v.entry)
+	for v := range s.index.all() {
+		if b := s.blobs[v.digest]; (b == nil || !b.onDisk) && (inFlight || s.receiving[v.digest] == 0) {
+			out = append(out, v.logEntry())
 		}
 	}
 	s.mu.RUnlock()
@@ -138,9 +278,9 @@ func (s *store) absent(owes func(wire.LogEntry) bool, inFlight bool) []wire.LogE
 // are left alone.
 func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
 	s.mu.RLock()
-	entries := make([]wire.LogEntry, 0, len(s.index))
-	for _, v := range s.index {
-		entries = append(entries, v.entry)
+	entries := make([]wire.LogEntry, 0, s.index.len())
+	for v := range s.index.all() {
+		entries = append(entries, v.logEntry())
 	}
 	var pinned []wire.Digest
 	for d, b := range s.blobs {
@@ -164,9 +304,9 @@ func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
 func (s *store) unpinnedOwed(owes func(wire.LogEntry) bool) []wire.Digest {
 	s.mu.RLock()
 	var cand []wire.LogEntry
-	for _, v := range s.index {
-		if b := s.blobs[v.entry.Digest]; b != nil && b.onDisk && !b.required {
-			cand = append(cand, v.entry)
+	for v := range s.index.all() {
+		if b := s.blobs[v.digest]; b != nil && b.onDisk && !b.required {
+			cand = append(cand, v.logEntry())
 		}
 	}
 	s.mu.RUnlock()
@@ -256,17 +396,17 @@ func newChangeSet() *changeSet {
 func (s *store) stageLocked(c *changeSet, k objKey, e *wire.LogEntry) {
 	old, ok := c.staged[k]
 	if !ok {
-		old = s.index[k] // writeMu held: no one writes index concurrently
+		old = s.index.get(k.ns, k.key) // writeMu held: no one writes index concurrently
 	}
 	if old != nil {
-		c.delta[old.entry.Digest]--
-		c.released[old.entry.Digest] = struct{}{}
+		c.delta[old.digest]--
+		c.released[old.digest] = struct{}{}
 	}
 	if e == nil {
 		c.staged[k] = nil
 		return
 	}
-	c.staged[k] = &version{entry: *e, pending: e.Consistency == wire.Strong}
+	c.staged[k] = s.newVersion(e)
 	c.delta[e.Digest]++
 	c.sizes[e.Digest] = int64(e.Size)
 }
@@ -281,7 +421,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 	for d := range c.released {
 		refs := c.delta[d]
 		if b := s.blobs[d]; b != nil {
-			refs += b.refs
+			refs += int(b.refs)
 		}
 		if refs == 0 {
 			dead = append(dead, d)
@@ -307,7 +447,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 			if p.v == nil {
 				err = objs.Delete(p.key)
 			} else {
-				err = objs.Put(p.key, p.v.entry.Append(nil))
+				err = objs.Put(p.key, p.v.logEntry().Append(nil))
 			}
 			if err != nil {
 				return err
@@ -335,14 +475,14 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 	var remove []wire.Digest
 	s.mu.Lock()
 	for k, v := range c.staged {
-		if old := s.index[k]; old != nil {
-			s.tree.Remove(tupleOf(&old.entry))
+		if old := s.index.get(k.ns, k.key); old != nil {
+			s.tree.Remove(old.tuple())
 		}
 		if v == nil {
-			delete(s.index, k)
+			s.index.remove(k.ns, k.key)
 		} else {
-			s.index[k] = v
-			s.tree.Add(tupleOf(&v.entry))
+			s.index.set(v)
+			s.tree.Add(v.tuple())
 		}
 		if lsn, ok := c.lsn[k]; ok && s.touched != nil {
 			s.touched[k] = lsn
@@ -355,7 +495,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 			b = &blob{size: c.sizes[d]}
 			s.blobs[d] = b
 		}
-		b.refs += n
+		b.refs += int32(n)
 	}
 	for _, d := range dead {
 		b := s.blobs[d]
@@ -383,8 +523,3 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 // hash tree, namespace, NUL, key (aetree.Key), so that a leaf's objects
 // are one cursor scan.
 func indexKey(k objKey) []byte { return aetree.Key(k.ns, k.key) }
-
-// tupleOf is what a current version contributes to the hash tree.
-func tupleOf(e *wire.LogEntry) aetree.Tuple {
-	return aetree.Tuple{Namespace: e.Namespace, Key: e.Key, LSN: e.LSN, Digest: e.Digest}
-}

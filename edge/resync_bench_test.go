@@ -83,7 +83,7 @@ func BenchmarkStoreOpen1M(b *testing.B) {
 				}
 				open += time.Since(t0)
 				b.StopTimer()
-				if got := len(s.index); got != v.objects {
+				if got := s.index.len(); got != v.objects {
 					b.Fatalf("store holds %d objects, want %d", got, v.objects)
 				}
 				used := heapInUse()

@@ -80,7 +80,7 @@ type store struct {
 	files   *fileCache
 	diskCap int64
 	log     *slog.Logger
-	// annotate is storeConfig.Annotate, never nil.
+	// annotate is storeConfig.Annotate; nil builds nothing.
 	annotate func(*wire.LogEntry) any
 	// onCorrupt is storeConfig.Quarantined, never nil.
 	onCorrupt func(d wire.Digest, by string)
@@ -93,11 +93,14 @@ type store struct {
 	// receiving counts writes in progress per digest (guarded by mu), so
 	// the repair loop does not start a second copy of a push under way.
 	receiving map[wire.Digest]int
+	// attrs shares what versions have in common (index.go); guarded by
+	// writeMu.
+	attrs attrsTable
 
 	// mu guards the maps and usage counters for readers; writers hold it
 	// only to publish changes already committed to bbolt, never across I/O.
 	mu       sync.RWMutex
-	index    map[objKey]*version
+	index    versionTable
 	blobs    map[wire.Digest]*blob
 	required int64 // bytes on disk of required blobs
 	fills    int64 // bytes on disk of evictable blobs
@@ -149,9 +152,6 @@ func openStore(cfg storeConfig) (*store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Annotate == nil {
-		cfg.Annotate = func(*wire.LogEntry) any { return nil }
-	}
 	if cfg.Quarantined == nil {
 		cfg.Quarantined = func(wire.Digest, string) {}
 	}
@@ -164,7 +164,6 @@ func openStore(cfg storeConfig) (*store, error) {
 		log:       cfg.Logger,
 		annotate:  cfg.Annotate,
 		onCorrupt: cfg.Quarantined,
-		index:     make(map[objKey]*version),
 		blobs:     make(map[wire.Digest]*blob),
 		receiving: make(map[wire.Digest]int),
 	}
@@ -246,8 +245,9 @@ func (s *store) load() error {
 			}
 			// A strong version's visibility is not on disk: until the
 			// origin confirms it, it is pending.
-			s.index[objKey{e.Namespace, e.Key}] = &version{entry: e, pending: e.Consistency == wire.Strong}
-			s.tree.Add(tupleOf(&e))
+			ver := s.newVersion(&e)
+			s.index.add(ver) // bbolt keys are unique
+			s.tree.Add(ver.tuple())
 			b := s.blobs[e.Digest]
 			if b == nil {
 				b = &blob{size: int64(e.Size)}
