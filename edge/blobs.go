@@ -145,7 +145,7 @@ func (s *store) writeBlob(d wire.Digest, size int64, r io.Reader, required bool)
 	if b := s.blobs[d]; b != nil && b.onDisk {
 		// A concurrent write of the same content won.
 		if required && !b.required {
-			return s.setRequiredLocked(d, b, true)
+			return s.pinLocked([]wire.Digest{d}, true)
 		}
 		return nil
 	}
@@ -356,14 +356,10 @@ func (s *store) evictLocked(victims []evictee) error {
 func (s *store) setRequired(d wire.Digest, required bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	b := s.blobs[d]
-	if b == nil || !b.onDisk {
+	if b := s.blobs[d]; b == nil || !b.onDisk {
 		return fmt.Errorf("edge: pin blob %s: %w", shortHex(d), fs.ErrNotExist)
 	}
-	if b.required == required {
-		return nil
-	}
-	return s.setRequiredLocked(d, b, required)
+	return s.pinLocked([]wire.Digest{d}, required)
 }
 
 // pin pins (required) or unpins the blobs ds that are on disk, in one
@@ -371,6 +367,11 @@ func (s *store) setRequired(d wire.Digest, required bool) error {
 func (s *store) pin(ds []wire.Digest, required bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	return s.pinLocked(ds, required)
+}
+
+// pinLocked is pin. Callers hold writeMu.
+func (s *store) pinLocked(ds []wire.Digest, required bool) error {
 	flag := blobFill
 	if required {
 		flag = blobRequired
@@ -404,25 +405,6 @@ func (s *store) pin(ds []wire.Digest, required bool) error {
 		c.b.lastUse.Store(s.tick.Add(1))
 		s.countLocked(c.b, +1)
 	}
-	s.mu.Unlock()
-	return nil
-}
-
-func (s *store) setRequiredLocked(d wire.Digest, b *blob, required bool) error {
-	flag := blobFill
-	if required {
-		flag = blobRequired
-	}
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketBlobs).Put(d[:], []byte{flag})
-	})
-	if err != nil {
-		return diskErr("edge: pin blob", err)
-	}
-	s.mu.Lock()
-	s.countLocked(b, -1)
-	b.required = required
-	s.countLocked(b, +1)
 	s.mu.Unlock()
 	return nil
 }

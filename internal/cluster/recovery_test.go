@@ -89,14 +89,9 @@ func TestReplicaRecovery(t *testing.T) {
 		t.Fatal("metrics do not show the lost edge and the reassigned plan")
 	}
 	// w=all waits for kix and lhr, not for the lost nrt.
-	for i := 20; i < 25; i++ {
-		k := fmt.Sprintf("rr/%02d", i)
-		want[k] = []byte(strings.Repeat(k, 40+i))
-		res := mustPublish(t, c, k, want[k], "w=all")
-		if slices.Sort(res.Acked); !slices.Equal(res.Acked, []string{"kix", "lhr"}) {
-			t.Fatalf("w=all acked by %v, want kix and lhr", res.Acked)
-		}
-	}
+	publishAckedBy(t, want, "rr", 20, 25, func(k string, body []byte) origin.PublishResult {
+		return mustPublish(t, c, k, body, "w=all")
+	}, "kix", "lhr")
 	for _, id := range []string{"kix", "lhr"} {
 		checkServes(t, edge[id], want)
 	}
@@ -148,6 +143,22 @@ func metric(t *testing.T, c *Cluster, name string) float64 {
 	return 0
 }
 
+// publishAckedBy publishes the keys prefix/from .. prefix/to-1 with w=all
+// through publish, adds their bodies to want, and requires each to be
+// acknowledged by exactly the edges acked.
+func publishAckedBy(t *testing.T, want map[string][]byte, prefix string, from, to int, publish func(key string, body []byte) origin.PublishResult, acked ...string) {
+	t.Helper()
+	slices.Sort(acked)
+	for i := from; i < to; i++ {
+		k := fmt.Sprintf("%s/%02d", prefix, i)
+		want[k] = []byte(strings.Repeat(k, 40+i))
+		res := publish(k, want[k])
+		if slices.Sort(res.Acked); !slices.Equal(res.Acked, acked) {
+			t.Fatalf("%s: w=all acked by %v, want %v", k, res.Acked, acked)
+		}
+	}
+}
+
 // checkServes requires en to serve every key of want with its body and
 // an ETag that matches it.
 func checkServes(t *testing.T, en *EdgeNode, want map[string][]byte) {
@@ -192,14 +203,9 @@ func TestWANReplicaRecovery(t *testing.T) {
 		if !holdsAll(w.Edge("kix"), want) {
 			t.Fatal("kix took nrt's place in the plan before holding its replicas")
 		}
-		for i := 10; i < 15; i++ {
-			k := fmt.Sprintf("wr/%02d", i)
-			want[k] = []byte(strings.Repeat(k, 50+i))
-			res := wanPublish(t, w, k, want[k], "w=all")
-			if slices.Sort(res.Acked); !slices.Equal(res.Acked, []string{"kix", "lhr"}) {
-				t.Fatalf("w=all acked by %v, want kix and lhr", res.Acked)
-			}
-		}
+		publishAckedBy(t, want, "wr", 10, 15, func(k string, body []byte) origin.PublishResult {
+			return wanPublish(t, w, k, body, "w=all")
+		}, "kix", "lhr")
 		if err := w.Heal("nrt"); err != nil {
 			t.Fatal(err)
 		}

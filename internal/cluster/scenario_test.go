@@ -75,7 +75,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // waitForWithin is waitFor with a deadline of its own.
-func waitForWithin(t *testing.T, what string, limit time.Duration, cond func() bool) {
+func waitForWithin(t testing.TB, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {

@@ -80,7 +80,7 @@ func benchScrubHits(b *testing.B, size int) {
 	}
 	defer c.Close()
 	en := c.Edges()[0]
-	benchWait(b, "edge healthy", 30*time.Second, func() bool { return en.Edge().Healthy() })
+	waitForWithin(b, "edge healthy", 30*time.Second, func() bool { return en.Edge().Healthy() })
 	client := &http.Client{Timeout: time.Minute}
 	rng := rand.New(rand.NewPCG(uint64(size), 1))
 	body := func(n int) []byte {
@@ -107,7 +107,7 @@ func benchScrubHits(b *testing.B, size int) {
 	for i := range scrubBallast {
 		benchHit(b, client, fmt.Sprintf("%s/ballast/%03d", en.URL, i), 1<<20)
 	}
-	benchWait(b, "no scrub pass running", 2*time.Minute, func() bool { return !e.ScrubStatus().Running })
+	waitForWithin(b, "no scrub pass running", 2*time.Minute, func() bool { return !e.ScrubStatus().Running })
 
 	hist := map[bool]*hdrhistogram.Histogram{false: newLatencyHist(), true: newLatencyHist()}
 	reqs := map[bool]int64{}
@@ -122,7 +122,7 @@ func benchScrubHits(b *testing.B, size int) {
 			if on {
 				before := e.ScrubStatus()
 				e.ScrubNow()
-				benchWait(b, "scrub pass started", 10*time.Second, func() bool {
+				waitForWithin(b, "scrub pass started", 10*time.Second, func() bool {
 					st := e.ScrubStatus()
 					return st.Running && st.Pass > before.Pass
 				})
@@ -137,7 +137,7 @@ func benchScrubHits(b *testing.B, size int) {
 				}
 				scrubBytes += st1.BytesRead - st0.BytesRead
 				scrubTime += took
-				benchWait(b, "scrub pass done", 2*time.Minute, func() bool { return !e.ScrubStatus().Running })
+				waitForWithin(b, "scrub pass done", 2*time.Minute, func() bool { return !e.ScrubStatus().Running })
 			} else if st1.BytesRead != st0.BytesRead || st1.Running {
 				b.Fatalf("the scrubber read %d bytes during a run without it", st1.BytesRead-st0.BytesRead)
 			}
@@ -279,16 +279,5 @@ func benchPublish(b *testing.B, c *Cluster, client *http.Client, key string, bod
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		b.Fatalf("publish %s: %d", key, resp.StatusCode)
-	}
-}
-
-func benchWait(b *testing.B, what string, limit time.Duration, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %v waiting for: %s", limit, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
