@@ -127,9 +127,9 @@ func (s *store) verifyFiles() (lost int, err error) {
 	}
 	var all []rec
 	s.mu.RLock()
-	for d, b := range s.blobs {
+	for b := range s.blobs.all() {
 		if b.onDisk {
-			all = append(all, rec{d, b.size})
+			all = append(all, rec{b.digest, b.size})
 		}
 	}
 	s.mu.RUnlock()
@@ -166,8 +166,8 @@ func (e *Edge) Holdings() []Holding {
 	e.store.mu.RLock()
 	out := make([]Holding, 0, e.store.index.len())
 	for v := range e.store.index.all() {
-		b := e.store.blobs[v.digest]
-		out = append(out, Holding{Entry: v.logEntry(), Present: b != nil && b.onDisk, Pinned: b != nil && b.onDisk && b.required})
+		b := v.blob
+		out = append(out, Holding{Entry: v.logEntry(), Present: b.onDisk, Pinned: b.onDisk && b.required})
 	}
 	e.store.mu.RUnlock()
 	for i := range out {

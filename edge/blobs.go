@@ -25,6 +25,7 @@ import (
 // written only with both writeMu and mu held, so a writeMu holder may read
 // them without mu.
 type blob struct {
+	digest   wire.Digest // never changes: the record's key in store.blobs
 	size     int64
 	refs     int32 // index entries whose current version names this digest
 	onDisk   bool  // the file is under blobs/ and counted in usage
@@ -46,7 +47,7 @@ const (
 func (s *store) hasBlob(d wire.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	b := s.blobs[d]
+	b := s.blobs.get(d)
 	return b != nil && b.onDisk
 }
 
@@ -142,7 +143,7 @@ func (s *store) writeBlob(d wire.Digest, size int64, r io.Reader, required bool)
 	defer s.writeMu.Unlock()
 	s.reserved -= size
 	committed = true
-	if b := s.blobs[d]; b != nil && b.onDisk {
+	if b := s.blobs.get(d); b != nil && b.onDisk {
 		// A concurrent write of the same content won.
 		if required && !b.required {
 			return s.pinLocked([]wire.Digest{d}, true)
@@ -169,10 +170,10 @@ func (s *store) writeBlob(d wire.Digest, size int64, r io.Reader, required bool)
 		return diskErr("edge: write blob: record", err)
 	}
 	s.mu.Lock()
-	b := s.blobs[d]
+	b := s.blobs.get(d)
 	if b == nil {
-		b = &blob{}
-		s.blobs[d] = b
+		b = &blob{digest: d}
+		s.blobs.set(b)
 	}
 	b.size = size
 	b.onDisk = true
@@ -257,9 +258,9 @@ func (s *store) makeRoomLocked(need int64) error {
 	}
 	var cands []cand
 	var avail int64
-	for d, b := range s.blobs {
+	for b := range s.blobs.all() {
 		if b.onDisk && !b.required {
-			cands = append(cands, cand{d, b, b.lastUse.Load()})
+			cands = append(cands, cand{b.digest, b, b.lastUse.Load()})
 			avail += b.size
 		}
 	}
@@ -309,7 +310,7 @@ func (s *store) drop(ds []wire.Digest) error {
 	var victims []evictee
 	s.mu.RLock()
 	for _, d := range ds {
-		if b := s.blobs[d]; b != nil && b.onDisk {
+		if b := s.blobs.get(d); b != nil && b.onDisk {
 			victims = append(victims, evictee{d, b})
 		}
 	}
@@ -338,7 +339,7 @@ func (s *store) evictLocked(victims []evictee) error {
 		s.countLocked(v.b, -1)
 		v.b.onDisk = false
 		if v.b.refs == 0 {
-			delete(s.blobs, v.d)
+			s.blobs.delete(v.d)
 		}
 	}
 	s.mu.Unlock()
@@ -356,7 +357,7 @@ func (s *store) evictLocked(victims []evictee) error {
 func (s *store) setRequired(d wire.Digest, required bool) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if b := s.blobs[d]; b == nil || !b.onDisk {
+	if b := s.blobs.get(d); b == nil || !b.onDisk {
 		return fmt.Errorf("edge: pin blob %s: %w", shortHex(d), fs.ErrNotExist)
 	}
 	return s.pinLocked([]wire.Digest{d}, required)
@@ -379,7 +380,7 @@ func (s *store) pinLocked(ds []wire.Digest, required bool) error {
 	var change []evictee
 	s.mu.RLock()
 	for _, d := range ds {
-		if b := s.blobs[d]; b != nil && b.onDisk && b.required != required {
+		if b := s.blobs.get(d); b != nil && b.onDisk && b.required != required {
 			change = append(change, evictee{d, b})
 		}
 	}

@@ -67,7 +67,7 @@ func (s *store) openShared(d wire.Digest) (content, error) {
 
 func (s *store) open(d wire.Digest, shared bool) (content, error) {
 	s.mu.RLock()
-	b := s.blobs[d]
+	b := s.blobs.get(d)
 	var size int64
 	ok := b != nil && b.onDisk
 	if ok {

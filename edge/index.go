@@ -38,17 +38,21 @@ type objKey struct{ ns, key string }
 
 // version is the index's record of the current version of one key: what
 // the edge needs of its log entry, a put, which logEntry rebuilds. An
-// edge holds one per object, a million or more, so it keeps 96 bytes
+// edge holds one per object, a million or more, so it keeps 64 bytes
 // rather than a wire.LogEntry's 288 and its strings: the fields that
-// repeat across versions are shared (attrs), the purge selectors are
-// empty for a put, and the modification time is unix nanoseconds.
+// repeat across versions are shared (attrs), the digest and size are
+// those of the blob record, the purge selectors are empty for a put, and
+// the modification time is unix nanoseconds.
 type version struct {
 	key   string
 	attrs *attrs
-	lsn   uint64
-	// digest names the content, whose record is store.blobs[digest].
-	digest wire.Digest
-	size   uint64
+	// blob is the record of the content, store.blobs.get(digest), which
+	// stays filed while a current version refers to it (blob.refs): the
+	// version's digest and size are the record's, the size checked
+	// against the content when it was written. A staged version may hold
+	// a record not yet filed; commitLocked points it to the filed one.
+	blob *blob
+	lsn  uint64
 	// modTime is the entry's ModTime in unix nanoseconds, if hasModTime.
 	modTime int64
 	// meta is storeConfig.Annotate's value for the version, built on the
@@ -74,15 +78,24 @@ type attrs struct {
 	bound                         time.Duration
 }
 
-// newVersion makes the index's record of the put e, pending if strong.
-// Callers hold writeMu (or are load, before anyone else runs).
+// newVersion makes the index's record of the put e, pending if strong,
+// with the filed blob record of e.Digest or, if there is none, a new one
+// that commitLocked files. Callers hold writeMu.
 func (s *store) newVersion(e *wire.LogEntry) *version {
+	b := s.blobs.get(e.Digest)
+	if b == nil {
+		b = &blob{digest: e.Digest, size: int64(e.Size)}
+	}
+	return s.versionOf(e, b)
+}
+
+// versionOf is newVersion with b, the blob record of e.Digest.
+func (s *store) versionOf(e *wire.LogEntry, b *blob) *version {
 	v := &version{
 		key:     e.Key,
 		attrs:   s.attrs.intern(e),
+		blob:    b,
 		lsn:     e.LSN,
-		digest:  e.Digest,
-		size:    e.Size,
 		pending: e.Consistency == wire.Strong,
 	}
 	if !e.ModTime.IsZero() {
@@ -108,8 +121,8 @@ func (v *version) setEntry(e *wire.LogEntry) {
 	e.Op = wire.OpPut
 	e.Namespace = a.ns
 	e.Key = v.key
-	e.Digest = v.digest
-	e.Size = v.size
+	e.Digest = v.blob.digest
+	e.Size = uint64(v.blob.size)
 	e.ContentType = a.contentType
 	e.CacheControl = a.cacheControl
 	e.SurrogateKeys = a.surrogateKeys
@@ -125,7 +138,7 @@ func (v *version) setEntry(e *wire.LogEntry) {
 
 // tuple is what v contributes to the hash tree.
 func (v *version) tuple() aetree.Tuple {
-	return aetree.Tuple{Namespace: v.attrs.ns, Key: v.key, LSN: v.lsn, Digest: v.digest}
+	return aetree.Tuple{Namespace: v.attrs.ns, Key: v.key, LSN: v.lsn, Digest: v.blob.digest}
 }
 
 // attrsTable shares attrs between versions, and with them the strings and
@@ -176,6 +189,24 @@ func (t *attrsTable) intern(e *wire.LogEntry) *attrs {
 	return a
 }
 
+// stringSet makes one copy of each string that load parses again and
+// again (namespace, content type, cache control): attrsTable shares them
+// between versions in any case, but copies made for each parsed entry
+// and dropped would leave a million small holes in the heap. It keeps at
+// most maxSharedAttrs strings, copying others each time.
+type stringSet map[string]string
+
+func (m stringSet) intern(b []byte) string {
+	if s, ok := m[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(m) < maxSharedAttrs {
+		m[s] = s
+	}
+	return s
+}
+
 // watermark is the highest LSN applied.
 func (s *store) watermark() uint64 { return s.wm.Load() }
 
@@ -187,7 +218,7 @@ func (s *store) lookup(ns, key string) (o object, ok bool) {
 	if v == nil {
 		return object{}, false
 	}
-	b := s.blobs[v.digest]
+	b := v.blob
 	if p := v.meta.Load(); p != nil {
 		o.meta = *p
 	} else if s.annotate != nil {
@@ -227,7 +258,7 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 		if p.Soft {
 			v.stale = true
 		} else {
-			digests = append(digests, v.digest)
+			digests = append(digests, v.blob.digest)
 		}
 	}
 	s.mu.Unlock()
@@ -239,7 +270,7 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 func (s *store) revalidated(ns, key string, d wire.Digest) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v := s.index.get(ns, key); v != nil && v.digest == d {
+	if v := s.index.get(ns, key); v != nil && v.blob.digest == d {
 		v.stale = false
 		v.pending = false
 	}
@@ -261,7 +292,7 @@ func (s *store) absent(owes func(wire.LogEntry) bool, inFlight bool) []wire.LogE
 	s.mu.RLock()
 	var out []wire.LogEntry
 	for v := range s.index.all() {
-		if b := s.blobs[v.digest]; (b == nil || !b.onDisk) && (inFlight || s.receiving[v.digest] == 0) {
+		if b := v.blob; !b.onDisk && (inFlight || s.receiving[b.digest] == 0) {
 			out = append(out, v.logEntry())
 		}
 	}
@@ -283,9 +314,9 @@ func (s *store) unowed(owes func(wire.LogEntry) bool) []wire.Digest {
 		entries = append(entries, v.logEntry())
 	}
 	var pinned []wire.Digest
-	for d, b := range s.blobs {
+	for b := range s.blobs.all() {
 		if b.onDisk && b.required && b.refs > 0 {
-			pinned = append(pinned, d)
+			pinned = append(pinned, b.digest)
 		}
 	}
 	s.mu.RUnlock()
@@ -305,7 +336,7 @@ func (s *store) unpinnedOwed(owes func(wire.LogEntry) bool) []wire.Digest {
 	s.mu.RLock()
 	var cand []wire.LogEntry
 	for v := range s.index.all() {
-		if b := s.blobs[v.digest]; b != nil && b.onDisk && !b.required {
+		if b := v.blob; b.onDisk && !b.required {
 			cand = append(cand, v.logEntry())
 		}
 	}
@@ -399,8 +430,8 @@ func (s *store) stageLocked(c *changeSet, k objKey, e *wire.LogEntry) {
 		old = s.index.get(k.ns, k.key) // writeMu held: no one writes index concurrently
 	}
 	if old != nil {
-		c.delta[old.digest]--
-		c.released[old.digest] = struct{}{}
+		c.delta[old.blob.digest]--
+		c.released[old.blob.digest] = struct{}{}
 	}
 	if e == nil {
 		c.staged[k] = nil
@@ -420,7 +451,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 	var dead []wire.Digest
 	for d := range c.released {
 		refs := c.delta[d]
-		if b := s.blobs[d]; b != nil {
+		if b := s.blobs.get(d); b != nil {
 			refs += int(b.refs)
 		}
 		if refs == 0 {
@@ -474,6 +505,15 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 
 	var remove []wire.Digest
 	s.mu.Lock()
+	for d, n := range c.delta {
+		b := s.blobs.get(d)
+		if b == nil {
+			// Named before its content arrived; writeBlob makes it Present.
+			b = &blob{digest: d, size: c.sizes[d]}
+			s.blobs.set(b)
+		}
+		b.refs += int32(n)
+	}
 	for k, v := range c.staged {
 		if old := s.index.get(k.ns, k.key); old != nil {
 			s.tree.Remove(old.tuple())
@@ -481,6 +521,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 		if v == nil {
 			s.index.remove(k.ns, k.key)
 		} else {
+			v.blob = s.blobs.get(v.blob.digest) // filed above, if it was not
 			s.index.set(v)
 			s.tree.Add(v.tuple())
 		}
@@ -488,17 +529,8 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 			s.touched[k] = lsn
 		}
 	}
-	for d, n := range c.delta {
-		b := s.blobs[d]
-		if b == nil {
-			// Named before its content arrived; writeBlob makes it Present.
-			b = &blob{size: c.sizes[d]}
-			s.blobs[d] = b
-		}
-		b.refs += int32(n)
-	}
 	for _, d := range dead {
-		b := s.blobs[d]
+		b := s.blobs.get(d)
 		if b == nil {
 			continue
 		}
@@ -506,7 +538,7 @@ func (s *store) commitLocked(c *changeSet, wm uint64, more func(*bbolt.Tx) error
 			s.countLocked(b, -1)
 			remove = append(remove, d)
 		}
-		delete(s.blobs, d)
+		s.blobs.delete(d)
 	}
 	if wm != 0 {
 		s.wm.Store(wm)

@@ -56,10 +56,10 @@ func (s *store) newScrubber(rate int64, interval time.Duration, clk clock.Clock,
 // restart.
 func (s *store) blobsOnDisk(context.Context) ([]scrub.Blob, error) {
 	s.mu.RLock()
-	out := make([]scrub.Blob, 0, len(s.blobs))
-	for d, b := range s.blobs {
+	out := make([]scrub.Blob, 0, s.blobs.len())
+	for b := range s.blobs.all() {
 		if b.onDisk {
-			out = append(out, scrub.Blob{Digest: d, Size: b.size})
+			out = append(out, scrub.Blob{Digest: b.digest, Size: b.size})
 		}
 	}
 	s.mu.RUnlock()
@@ -122,7 +122,7 @@ func (s *store) quarantine(f scrub.Finding, fi os.FileInfo, by string) {
 	d := f.Digest
 	path := s.blobPath(d)
 	s.writeMu.Lock()
-	b := s.blobs[d] // writeMu holders may read blobs without mu
+	b := s.blobs.get(d) // writeMu holders may read blobs without mu
 	cur, err := os.Stat(path)
 	if b == nil || !b.onDisk || err != nil || !os.SameFile(fi, cur) {
 		s.writeMu.Unlock()

@@ -101,7 +101,7 @@ type store struct {
 	// only to publish changes already committed to bbolt, never across I/O.
 	mu       sync.RWMutex
 	index    versionTable
-	blobs    map[wire.Digest]*blob
+	blobs    blobTable
 	required int64 // bytes on disk of required blobs
 	fills    int64 // bytes on disk of evictable blobs
 	// tree is the anti-entropy hash tree of index (aetree), updated with
@@ -164,7 +164,6 @@ func openStore(cfg storeConfig) (*store, error) {
 		log:       cfg.Logger,
 		annotate:  cfg.Annotate,
 		onCorrupt: cfg.Quarantined,
-		blobs:     make(map[wire.Digest]*blob),
 		receiving: make(map[wire.Digest]int),
 	}
 	s.files = newFileCache(s.blobPath)
@@ -238,22 +237,23 @@ func (s *store) load() error {
 		case len(v) != 1 || v[0] != indexFormat:
 			return fmt.Errorf("format %x not supported (want %d)", v, indexFormat)
 		}
+		strs := make(stringSet)
 		err := tx.Bucket(bucketObjects).ForEach(func(k, v []byte) error {
-			e, err := wire.ParseLogEntry(v)
+			e, err := wire.ParseLogEntryInterned(v, strs.intern)
 			if err != nil {
 				return fmt.Errorf("index entry %q: %w", k, err)
 			}
 			// A strong version's visibility is not on disk: until the
 			// origin confirms it, it is pending.
-			ver := s.newVersion(&e)
-			s.index.add(ver) // bbolt keys are unique
-			s.tree.Add(ver.tuple())
-			b := s.blobs[e.Digest]
+			b := s.blobs.get(e.Digest)
 			if b == nil {
-				b = &blob{size: int64(e.Size)}
-				s.blobs[e.Digest] = b
+				b = &blob{digest: e.Digest, size: int64(e.Size)}
+				s.blobs.set(b)
 			}
 			b.refs++
+			ver := s.versionOf(&e, b)
+			s.index.add(ver) // bbolt keys are unique
+			s.tree.Add(ver.tuple())
 			return nil
 		})
 		if err != nil {
@@ -291,7 +291,7 @@ func (s *store) load() error {
 			if err != nil {
 				return fmt.Errorf("edge: scan blobs: %w", err)
 			}
-			b := s.blobs[d]
+			b := s.blobs.get(d)
 			rec, recorded := records[d]
 			delete(records, d)
 			if (b == nil && !recorded) || (b != nil && b.refs > 0 && b.size != info.Size()) {
@@ -304,8 +304,8 @@ func (s *store) load() error {
 				continue
 			}
 			if b == nil {
-				b = &blob{}
-				s.blobs[d] = b
+				b = &blob{digest: d}
+				s.blobs.set(b)
 			}
 			b.size = info.Size()
 			b.onDisk = true
@@ -322,7 +322,7 @@ func (s *store) load() error {
 	// restart is not kept, the order of writing is the best guess.
 	slices.SortFunc(fills, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range fills {
-		s.blobs[f.d].lastUse.Store(s.tick.Add(1))
+		s.blobs.get(f.d).lastUse.Store(s.tick.Add(1))
 	}
 	if len(records) > 0 {
 		// Records whose file is gone (removed after the record's commit was

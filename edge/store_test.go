@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -537,5 +538,70 @@ func TestStoreMissing(t *testing.T) {
 	mustWrite(t, s, owed, true)
 	if got := s.missing(func(wire.LogEntry) bool { return true }); len(got) != 1 || got[0].Key != "not-owed" {
 		t.Errorf("missing after the push = %v, want just not-owed", got)
+	}
+}
+
+// TestStoreVersionsShareBlobRecords applies random puts, deletes, writes,
+// drops and reopens, and checks after each that every current version
+// points to the filed record of its digest, that the records count their
+// versions, and that no record is left that neither a version nor a file
+// needs.
+func TestStoreVersionsShareBlobRecords(t *testing.T) {
+	dir := t.TempDir()
+	cfg := storeConfig{Dir: dir}
+	s := openTestStore(t, cfg)
+	rng := rand.New(rand.NewPCG(5, 6))
+	bodies := make([][]byte, 8)
+	for i := range bodies {
+		bodies[i] = []byte(fmt.Sprintf("content %d", i))
+	}
+	check := func(step int) {
+		t.Helper()
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		refs := make(map[*blob]int32)
+		for v := range s.index.all() {
+			if got := s.blobs.get(v.blob.digest); got != v.blob {
+				t.Fatalf("step %d: %s points to a record of %s that is not the filed one (%p)", step, v.key, shortHex(v.blob.digest), got)
+			}
+			refs[v.blob]++
+		}
+		for b := range s.blobs.all() {
+			if b.refs != refs[b] {
+				t.Fatalf("step %d: record of %s counts %d versions, want %d", step, shortHex(b.digest), b.refs, refs[b])
+			}
+			if b.refs == 0 && !b.onDisk {
+				t.Fatalf("step %d: record of %s kept with no version and no file", step, shortHex(b.digest))
+			}
+		}
+	}
+	lsn := uint64(0)
+	for step := range 400 {
+		body := bodies[rng.IntN(len(bodies))]
+		key := fmt.Sprint(rng.IntN(6))
+		switch r := rng.IntN(20); {
+		case r < 8:
+			var batch []wire.LogEntry
+			for range 1 + rng.IntN(3) {
+				lsn++
+				batch = append(batch, putEntry(lsn, fmt.Sprint(rng.IntN(6)), bodies[rng.IntN(len(bodies))]))
+			}
+			mustApply(t, s, batch...)
+		case r < 11:
+			lsn++
+			mustApply(t, s, deleteEntry(lsn, key))
+		case r < 16:
+			mustWrite(t, s, body, rng.IntN(2) == 0)
+		case r < 19:
+			if err := s.drop([]wire.Digest{digestOf(body)}); err != nil {
+				t.Fatalf("step %d: drop: %v", step, err)
+			}
+		default:
+			if err := s.close(); err != nil {
+				t.Fatalf("step %d: close: %v", step, err)
+			}
+			s = openTestStore(t, cfg)
+		}
+		check(step)
 	}
 }

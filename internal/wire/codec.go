@@ -79,6 +79,8 @@ type decoder struct {
 	msg string // message name, for error detail
 	b   []byte
 	err error
+	// intern, if not nil, makes the strings that shared reads.
+	intern func([]byte) string
 }
 
 func (d *decoder) failf(format string, args ...any) {
@@ -168,6 +170,27 @@ func (d *decoder) string(field string, max int) string {
 	return string(d.bytes(field, n))
 }
 
+// shared is string for a value that repeats across messages: it comes
+// from d.intern, if set.
+func (d *decoder) shared(field string, max int) string {
+	if d.intern == nil {
+		return d.string(field, max)
+	}
+	n := d.varint(field)
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(max) {
+		d.failf("%s: length %d exceeds %d", field, n, max)
+		return ""
+	}
+	b := d.bytes(field, n)
+	if d.err != nil {
+		return ""
+	}
+	return d.intern(b)
+}
+
 // count reads a list length, refusing counts over max and counts that the
 // remaining bytes cannot hold (every element takes at least one byte), so a
 // forged count never sizes an allocation.
@@ -205,7 +228,7 @@ func (d *decoder) finish() error {
 // namespace reads a namespace. NUL is refused because ObjectID uses it as
 // the separator between namespace and key.
 func (d *decoder) namespace() string {
-	s := d.string("namespace", MaxNamespaceLen)
+	s := d.shared("namespace", MaxNamespaceLen)
 	if strings.IndexByte(s, 0) >= 0 {
 		d.failf("namespace: contains NUL")
 	}
@@ -215,13 +238,18 @@ func (d *decoder) namespace() string {
 // strings reads a counted list of at most max strings of at most size
 // bytes each; nil when empty.
 func (d *decoder) strings(what string, max, size int) []string {
+	return d.list(what, max, size, d.string)
+}
+
+// list is strings with each element read by str.
+func (d *decoder) list(what string, max, size int, str func(field string, max int) string) []string {
 	n := d.count(what+"s", max)
 	if n <= 0 {
 		return nil
 	}
 	out := make([]string, n)
 	for i := range out {
-		out[i] = d.string(what, size)
+		out[i] = str(what, size)
 	}
 	return out
 }

@@ -297,8 +297,20 @@ func ParseLogEntry(b []byte) (LogEntry, error) {
 	return parseLogEntry(b)
 }
 
-func parseLogEntry(b []byte) (LogEntry, error) {
-	d := decoder{msg: "log entry", b: b}
+// ParseLogEntryInterned is ParseLogEntry for a caller that keeps many
+// entries: the strings that repeat across entries (namespace, content
+// type, cache control, surrogate keys, replicas) are made by intern from
+// their bytes instead of copied, so that it can return one shared copy of
+// each. intern must not keep its argument, which is part of b; nil copies.
+// Keys and purge selectors are always copied.
+func ParseLogEntryInterned(b []byte, intern func([]byte) string) (LogEntry, error) {
+	return parseLogEntryWith(b, intern)
+}
+
+func parseLogEntry(b []byte) (LogEntry, error) { return parseLogEntryWith(b, nil) }
+
+func parseLogEntryWith(b []byte, intern func([]byte) string) (LogEntry, error) {
+	d := decoder{msg: "log entry", b: b, intern: intern}
 	if len(b) > MaxLogEntrySize {
 		d.failf("%d bytes exceed %d", len(b), MaxLogEntrySize)
 		return LogEntry{}, d.err
@@ -319,12 +331,12 @@ func parseLogEntry(b []byte) (LogEntry, error) {
 	e.Key = d.key()
 	e.Digest = d.digest("digest")
 	e.Size = d.varint("size")
-	e.ContentType = d.string("content type", MaxStringLen)
-	e.CacheControl = d.string("cache control", MaxStringLen)
+	e.ContentType = d.shared("content type", MaxStringLen)
+	e.CacheControl = d.shared("cache control", MaxStringLen)
 	if n := d.count("surrogate keys", MaxSurrogateKeys); n > 0 {
 		e.SurrogateKeys = make([]string, n)
 		for i := range e.SurrogateKeys {
-			e.SurrogateKeys[i] = d.string("surrogate key", MaxStringLen)
+			e.SurrogateKeys[i] = d.shared("surrogate key", MaxStringLen)
 		}
 	}
 	e.Consistency = Consistency(d.uint8("consistency"))
@@ -339,7 +351,7 @@ func parseLogEntry(b []byte) (LogEntry, error) {
 	if ns := int64(d.uint64be("mod time")); ns != 0 {
 		e.ModTime = time.Unix(0, ns).UTC()
 	}
-	e.Replicas = d.strings("replica", MaxReplicas, MaxStringLen)
+	e.Replicas = d.list("replica", MaxReplicas, MaxStringLen, d.shared)
 	if version >= 2 {
 		e.PurgeKeys = d.strings("purge key", MaxPurgeSelectors, MaxKeyLen)
 		e.PurgePrefixes = d.strings("purge prefix", MaxPurgeSelectors, MaxKeyLen)

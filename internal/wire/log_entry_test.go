@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestParseLogEntry(t *testing.T) {
@@ -298,4 +299,72 @@ func TestParseFormatVersion1(t *testing.T) {
 	if _, err := ParseLogEntry(pb); err == nil {
 		t.Fatal("format 1 purge entry accepted; purge needs format 2")
 	}
+}
+
+// TestParseLogEntryInterned checks that the interning parse returns what
+// ParseLogEntry does, with the repeating strings, and only those, from
+// intern, and fails where ParseLogEntry fails.
+func TestParseLogEntryInterned(t *testing.T) {
+	purge := LogEntry{LSN: 7, Op: OpPurge, Namespace: "default", PurgeKeys: []string{"a"}, PurgePrefixes: []string{"b/"}, PurgeTags: []string{"c"}}
+	tests := []struct {
+		name string
+		e    LogEntry
+		want []string // the strings intern is asked for, in order
+	}{
+		{"full", fullEntry(), []string{"default", "image/png", "public, max-age=60", "logos", "home", "edge-fra-1", "edge-iad-2"}},
+		{"purge", purge, []string{"default", "", ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tc.e.Append(nil)
+			var asked []string
+			intern := func(b []byte) string {
+				asked = append(asked, string(b))
+				return string(b)
+			}
+			got, err := ParseLogEntryInterned(b, intern)
+			if err != nil {
+				t.Fatalf("ParseLogEntryInterned: %v", err)
+			}
+			if !reflect.DeepEqual(got, tc.e) {
+				t.Errorf("got %#v, want %#v", got, tc.e)
+			}
+			if !reflect.DeepEqual(asked, tc.want) {
+				t.Errorf("interned %q, want %q", asked, tc.want)
+			}
+			if got, err := ParseLogEntryInterned(b, nil); err != nil || !reflect.DeepEqual(got, tc.e) {
+				t.Errorf("nil intern: got %#v, %v; want %#v", got, err, tc.e)
+			}
+			for n := range len(b) {
+				_, want := ParseLogEntry(b[:n])
+				_, err := ParseLogEntryInterned(b[:n], intern)
+				if want == nil || err == nil || err.Error() != want.Error() {
+					t.Fatalf("%d of %d bytes: got %v, want %v", n, len(b), err, want)
+				}
+			}
+		})
+	}
+	t.Run("shared", func(t *testing.T) {
+		seen := map[string]string{}
+		intern := func(b []byte) string {
+			if s, ok := seen[string(b)]; ok {
+				return s
+			}
+			s := string(b)
+			seen[s] = s
+			return s
+		}
+		b := fullEntry().Append(nil)
+		e1, err1 := ParseLogEntryInterned(b, intern)
+		e2, err2 := ParseLogEntryInterned(b, intern)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if unsafe.StringData(e1.ContentType) != unsafe.StringData(e2.ContentType) || unsafe.StringData(e1.Namespace) != unsafe.StringData(e2.Namespace) {
+			t.Error("two parses do not share the interned strings")
+		}
+		if unsafe.StringData(e1.Key) == unsafe.StringData(e2.Key) {
+			t.Error("two parses share the key")
+		}
+	})
 }
