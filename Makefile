@@ -4,15 +4,16 @@ GO      ?= go
 PKGS    := ./...
 BIN     := bin/geocdn
 
-.PHONY: all build run test test-short vet fmt bench fuzz clean
+.PHONY: all build run test test-short vet fmt bench fuzz clean loadtest soak
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/geocdn
 
+# The dev cluster writes its ready file where `make loadtest` looks for it.
 run: build
-	./$(BIN) dev
+	./$(BIN) dev --ready-file bin/dev.ready.json
 
 vet:
 	$(GO) vet $(PKGS)
@@ -31,6 +32,16 @@ fmt:
 # Benchmarks: not part of `make test`; they print tables.
 bench: build
 	./bench/run.sh
+
+# Load tests: not part of `make test`. `make loadtest` runs global-zipf for
+# 60 s against the cluster `make run` started, or one it starts and stops,
+# and prints where the HTML report is; `make soak` runs edge-loss and
+# deploy side by side for 30 minutes. Reports go to loadtest/out/.
+loadtest: build
+	./loadtest/run.sh once global-zipf 60s
+
+soak: build
+	./loadtest/run.sh soak 30m edge-loss deploy
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./internal/wire

@@ -12,17 +12,18 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/yamlx"
 )
 
 // ParseCatalog reads a catalog in the YAML format described in the package
 // documentation. name labels errors, which are *InputError.
 func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
-	f := yamlFile{name}
-	root, err := f.parse(r)
+	f := yamlFile{yamlx.Doc{Name: name}}
+	root, err := f.Parse(r)
 	if err != nil {
 		return nil, err
 	}
-	top, err := f.fields("", root, "version", "classes", "objects")
+	top, err := f.Fields("", root, "version", "classes", "objects")
 	if err != nil {
 		return nil, err
 	}
@@ -32,21 +33,21 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 	cat := &Catalog{}
 	cn, ok := top["classes"]
 	if !ok {
-		return nil, inputErr(f.name, root.Line, "classes", "missing: a catalog needs at least one class (prefixes: [\"\"] covers every key)")
+		return nil, f.Errorf(root.Line, "classes", "missing: a catalog needs at least one class (prefixes: [\"\"] covers every key)")
 	}
-	items, err := f.seq("classes", cn)
+	items, err := f.Seq("classes", cn)
 	if err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return nil, inputErr(f.name, cn.Line, "classes", "empty: a catalog needs at least one class")
+		return nil, f.Errorf(cn.Line, "classes", "empty: a catalog needs at least one class")
 	}
 	names := map[string]int{}
 	type nsPrefix struct{ ns, prefix string }
 	prefixes := map[nsPrefix]string{}
 	for i, it := range items {
 		path := fmt.Sprintf("classes[%d]", i)
-		fs, err := f.fields(path, it, "name", "namespace", "prefixes", "affinity", "replicas", "bytes", "rate")
+		fs, err := f.Fields(path, it, "name", "namespace", "prefixes", "affinity", "replicas", "bytes", "rate")
 		if err != nil {
 			return nil, err
 		}
@@ -55,7 +56,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 			return nil, err
 		}
 		if prev, dup := names[c.Name]; dup {
-			return nil, inputErr(f.name, fs["name"].Line, path+".name", "class %q already defined on line %d", c.Name, prev)
+			return nil, f.Errorf(fs["name"].Line, path+".name", "class %q already defined on line %d", c.Name, prev)
 		}
 		names[c.Name] = fs["name"].Line
 		if n, ok := fs["namespace"]; ok {
@@ -65,26 +66,26 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 		}
 		pn, ok := fs["prefixes"]
 		if !ok {
-			return nil, inputErr(f.name, it.Line, path+".prefixes", "missing (a list of key prefixes; [\"\"] covers every key)")
+			return nil, f.Errorf(it.Line, path+".prefixes", "missing (a list of key prefixes; [\"\"] covers every key)")
 		}
-		ps, err := f.seq(path+".prefixes", pn)
+		ps, err := f.Seq(path+".prefixes", pn)
 		if err != nil {
 			return nil, err
 		}
 		if len(ps) == 0 {
-			return nil, inputErr(f.name, pn.Line, path+".prefixes", "empty: the class would cover no key")
+			return nil, f.Errorf(pn.Line, path+".prefixes", "empty: the class would cover no key")
 		}
 		for j, p := range ps {
 			pp := fmt.Sprintf("%s.prefixes[%d]", path, j)
-			s, err := f.str(pp, p)
+			s, err := f.Str(pp, p)
 			if err != nil {
 				return nil, err
 			}
 			if err := validPrefix(s); err != nil {
-				return nil, &InputError{File: f.name, Line: p.Line, Field: pp, Err: err}
+				return nil, f.Wrap(p.Line, pp, err)
 			}
 			if other, dup := prefixes[nsPrefix{c.Namespace, s}]; dup {
-				return nil, inputErr(f.name, p.Line, pp, "prefix %q already belongs to class %q", s, other)
+				return nil, f.Errorf(p.Line, pp, "prefix %q already belongs to class %q", s, other)
 			}
 			prefixes[nsPrefix{c.Namespace, s}] = c.Name
 			c.Prefixes = append(c.Prefixes, s)
@@ -100,7 +101,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 			}
 		}
 		if n, ok := fs["bytes"]; ok {
-			if c.Bytes, err = f.size(path+".bytes", n); err != nil {
+			if c.Bytes, err = f.Bytes(path+".bytes", n); err != nil {
 				return nil, err
 			}
 		}
@@ -113,7 +114,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 	}
 	match := newClassMatcher(cat.Classes)
 	if on, ok := top["objects"]; ok {
-		items, err := f.seq("objects", on)
+		items, err := f.Seq("objects", on)
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +123,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 		cat.Objects = make([]Object, 0, len(items))
 		for i, it := range items {
 			path := fmt.Sprintf("objects[%d]", i)
-			fs, err := f.fields(path, it, "namespace", "key", "size", "rate", "affinity", "replicas")
+			fs, err := f.Fields(path, it, "namespace", "key", "size", "rate", "affinity", "replicas")
 			if err != nil {
 				return nil, err
 			}
@@ -134,26 +135,26 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 			}
 			kn, ok := fs["key"]
 			if !ok {
-				return nil, inputErr(f.name, it.Line, path+".key", "missing")
+				return nil, f.Errorf(it.Line, path+".key", "missing")
 			}
-			if o.Key, err = f.str(path+".key", kn); err != nil {
+			if o.Key, err = f.Str(path+".key", kn); err != nil {
 				return nil, err
 			}
 			if err := objkey.Validate(o.Key); err != nil {
-				return nil, &InputError{File: f.name, Line: kn.Line, Field: path + ".key", Err: err}
+				return nil, f.Wrap(kn.Line, path+".key", err)
 			}
 			if prev, dup := keys[nsKey{o.Namespace, o.Key}]; dup {
-				return nil, inputErr(f.name, kn.Line, path+".key", "%s:%s already listed on line %d", o.Namespace, o.Key, prev)
+				return nil, f.Errorf(kn.Line, path+".key", "%s:%s already listed on line %d", o.Namespace, o.Key, prev)
 			}
 			keys[nsKey{o.Namespace, o.Key}] = kn.Line
 			if match.match(o.Namespace, o.Key) < 0 {
-				return nil, inputErr(f.name, kn.Line, path+".key", "%q matches no class's prefixes (a class with prefixes: [\"\"] catches every key)", o.Key)
+				return nil, f.Errorf(kn.Line, path+".key", "%q matches no class's prefixes (a class with prefixes: [\"\"] catches every key)", o.Key)
 			}
 			sn, ok := fs["size"]
 			if !ok {
-				return nil, inputErr(f.name, it.Line, path+".size", "missing")
+				return nil, f.Errorf(it.Line, path+".size", "missing")
 			}
-			if o.Size, err = f.size(path+".size", sn); err != nil {
+			if o.Size, err = f.Bytes(path+".size", sn); err != nil {
 				return nil, err
 			}
 			if n, ok := fs["rate"]; ok {
@@ -178,7 +179,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 }
 
 func (f yamlFile) namespace(path string, n *yaml.Node, allowEmpty bool) (string, error) {
-	s, err := f.str(path, n)
+	s, err := f.Str(path, n)
 	if err != nil {
 		return "", err
 	}
@@ -186,29 +187,29 @@ func (f yamlFile) namespace(path string, n *yaml.Node, allowEmpty bool) (string,
 		return "", nil
 	}
 	if err := objkey.ValidNamespace(s); err != nil {
-		return "", &InputError{File: f.name, Line: n.Line, Field: path, Err: err}
+		return "", f.Wrap(n.Line, path, err)
 	}
 	return s, nil
 }
 
 func (f yamlFile) replicas(path string, n *yaml.Node) (int, error) {
-	v, err := f.integer(path, n)
+	v, err := f.Int(path, n)
 	if err != nil {
 		return 0, err
 	}
 	if v < 0 || v > 64 {
-		return 0, inputErr(f.name, n.Line, path, "want 0 (from the rate) to 64, got %d", v)
+		return 0, f.Errorf(n.Line, path, "want 0 (from the rate) to 64, got %d", v)
 	}
 	return v, nil
 }
 
 func (f yamlFile) rate(path string, n *yaml.Node) (float64, error) {
-	v, err := f.num(path, n)
+	v, err := f.Num(path, n)
 	if err != nil {
 		return 0, err
 	}
 	if v < 0 {
-		return 0, inputErr(f.name, n.Line, path, "negative request rate %v", v)
+		return 0, f.Errorf(n.Line, path, "negative request rate %v", v)
 	}
 	return v, nil
 }
@@ -287,13 +288,13 @@ func WriteCatalog(w io.Writer, cat *Catalog, header string) error {
 	fmt.Fprintln(bw, "version: 1")
 	fmt.Fprintln(bw, "classes:")
 	for _, c := range cat.Classes {
-		fmt.Fprintf(bw, "  - name: %s\n", yamlString(c.Name))
+		fmt.Fprintf(bw, "  - name: %s\n", yamlx.Scalar(c.Name))
 		if c.Namespace != "" {
-			fmt.Fprintf(bw, "    namespace: %s\n", yamlString(c.Namespace))
+			fmt.Fprintf(bw, "    namespace: %s\n", yamlx.Scalar(c.Namespace))
 		}
 		ps := make([]string, len(c.Prefixes))
 		for i, p := range c.Prefixes {
-			ps[i] = yamlString(p)
+			ps[i] = yamlx.Scalar(p)
 			if p == "" {
 				ps[i] = `""`
 			}
@@ -318,9 +319,9 @@ func WriteCatalog(w io.Writer, cat *Catalog, header string) error {
 	for _, o := range cat.Objects {
 		bw.WriteString("  - {")
 		if o.Namespace != "" && o.Namespace != objkey.DefaultNamespace {
-			fmt.Fprintf(bw, "namespace: %s, ", yamlString(o.Namespace))
+			fmt.Fprintf(bw, "namespace: %s, ", yamlx.Scalar(o.Namespace))
 		}
-		fmt.Fprintf(bw, "key: %s, size: %s, rate: %s", yamlString(o.Key), FormatBytes(o.Size), formatRate(o.Rate))
+		fmt.Fprintf(bw, "key: %s, size: %s, rate: %s", yamlx.Scalar(o.Key), FormatBytes(o.Size), formatRate(o.Rate))
 		if len(o.Affinity) > 0 {
 			fmt.Fprintf(bw, ", affinity: %s", affinityYAML(o.Affinity))
 		}
@@ -340,7 +341,7 @@ func affinityYAML(a Affinity) string {
 	slices.Sort(regions)
 	parts := make([]string, len(regions))
 	for i, r := range regions {
-		parts[i] = yamlString(r) + ": " + strconv.FormatFloat(a[r], 'g', -1, 64)
+		parts[i] = yamlx.Scalar(r) + ": " + strconv.FormatFloat(a[r], 'g', -1, 64)
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/geocdn/geocdn/internal/yamlx"
 )
 
 // demandColumns are the columns ParseDemand reads; others are kept for
@@ -23,7 +26,7 @@ func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
 	cr.TrimLeadingSpace = true
 	hdr, err := cr.Read()
 	if errors.Is(err, io.EOF) {
-		return nil, inputErr(name, 0, "", "empty file: want a header id,lat,lon,region,weight and one line per demand point")
+		return nil, yamlx.Errorf(name, 0, "", "empty file: want a header id,lat,lon,region,weight and one line per demand point")
 	}
 	if err != nil {
 		return nil, csvErr(name, err)
@@ -32,20 +35,20 @@ func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
 	col := map[string]int{}
 	for i, h := range hdr {
 		h = strings.ToLower(strings.TrimSpace(h))
-		if _, dup := col[h]; dup && contains(demandColumns, h) {
-			return nil, inputErr(name, hline, h, "column given twice")
+		if _, dup := col[h]; dup && slices.Contains(demandColumns, h) {
+			return nil, yamlx.Errorf(name, hline, h, "column given twice")
 		}
 		col[h] = i
 	}
 	for _, c := range []string{"id", "region", "weight"} {
 		if _, ok := col[c]; !ok {
-			return nil, inputErr(name, hline, c, "no such column in the header %q (want id,lat,lon,region,weight)", strings.Join(hdr, ","))
+			return nil, yamlx.Errorf(name, hline, c, "no such column in the header %q (want id,lat,lon,region,weight)", strings.Join(hdr, ","))
 		}
 	}
 	_, hasLat := col["lat"]
 	_, hasLon := col["lon"]
 	if hasLat != hasLon {
-		return nil, inputErr(name, hline, "lat/lon", "give both columns or neither")
+		return nil, yamlx.Errorf(name, hline, "lat/lon", "give both columns or neither")
 	}
 	var out []DemandPoint
 	ids := map[string]int{}
@@ -59,19 +62,19 @@ func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		if len(rec) != len(hdr) {
-			return nil, inputErr(name, line, "", "%d fields, the header has %d", len(rec), len(hdr))
+			return nil, yamlx.Errorf(name, line, "", "%d fields, the header has %d", len(rec), len(hdr))
 		}
 		get := func(c string) string { return strings.TrimSpace(rec[col[c]]) }
 		d := DemandPoint{ID: get("id"), Region: get("region")}
 		if d.ID == "" {
-			return nil, inputErr(name, line, "id", "empty")
+			return nil, yamlx.Errorf(name, line, "id", "empty")
 		}
 		if prev, dup := ids[d.ID]; dup {
-			return nil, inputErr(name, line, "id", "%q already used on line %d", d.ID, prev)
+			return nil, yamlx.Errorf(name, line, "id", "%q already used on line %d", d.ID, prev)
 		}
 		ids[d.ID] = line
 		if !validID.MatchString(d.Region) {
-			return nil, inputErr(name, line, "region", "%q: want 1 to 63 letters, digits, '.', '_' or '-'", d.Region)
+			return nil, yamlx.Errorf(name, line, "region", "%q: want 1 to 63 letters, digits, '.', '_' or '-'", d.Region)
 		}
 		d.Lat, d.Lon = math.NaN(), math.NaN()
 		if hasLat && (get("lat") != "" || get("lon") != "") {
@@ -82,20 +85,20 @@ func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
 			}{{"lat", &d.Lat, 90}, {"lon", &d.Lon, 180}} {
 				v, err := strconv.ParseFloat(get(c.name), 64)
 				if err != nil || math.IsNaN(v) || v < -c.lim || v > c.lim {
-					return nil, inputErr(name, line, c.name, "want degrees in [-%v, %v], got %q", c.lim, c.lim, get(c.name))
+					return nil, yamlx.Errorf(name, line, c.name, "want degrees in [-%v, %v], got %q", c.lim, c.lim, get(c.name))
 				}
 				*c.dst = v
 			}
 		}
 		w, err := strconv.ParseFloat(get("weight"), 64)
 		if err != nil || math.IsNaN(w) || math.IsInf(w, 0) || w <= 0 {
-			return nil, inputErr(name, line, "weight", "want a positive number, got %q", get("weight"))
+			return nil, yamlx.Errorf(name, line, "weight", "want a positive number, got %q", get("weight"))
 		}
 		d.Weight = w
 		out = append(out, d)
 	}
 	if len(out) == 0 {
-		return nil, inputErr(name, hline, "", "no demand points after the header")
+		return nil, yamlx.Errorf(name, hline, "", "no demand points after the header")
 	}
 	return out, nil
 }

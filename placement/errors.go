@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/geocdn/geocdn/internal/yamlx"
 )
 
 // ErrInfeasible is wrapped by the error of a problem whose constraints
@@ -13,34 +15,7 @@ var ErrInfeasible = errors.New("placement constraints cannot be met")
 
 // InputError is a malformed topology, demand or catalog: it names the file,
 // the line and the field so a person can fix it.
-type InputError struct {
-	File  string
-	Line  int    // 1-based; 0 when the error is about the whole file
-	Field string // the field's path, as "edges[3].capacity"; may be empty
-	Err   error
-}
-
-func (e *InputError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Field != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Field)
-	}
-	b.WriteString(": ")
-	b.WriteString(e.Err.Error())
-	return b.String()
-}
-
-func (e *InputError) Unwrap() error { return e.Err }
-
-// inputErr builds an InputError from a format.
-func inputErr(file string, line int, field, format string, args ...any) *InputError {
-	return &InputError{File: file, Line: line, Field: field, Err: fmt.Errorf(format, args...)}
-}
+type InputError = yamlx.InputError
 
 // Violation is one constraint a best-effort plan does not meet.
 type Violation struct {

@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/internal/yamlx"
 )
 
 // validID is what an edge id, a class name or a region may be: it appears
@@ -18,12 +19,12 @@ var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 // ParseTopology reads a topology in the YAML format described in the
 // package documentation. name labels errors, which are *InputError.
 func ParseTopology(name string, r io.Reader) (*Topology, error) {
-	f := yamlFile{name}
-	root, err := f.parse(r)
+	f := yamlFile{yamlx.Doc{Name: name}}
+	root, err := f.Parse(r)
 	if err != nil {
 		return nil, err
 	}
-	top, err := f.fields("", root, "version", "regions", "rtt_ms", "edges")
+	top, err := f.Fields("", root, "version", "regions", "rtt_ms", "edges")
 	if err != nil {
 		return nil, err
 	}
@@ -33,14 +34,14 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 	t := &Topology{}
 	anchors := map[string]bool{}
 	if n, ok := top["regions"]; ok {
-		items, err := f.seq("regions", n)
+		items, err := f.Seq("regions", n)
 		if err != nil {
 			return nil, err
 		}
 		t.Measured = &geo.Matrix{}
 		for i, it := range items {
 			path := fmt.Sprintf("regions[%d]", i)
-			fs, err := f.fields(path, it, "name", "lat", "lon")
+			fs, err := f.Fields(path, it, "name", "lat", "lon")
 			if err != nil {
 				return nil, err
 			}
@@ -49,7 +50,7 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 				return nil, err
 			}
 			if anchors[name] {
-				return nil, inputErr(f.name, fs["name"].Line, path+".name", "region %q given twice", name)
+				return nil, f.Errorf(fs["name"].Line, path+".name", "region %q given twice", name)
 			}
 			p, err := f.point(path, it, fs)
 			if err != nil {
@@ -60,12 +61,12 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 		}
 	}
 	if n, ok := top["rtt_ms"]; ok {
-		items, err := f.seq("rtt_ms", n)
+		items, err := f.Seq("rtt_ms", n)
 		if err != nil {
 			return nil, err
 		}
 		if t.Measured == nil {
-			return nil, inputErr(f.name, n.Line, "rtt_ms", "measured RTTs need regions: with the anchor of each region")
+			return nil, f.Errorf(n.Line, "rtt_ms", "measured RTTs need regions: with the anchor of each region")
 		}
 		type dir struct{ a, b string }
 		seen := map[dir]float64{}
@@ -73,33 +74,33 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 		for i, it := range items {
 			path := fmt.Sprintf("rtt_ms[%d]", i)
 			if it.Kind != yaml.SequenceNode || len(it.Content) != 3 {
-				return nil, inputErr(f.name, it.Line, path, "want [from-region, to-region, milliseconds], got %s", kindName(it))
+				return nil, f.Errorf(it.Line, path, "want [from-region, to-region, milliseconds], got %s", yamlx.Describe(it))
 			}
-			a, err := f.str(path+"[0]", it.Content[0])
+			a, err := f.Str(path+"[0]", it.Content[0])
 			if err != nil {
 				return nil, err
 			}
-			b, err := f.str(path+"[1]", it.Content[1])
+			b, err := f.Str(path+"[1]", it.Content[1])
 			if err != nil {
 				return nil, err
 			}
-			ms, err := f.num(path+"[2]", it.Content[2])
+			ms, err := f.Num(path+"[2]", it.Content[2])
 			if err != nil {
 				return nil, err
 			}
 			for j, r := range []string{a, b} {
 				if !anchors[r] {
-					return nil, inputErr(f.name, it.Content[j].Line, fmt.Sprintf("%s[%d]", path, j), "region %q has no anchor under regions:", r)
+					return nil, f.Errorf(it.Content[j].Line, fmt.Sprintf("%s[%d]", path, j), "region %q has no anchor under regions:", r)
 				}
 			}
 			switch {
 			case a == b:
-				return nil, inputErr(f.name, it.Line, path, "a region's RTT to itself is not a measurement between regions")
+				return nil, f.Errorf(it.Line, path, "a region's RTT to itself is not a measurement between regions")
 			case ms <= 0 || ms > 10_000:
-				return nil, inputErr(f.name, it.Content[2].Line, path+"[2]", "want milliseconds in (0, 10000], got %v", ms)
+				return nil, f.Errorf(it.Content[2].Line, path+"[2]", "want milliseconds in (0, 10000], got %v", ms)
 			}
 			if _, dup := seen[dir{a, b}]; dup {
-				return nil, inputErr(f.name, it.Line, path, "%s→%s given twice", a, b)
+				return nil, f.Errorf(it.Line, path, "%s→%s given twice", a, b)
 			}
 			seen[dir{a, b}] = ms
 			order = append(order, dir{a, b})
@@ -114,19 +115,19 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 	}
 	en, ok := top["edges"]
 	if !ok {
-		return nil, inputErr(f.name, root.Line, "edges", "missing: a topology needs at least one edge")
+		return nil, f.Errorf(root.Line, "edges", "missing: a topology needs at least one edge")
 	}
-	items, err := f.seq("edges", en)
+	items, err := f.Seq("edges", en)
 	if err != nil {
 		return nil, err
 	}
 	if len(items) == 0 {
-		return nil, inputErr(f.name, en.Line, "edges", "empty: a topology needs at least one edge")
+		return nil, f.Errorf(en.Line, "edges", "empty: a topology needs at least one edge")
 	}
 	ids := map[string]int{}
 	for i, it := range items {
 		path := fmt.Sprintf("edges[%d]", i)
-		fs, err := f.fields(path, it, "id", "city", "region", "lat", "lon", "fault_domain", "capacity")
+		fs, err := f.Fields(path, it, "id", "city", "region", "lat", "lon", "fault_domain", "capacity")
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +136,7 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 			return nil, err
 		}
 		if prev, dup := ids[e.ID]; dup {
-			return nil, inputErr(f.name, fs["id"].Line, path+".id", "edge %q already defined on line %d", e.ID, prev)
+			return nil, f.Errorf(fs["id"].Line, path+".id", "edge %q already defined on line %d", e.ID, prev)
 		}
 		ids[e.ID] = fs["id"].Line
 		if e.Region, err = f.reqID(path, "region", it, fs); err != nil {
@@ -153,12 +154,12 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 			}
 		}
 		if n, ok := fs["capacity"]; ok {
-			if e.CapacityBytes, err = f.size(path+".capacity", n); err != nil {
+			if e.CapacityBytes, err = f.Bytes(path+".capacity", n); err != nil {
 				return nil, err
 			}
 		}
 		if n, ok := fs["city"]; ok {
-			if e.City, err = f.str(path+".city", n); err != nil {
+			if e.City, err = f.Str(path+".city", n); err != nil {
 				return nil, err
 			}
 		}
@@ -173,12 +174,12 @@ func (f yamlFile) version(top map[string]*yaml.Node, root *yaml.Node) error {
 	if !ok {
 		return nil
 	}
-	v, err := f.integer("version", n)
+	v, err := f.Int("version", n)
 	if err != nil {
 		return err
 	}
 	if v != 1 {
-		return inputErr(f.name, n.Line, "version", "version %d is not known (this build reads version 1)", v)
+		return f.Errorf(n.Line, "version", "version %d is not known (this build reads version 1)", v)
 	}
 	return nil
 }
@@ -187,14 +188,14 @@ func (f yamlFile) version(top map[string]*yaml.Node, root *yaml.Node) error {
 func (f yamlFile) reqID(path, field string, parent *yaml.Node, fs map[string]*yaml.Node) (string, error) {
 	n, ok := fs[field]
 	if !ok {
-		return "", inputErr(f.name, parent.Line, join(path, field), "missing")
+		return "", f.Errorf(parent.Line, yamlx.Join(path, field), "missing")
 	}
-	s, err := f.str(join(path, field), n)
+	s, err := f.Str(yamlx.Join(path, field), n)
 	if err != nil {
 		return "", err
 	}
 	if !validID.MatchString(s) {
-		return "", inputErr(f.name, n.Line, join(path, field), "%q: want 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
+		return "", f.Errorf(n.Line, yamlx.Join(path, field), "%q: want 1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit", s)
 	}
 	return s, nil
 }
@@ -209,14 +210,14 @@ func (f yamlFile) point(path string, parent *yaml.Node, fs map[string]*yaml.Node
 	}{{"lat", &p.Lat, 90}, {"lon", &p.Lon, 180}} {
 		n, ok := fs[c.field]
 		if !ok {
-			return p, inputErr(f.name, parent.Line, join(path, c.field), "missing")
+			return p, f.Errorf(parent.Line, yamlx.Join(path, c.field), "missing")
 		}
-		v, err := f.num(join(path, c.field), n)
+		v, err := f.Num(yamlx.Join(path, c.field), n)
 		if err != nil {
 			return p, err
 		}
 		if v < -c.lim || v > c.lim {
-			return p, inputErr(f.name, n.Line, join(path, c.field), "%v is outside [-%v, %v]", v, c.lim, c.lim)
+			return p, f.Errorf(n.Line, yamlx.Join(path, c.field), "%v is outside [-%v, %v]", v, c.lim, c.lim)
 		}
 		*c.dst = v
 	}

@@ -34,11 +34,15 @@ var devEdges = []cluster.EdgeSpec{
 func devCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
-		Usage: "run an origin and 7 edges on loopback with sample content (Ctrl-C stops)",
+		Usage: "run an origin, 7 edges and a router on loopback with sample content (Ctrl-C stops)",
 		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "processes", EnvVars: env("dev-processes"), Usage: "run each node as a child process of this binary " +
+				"(output in DATA/logs/NODE.log) and serve a control API that kills, pauses, resumes and restarts edges " +
+				"(on base+200, named in the banner and as \"control\" in --ready-file; bearer token: the admin token). " +
+				"Without it every node runs inside this one process and there is no control API"},
 			&cli.StringFlag{Name: "data", Usage: "data directory (default: a temporary one, removed on exit)", EnvVars: env("dev-data")},
 			&cli.IntFlag{Name: "base-port", Value: 8080, Usage: "origin admin and QUIC on this port, edges on the next ones, their admin listeners 1000 higher, " +
-				"the router 100 higher; 0 puts every listener on a port the kernel picks (see the banner or --ready-file)", EnvVars: env("base-port")},
+				"the router 100 higher, the control API of --processes 200 higher; 0 puts every listener on a port the kernel picks (see the banner or --ready-file)", EnvVars: env("base-port")},
 			&cli.StringFlag{Name: "content", Value: "testdata/sample", Usage: "directory whose files are published at start", EnvVars: env("content")},
 			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "edge lease term", EnvVars: env("lease")},
 			&cli.StringFlag{Name: "geoip", Value: "testdata/geoip-test.mmdb", Usage: "GeoIP2 City database of the dev router", EnvVars: env("dev-geoip")},
@@ -68,6 +72,9 @@ func devCommand() *cli.Command {
 				defer os.RemoveAll(tmp)
 				dir = tmp
 			}
+			if c.Bool("processes") {
+				return runDevProcesses(c, dir, addr)
+			}
 			specs := make([]cluster.EdgeSpec, len(devEdges))
 			for i, s := range devEdges {
 				s.HTTPAddr = addr(1 + i)
@@ -90,7 +97,7 @@ func devCommand() *cli.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			keys, err := publishDir(ctx, cl, c.String("content"))
+			keys, err := publishDir(ctx, cl.OriginURL(), cl.Token, c.String("content"))
 			if err != nil {
 				return err
 			}
@@ -109,7 +116,7 @@ func devCommand() *cli.Command {
 			rtDone := make(chan error, 1)
 			go func() { rtDone <- rt.Run(ctx) }()
 			defer func() { <-rtDone }()
-			printDev(cl, dir, keys, "http://"+rt.HTTPAddr().String())
+			printDev(inProcessBanner(cl, dir, keys, "http://"+rt.HTTPAddr().String()))
 			if path := c.String("ready-file"); path != "" {
 				// Written last: the sample content is on every edge by now.
 				f := devReady(cl, rt, tokenFile)
@@ -127,8 +134,9 @@ func devCommand() *cli.Command {
 }
 
 // publishDir publishes every file under dir, keyed by its relative path,
-// and waits until every edge stored it (w=all).
-func publishDir(ctx context.Context, cl *cluster.Cluster, dir string) ([]string, error) {
+// to the origin at originURL, and waits until every edge stored it
+// (w=all).
+func publishDir(ctx context.Context, originURL, token, dir string) ([]string, error) {
 	var keys []string
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -148,13 +156,13 @@ func publishDir(ctx context.Context, cl *cluster.Cluster, dir string) ([]string,
 		if err != nil {
 			return err
 		}
-		u := cl.OriginURL() + "/v1/objects/" + escapeKey(key) + "?w=all"
+		u := originURL + "/v1/objects/" + escapeKey(key) + "?w=all"
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, f)
 		if err != nil {
 			return err
 		}
 		req.ContentLength = fi.Size()
-		req.Header.Set("Authorization", "Bearer "+cl.Token)
+		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", contentTypeFor(key))
 		req.Header.Set("Cache-Control", "public, max-age=60")
 		resp, err := http.DefaultClient.Do(req)
@@ -192,27 +200,60 @@ func devReady(cl *cluster.Cluster, rt *router.Router, tokenFile string) ready.Fi
 	return f
 }
 
-func printDev(cl *cluster.Cluster, dir string, keys []string, routerURL string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\ngeocdn dev cluster is up (data in %s)\n\n", dir)
-	fmt.Fprintf(&b, "  router        %s   (302 to the nearest healthy edge)\n", routerURL)
-	fmt.Fprintf(&b, "  origin admin  %s   token: %s (also in %s)\n", cl.OriginURL(), cl.Token, filepath.Join(dir, "token"))
+// devBanner is what the banner of geocdn dev shows.
+type devBanner struct {
+	dir, originURL, token, routerURL string
+	edges                            []bannerEdge
+	keys                             []string
+	// With --processes: the control API's URL and where logs go.
+	control, logs string
+}
+
+type bannerEdge struct {
+	id, region, url, admin string
+	pid                    int // 0 in one process
+}
+
+func inProcessBanner(cl *cluster.Cluster, dir string, keys []string, routerURL string) devBanner {
+	b := devBanner{dir: dir, originURL: cl.OriginURL(), token: cl.Token, routerURL: routerURL, keys: keys}
 	for _, e := range cl.Edges() {
-		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics\n", e.Spec.ID, e.Spec.Region, e.URL, e.Edge().AdminAddr())
+		b.edges = append(b.edges, bannerEdge{id: e.Spec.ID, region: e.Spec.Region, url: e.URL, admin: addrString(e.Edge().AdminAddr())})
 	}
-	fmt.Fprintf(&b, "\n  published: %s\n", strings.Join(keys, ", "))
-	if len(keys) > 0 && len(cl.Edges()) > 0 {
-		k := keys[0]
-		for _, key := range keys {
+	return b
+}
+
+func printDev(d devBanner) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ngeocdn dev cluster is up (data in %s)\n\n", d.dir)
+	fmt.Fprintf(&b, "  router        %s   (302 to the nearest healthy edge)\n", d.routerURL)
+	fmt.Fprintf(&b, "  origin admin  %s   token: %s (also in %s)\n", d.originURL, d.token, filepath.Join(d.dir, "token"))
+	for _, e := range d.edges {
+		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics", e.id, e.region, e.url, e.admin)
+		if e.pid != 0 {
+			fmt.Fprintf(&b, "   pid %d", e.pid)
+		}
+		b.WriteString("\n")
+	}
+	if d.control != "" {
+		fmt.Fprintf(&b, "  control       %s   (same token; GET /v1/dev/edges, POST /v1/dev/edges/ID/kill|pause|resume|restart)\n", d.control)
+		fmt.Fprintf(&b, "  logs          %s\n", filepath.Join(d.logs, "NODE.log"))
+	}
+	fmt.Fprintf(&b, "\n  published: %s\n", strings.Join(d.keys, ", "))
+	if len(d.keys) > 0 && len(d.edges) > 0 {
+		k := d.keys[0]
+		for _, key := range d.keys {
 			if strings.HasSuffix(key, ".html") {
 				k = key
 			}
 		}
 		fmt.Fprintf(&b, "\ntry (a client in Paris, then one in Tokyo):\n")
-		fmt.Fprintf(&b, "  curl -iL -H 'X-Forwarded-For: 192.0.2.1' %s/%s\n", routerURL, escapeKey(k))
-		fmt.Fprintf(&b, "  curl -s '%s/v1/route?ip=198.51.100.65&key=%s'\n", routerURL, escapeKey(k))
-		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' %s/v1/edges\n", cl.Token, cl.OriginURL())
-		fmt.Fprintf(&b, "  echo hi | go run ./cmd/geocdn publish --origin %s --token %s hello.txt -\n", cl.OriginURL(), cl.Token)
+		fmt.Fprintf(&b, "  curl -iL -H 'X-Forwarded-For: 192.0.2.1' %s/%s\n", d.routerURL, escapeKey(k))
+		fmt.Fprintf(&b, "  curl -s '%s/v1/route?ip=198.51.100.65&key=%s'\n", d.routerURL, escapeKey(k))
+		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' %s/v1/edges\n", d.token, d.originURL)
+		fmt.Fprintf(&b, "  echo hi | go run ./cmd/geocdn publish --origin %s --token %s hello.txt -\n", d.originURL, d.token)
+		if d.control != "" {
+			fmt.Fprintf(&b, "  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/dev/edges/%s/pause\n", d.token, d.control, d.edges[0].id)
+		}
 	}
 	b.WriteString("\nCtrl-C stops everything.\n")
 	fmt.Print(b.String())

@@ -40,6 +40,7 @@ func main() {
 			resyncCommand(),
 			caCommand(),
 			placementCommand(),
+			loadtestCommand(),
 		},
 	}
 	if err := app.Run(os.Args); err != nil {

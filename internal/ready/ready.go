@@ -39,13 +39,24 @@ type File struct {
 	// QUIC is the origin's listening UDP socket, or the local UDP socket
 	// an edge dials the origin from.
 	QUIC string `json:"quic,omitempty"`
+	// Data and Log are the node's data directory and the file its output
+	// goes to, where geocdn dev --processes started it; the node's own
+	// file leaves them out.
+	Data string `json:"data,omitempty"`
+	Log  string `json:"log,omitempty"`
 
-	// The rest is geocdn dev's: the nodes it runs in its one process.
+	// The rest is geocdn dev's: the nodes it runs, in its one process or,
+	// with --processes, as child processes (each PID then its own).
 	Origin *File  `json:"origin,omitempty"`
 	Router *File  `json:"router,omitempty"`
 	Edges  []File `json:"edges,omitempty"`
 	// TokenFile holds the dev cluster's admin token.
 	TokenFile string `json:"token_file,omitempty"`
+	// Control is the host:port of the control API of geocdn dev
+	// --processes (internal/devctl), which kills, pauses, resumes and
+	// restarts edges; it takes the admin token. The in-process dev
+	// cluster has none.
+	Control string `json:"control,omitempty"`
 }
 
 // Write stores f as JSON at path, atomically: readers see the previous
