@@ -9,7 +9,7 @@
 # column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http, push, purge or resync: run that part only [all]
+#   BENCH_ONLY        http, push, purge, resync or loadtest: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
@@ -27,6 +27,7 @@
 #   BENCH_EDGE_FLAGS  extra flags for the geocdn edge [none]
 #   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
 #   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
+#   BENCH_LOADTEST_ROUNDS interleaved rounds (geocdn loadtest, wrk) of the loadtest part [3]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -553,10 +554,63 @@ run_resync() {
 		-objects "$RESYNC_OBJECTS" >"$OUT/resync-table.md"
 }
 
+# ---------------------------------------------------------------- loadtest
+# The load generator's own throughput (issue #11): geocdn loadtest and wrk
+# side by side, each alone on CPU 1 (the load tester with GOMAXPROCS=1),
+# the same closed loop of $CONNS connections against one edge of a
+# `geocdn dev` pinned to CPU 0, one 1 KiB object; interleaved rounds, the
+# ratio of the medians. The dev cluster binds ports the kernel picks and
+# reports them in its ready file; it is stopped by its PID.
+run_loadtest() {
+	command -v wrk >/dev/null || install_pkgs wrk
+	command -v taskset >/dev/null || install_pkgs util-linux
+	local dir=$OUT/loadtest rounds=${BENCH_LOADTEST_ROUNDS:-3} r
+	mkdir -p "$dir"
+	log "loadtest benchmark: geocdn loadtest against wrk, $rounds rounds of $DURATION, -c$CONNS on one core"
+	taskset -c 0 "$GEOCDN" --log-level warn dev --base-port 0 --data "$dir/dev" --ready-file "$dir/ready.json" \
+		>"$dir/dev.log" 2>&1 &
+	PIDS+=($!)
+	local dev_pid=$!
+	for ((r = 0; r < 1200; r++)); do
+		[[ -f $dir/ready.json ]] && break
+		kill -0 "$dev_pid" 2>/dev/null || { cat "$dir/dev.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	local edge
+	edge=$(sed -n '/"id": "lhr"/,/}/s/.*"http": "\([^"]*\)".*/\1/p' "$dir/ready.json")
+	[[ -n $edge ]] || { log "no edge lhr in $dir/ready.json"; exit 1; }
+	local scn="$dir/scenario.yaml"
+	sed "s/concurrency: 64/concurrency: $CONNS/; s/duration: 10s/duration: $DURATION/" \
+		"$ROOT/bench/loadtest-vs-wrk.yaml" >"$scn"
+	: >"$dir/rates.txt"
+	for ((r = 1; r <= rounds; r++)); do
+		taskset -c 1 env GOMAXPROCS=1 "$GEOCDN" --log-level warn loadtest --cluster "$dir/ready.json" \
+			--out "$dir/lt-r$r" "$scn" >"$dir/lt-r$r.txt" 2>&1 || { cat "$dir/lt-r$r.txt" >&2; exit 1; }
+		taskset -c 1 wrk -t1 "-c$CONNS" "-d$DURATION" "http://$edge/loadtest/loadtest-vs-wrk/0" \
+			>"$dir/wrk-r$r.txt" 2>&1 || { cat "$dir/wrk-r$r.txt" >&2; exit 1; }
+		echo "$r $(awk '/^Requests\/sec:/ {print $2}' "$dir/wrk-r$r.txt") $(awk '/^  overall/ {gsub(",", "", $4); print $4}' "$dir/lt-r$r.txt")" >>"$dir/rates.txt"
+	done
+	stop_pid "$dev_pid"
+	awk -v conns="$CONNS" -v dur="$DURATION" '
+		{ w[NR] = $2; l[NR] = $3; rows = rows sprintf("| %d | %.0f | %.0f | %.2f× |\n", $1, $2, $3, $3 / $2) }
+		function median(a, n,   i, j, t) {
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+			return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+		}
+		END {
+			print "| round | wrk req/s | geocdn loadtest req/s | ratio |"
+			print "|---:|---:|---:|---:|"
+			printf "%s", rows
+			mw = median(w, NR); ml = median(l, NR)
+			printf "| median | %.0f | %.0f | **%.2f×** (goal ≥ 0.80×) |\n", mw, ml, ml / mw
+		}' "$dir/rates.txt" >"$OUT/loadtest-table.md"
+}
+
 [[ -n $ONLY && $ONLY != http ]] || run_http
 [[ -n $ONLY && $ONLY != push ]] || run_push
 [[ -n $ONLY && $ONLY != purge ]] || run_purge
 [[ -n $ONLY && $ONLY != resync ]] || run_resync
+[[ -n $ONLY && $ONLY != loadtest ]] || run_loadtest
 
 {
 	echo "# geocdn benchmarks"
@@ -591,6 +645,12 @@ run_resync() {
 		echo "## Purges over the simulated WAN (BenchmarkPurgeWAN, one run, real time)"
 		echo
 		cat "$OUT/purge-table.md"
+	fi
+	if [[ -f $OUT/loadtest-table.md ]]; then
+		echo
+		echo "## geocdn loadtest next to wrk: closed loop, -c$CONNS, one core each, one 1 KiB object, $DURATION rounds"
+		echo
+		cat "$OUT/loadtest-table.md"
 	fi
 	if [[ -f $OUT/resync-table.md ]]; then
 		echo

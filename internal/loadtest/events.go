@@ -249,18 +249,51 @@ func (r *run) converge(ctx context.Context) *Convergence {
 	return c
 }
 
-// readBack GETs o from e and checks it is v or a version published
+// readBackTries is how many times the final check asks an edge for an
+// object before it calls it missing: an answer of 5xx or no answer is
+// the edge or the origin busy (an origin still working off a queue of
+// publishes answers fills late), not a lost version.
+const readBackTries = 3
+
+// readBack asks e for o (HEAD) and checks it is v or a version published
 // after it; "" if so.
 func (r *run) readBack(ctx context.Context, e *Edge, o *object, v *published) string {
+	var detail string
+	for try := range readBackTries {
+		if try > 0 && !r.pause(ctx, time.Duration(try)*time.Second) {
+			break
+		}
+		var retry bool
+		detail, retry = r.readBackOnce(ctx, e, o, v)
+		if !retry {
+			break
+		}
+	}
+	return detail
+}
+
+// pause waits d unless ctx ends first.
+func (r *run) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (r *run) readBackOnce(ctx context.Context, e *Edge, o *object, v *published) (detail string, retry bool) {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RequestTimeout)
 	defer cancel()
 	resp, err := r.get(ctx, http.MethodHead, e.URL+"/"+o.path, http.Header{})
 	if err != nil {
-		return fmt.Sprintf("%s on %s: %v", o.key, e.ID, err)
+		return fmt.Sprintf("%s on %s: %v", o.key, e.ID, err), true
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Sprintf("%s on %s: %s, want generation %d", o.key, e.ID, resp.Status, v.c.gen)
+		return fmt.Sprintf("%s on %s: %s, want generation %d", o.key, e.ID, resp.Status, v.c.gen), resp.StatusCode >= 500
 	}
 	etag := resp.Header.Get("Etag")
 	o.mu.Lock()
@@ -275,9 +308,9 @@ func (r *run) readBack(ctx context.Context, e *Edge, o *object, v *published) st
 	}
 	o.mu.Unlock()
 	if idx < want {
-		return fmt.Sprintf("%s on %s: answers %s, want generation %d (%s) or newer", o.key, e.ID, shortTag(etag), v.c.gen, shortTag(v.c.etag()))
+		return fmt.Sprintf("%s on %s: answers %s, want generation %d (%s) or newer", o.key, e.ID, shortTag(etag), v.c.gen, shortTag(v.c.etag())), false
 	}
-	return ""
+	return "", false
 }
 
 // scrapeEdges reads every edge's counters whose metrics URL is known,

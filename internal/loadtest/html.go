@@ -166,6 +166,9 @@ type chart struct {
 	Hover           []hover
 	// Empty, when set, is shown instead of the data.
 	Empty string
+	// RotateX slants the x tick labels, so many categories (a region
+	// each) stay readable; the chart grows below the plot to hold them.
+	RotateX bool
 }
 
 type tick struct {
@@ -421,6 +424,10 @@ func regionChart(rep *Report) *chart {
 		c.Legend = append(c.Legend, legendItem{Class: k.class, Name: k.name})
 	}
 	n := len(rep.Regions)
+	if n > 8 {
+		c.RotateX = true
+		c.H += 70
+	}
 	if n == 0 || top == 0 {
 		c.Empty = "no latency recorded"
 		return c

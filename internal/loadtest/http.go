@@ -15,10 +15,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/internal/h1c"
 )
 
 // newTransport is the HTTP client of a run: keep-alive connections, as
@@ -63,65 +65,79 @@ type readReq struct {
 	intended time.Duration
 }
 
+// responses are the h1c responses reads reuse: one per read in flight,
+// so the steady state allocates none.
+var responses = sync.Pool{New: func() any { return new(h1c.Response) }}
+
 // doRead makes one read, following the router's redirect, and judges the
-// answer.
+// answer. Reads go through h1c, a keep-alive HTTP/1.1 client that does
+// its I/O on the calling goroutine and allocates nothing per request:
+// net/http's client spent twice wrk's CPU per request, and the load
+// generator must not be what limits a run.
 func (r *run) doRead(ctx context.Context, q readReq, rng *rand.Rand) Sample {
 	s := Sample{Intended: q.intended, Region: q.sess.place.region, Op: q.op, Key: q.obj.key}
 	sent := r.since()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RequestTimeout)
 	defer cancel()
 
-	var hdr http.Header = http.Header{"X-Forwarded-For": {q.sess.ip}}
-	method := http.MethodGet
-	var want *published
+	var fields [2]h1c.Field
+	fields[0] = h1c.Field{Name: "X-Forwarded-For", Value: q.sess.ip}
+	req := h1c.Request{Method: http.MethodGet, Target: "/" + q.obj.path, Header: fields[:1]}
 	var rangeOff, rangeLen int64
 	switch q.op {
 	case OpHead:
-		method = http.MethodHead
+		req.Method = http.MethodHead
 	case OpConditional:
 		if cur := q.obj.current(); cur != nil {
-			hdr.Set("If-None-Match", cur.c.etag())
+			fields[1] = h1c.Field{Name: "If-None-Match", Value: cur.c.etag()}
+			req.Header = fields[:2]
 		}
 	case OpRange:
-		want = q.obj.current()
 		size := q.obj.size
-		if want != nil {
-			size = want.c.size
+		if cur := q.obj.current(); cur != nil {
+			size = cur.c.size
 		}
 		if size > 0 {
 			rangeOff = rng.Int64N(size)
 			rangeLen = min(size-rangeOff, 1+rng.Int64N(64<<10))
-			hdr.Set("Range", fmt.Sprintf("bytes=%d-%d", rangeOff, rangeOff+rangeLen-1))
+			fields[1] = h1c.Field{Name: "Range", Value: fmt.Sprintf("bytes=%d-%d", rangeOff, rangeOff+rangeLen-1)}
+			req.Header = fields[:2]
 		}
 	}
 
-	var base string
 	edge := q.sess.edge.Load()
+	viaRouter := false
 	switch {
 	case r.scn.Target.Kind == TargetEdge:
 		edge = r.fixedEdge
-		base = edge.URL
+		req.Host = edge.host
 	case edge != nil:
-		base = edge.URL
+		req.Host = edge.host
 	default:
-		base = r.cl.Router
+		req.Host = r.routerHost
+		viaRouter = true
 	}
-	resp, err := r.get(ctx, method, base+"/"+q.obj.path, hdr)
-	if err == nil && base == r.cl.Router && isRedirect(resp.StatusCode) {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		loc, lerr := resp.Location()
+	resp := responses.Get().(*h1c.Response)
+	defer responses.Put(resp)
+	err := r.h1.Do(ctx, &req, resp)
+	if err == nil && viaRouter && isRedirect(resp.Status) {
+		loc := resp.GetString("Location")
+		resp.Discard()
+		host, target, lerr := h1c.SplitURL(loc)
 		if lerr != nil {
-			return r.failed(s, ClassRedirect, fmt.Sprintf("router answered %d without a usable Location: %v", resp.StatusCode, lerr))
+			s.Latency = r.since() - q.intended
+			return r.failed(s, ClassRedirect, fmt.Sprintf("router answered %d with Location %q: %v", resp.Status, loc, lerr))
 		}
-		edge = r.cl.edgeByHost(loc.Host)
+		edge = r.cl.edgeByHost(host)
 		if r.scn.Target.KeepEdge && edge != nil {
 			q.sess.edge.Store(edge)
 		}
-		resp, err = r.get(ctx, method, loc.String(), hdr)
-		if err == nil && isRedirect(resp.StatusCode) {
-			resp.Body.Close()
-			return r.failed(s, ClassRedirect, fmt.Sprintf("%s answered %d after the router's redirect", loc.Host, resp.StatusCode))
+		req.Host, req.Target = host, target
+		err = r.h1.Do(ctx, &req, resp)
+		if err == nil && isRedirect(resp.Status) {
+			resp.Discard()
+			s.Latency = r.since() - q.intended
+			return r.failed(s, ClassRedirect, fmt.Sprintf("%s answered %d after the router's redirect", host, resp.Status))
 		}
 	}
 	if edge != nil {
@@ -136,23 +152,22 @@ func (r *run) doRead(ctx context.Context, q readReq, rng *rand.Rand) Sample {
 		}
 		return r.failed(s, classOf(ctx, err), err.Error())
 	}
-	defer resp.Body.Close()
-	s.Status = resp.StatusCode
-	cs := resp.Header.Get("Cache-Status")
-	s.Fill = strings.Contains(cs, "fwd=")
-	s.Hit = !s.Fill && strings.Contains(cs, "hit")
+	defer resp.Close()
+	s.Status = resp.Status
+	cs := resp.Get("Cache-Status")
+	s.Fill = bytes.Contains(cs, []byte("fwd="))
+	s.Hit = !s.Fill && bytes.Contains(cs, []byte("hit"))
 
-	etag := resp.Header.Get("Etag")
+	etag := resp.GetString("Etag")
 	var body []byte
 	var n int64
 	var sum [sha256.Size]byte
-	switch {
-	case q.op == OpRange && resp.StatusCode == http.StatusPartialContent:
-		body, err = io.ReadAll(io.LimitReader(resp.Body, rangeLen+1))
+	if q.op == OpRange && resp.Status == http.StatusPartialContent {
+		body, err = io.ReadAll(io.LimitReader(resp, rangeLen+1))
 		n = int64(len(body))
-	default:
+	} else {
 		h := sha256.New()
-		n, err = io.Copy(h, resp.Body)
+		n, err = resp.WriteTo(h)
 		h.Sum(sum[:0])
 	}
 	s.Bytes = n
@@ -164,8 +179,8 @@ func (r *run) doRead(ctx context.Context, q readReq, rng *rand.Rand) Sample {
 		return r.failed(s, classOf(ctx, err), "reading the body: "+err.Error())
 	}
 
-	switch code := resp.StatusCode; {
-	case code == http.StatusOK && method == http.MethodGet:
+	switch code := resp.Status; {
+	case code == http.StatusOK && req.Method == http.MethodGet:
 		d := digestOfETag(etag)
 		if d == "" {
 			return r.failed(s, ClassCorrupt, fmt.Sprintf("%s: 200 with ETag %q, not a digest", q.obj.key, etag))
@@ -177,7 +192,7 @@ func (r *run) doRead(ctx context.Context, q readReq, rng *rand.Rand) Sample {
 			return r.failed(s, ClassCorrupt, fmt.Sprintf("%s: Content-Length %d, body %d bytes", q.obj.key, cl, n))
 		}
 	case code == http.StatusPartialContent && q.op == OpRange:
-		if detail := checkRange(resp.Header.Get("Content-Range"), rangeOff, rangeLen, body, q.obj, etag); detail != "" {
+		if detail := checkRange(resp.GetString("Content-Range"), rangeOff, rangeLen, body, q.obj, etag); detail != "" {
 			return r.failed(s, ClassCorrupt, detail)
 		}
 	case code == http.StatusOK, code == http.StatusNotModified:
@@ -189,9 +204,9 @@ func (r *run) doRead(ctx context.Context, q readReq, rng *rand.Rand) Sample {
 			}
 		}
 	case code >= 500:
-		return r.failed(s, Class5xx, fmt.Sprintf("%s: %s", q.obj.key, resp.Status))
+		return r.failed(s, Class5xx, fmt.Sprintf("%s: %d", q.obj.key, code))
 	default:
-		return r.failed(s, Class4xx, fmt.Sprintf("%s: %s", q.obj.key, resp.Status))
+		return r.failed(s, Class4xx, fmt.Sprintf("%s: %d", q.obj.key, code))
 	}
 	// A 304 names no version of its own beyond its ETag; every answer
 	// with one is checked for going back in time.

@@ -19,7 +19,7 @@ import (
 	"github.com/geocdn/geocdn/internal/yamlx"
 )
 
-// Defaults of the scenario fields a file may leave out (SCENARIO.md
+// Defaults of the scenario fields a file may leave out (the README's "Scenario files"
 // documents them all).
 const (
 	DefaultDemand       = "testdata/demand.csv"
@@ -56,7 +56,7 @@ func LoadScenario(path string) (*Scenario, error) {
 	return ParseScenario(path, f)
 }
 
-// ParseScenario reads a scenario in the YAML format SCENARIO.md
+// ParseScenario reads a scenario in the YAML format the README's "Scenario files"
 // describes and fills in the defaults. name labels errors and becomes
 // the Scenario's File; every error is a *yamlx.InputError naming the
 // file, the line and the field.

@@ -24,7 +24,7 @@ const ReportSchema = "geocdn-loadtest/1"
 
 // Report is a finished run, ready to print (WriteText), save (WriteJSON)
 // or chart (WriteHTML). Its JSON form is the stable, documented schema in
-// REPORT.md: times since the run's start are in seconds ("t"), latencies
+// the README's "Reports": times since the run's start are in seconds ("t"), latencies
 // in milliseconds ("_ms"), sizes in bytes, ratios in [0, 1]. Lists are
 // never null, so a consumer can iterate without checking.
 type Report struct {

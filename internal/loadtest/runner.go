@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/geocdn/geocdn/internal/h1c"
 )
 
 // Options configures Run.
@@ -34,22 +37,27 @@ type Options struct {
 	// Converge bounds the wait, after the run, for every edge to catch
 	// up before the final check (default 60 s).
 	Converge time.Duration
-	// Transport, if set, replaces the run's HTTP transport (tests run
+	// Transport, if set, replaces the run's HTTP transport for the
+	// admin API and probes, and Dial the reads' dialer (tests run
 	// against handlers in memory, in simulated time).
 	Transport http.RoundTripper
+	Dial      func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // run is one load test in progress.
 type run struct {
-	opts  Options
-	scn   *Scenario
-	cl    *Cluster
-	log   *slog.Logger
-	hc    *http.Client
-	pop   *population
-	start time.Time
-	dur   time.Duration
-	rec   *Recorder
+	opts Options
+	scn  *Scenario
+	cl   *Cluster
+	log  *slog.Logger
+	hc   *http.Client // admin API, probes, the final check
+	h1   *h1c.Client  // reads
+	// routerHost is the router's host:port.
+	routerHost string
+	pop        *population
+	start      time.Time
+	dur        time.Duration
+	rec        *Recorder
 
 	objects   []*object
 	zipf      *Zipf
@@ -132,6 +140,7 @@ func prepare(ctx context.Context, o Options) (*run, error) {
 	if r.hc.Transport == nil {
 		r.hc.Transport = newTransport(conns)
 	}
+	r.h1 = &h1c.Client{MaxIdlePerHost: conns, ReadBufferSize: 16 << 10, Dial: o.Dial}
 	if r.seed == 0 {
 		r.seed = rand.Uint64()
 	}
@@ -155,6 +164,11 @@ func prepare(ctx context.Context, o Options) (*run, error) {
 		if r.cl.Router == "" {
 			return nil, fmt.Errorf("%s: the target is the router, but no router was given (--router URL, or --cluster READY-FILE)", scn.File)
 		}
+		host, _, err := h1c.SplitURL(r.cl.Router)
+		if err != nil {
+			return nil, fmt.Errorf("router %s: %w", r.cl.Router, err)
+		}
+		r.routerHost = host
 	}
 	for _, e := range scn.Events {
 		switch e.Kind {
@@ -215,6 +229,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.h1.CloseIdleConnections()
+	defer r.hc.CloseIdleConnections()
 	before := r.scrapeEdges(ctx)
 	if r.scn.Objects.Preload {
 		if err := r.preload(ctx); err != nil {
@@ -287,9 +303,11 @@ func (r *run) reads(ctx context.Context) {
 		for i := range r.scn.Arrivals.Concurrency {
 			wg.Go(func() {
 				rng := rand.New(rand.NewPCG(r.seed, uint64(1000+i)))
+				// The run's end stops a client between requests, never
+				// during one: a request cut off would count as a timeout.
 				for ctx.Err() == nil {
 					q := r.nextRead(rng, r.since())
-					r.rec.Record(r.doRead(ctx, q, rng))
+					r.rec.Record(r.doRead(context.WithoutCancel(ctx), q, rng))
 				}
 			})
 		}

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,28 +17,92 @@ import (
 	"time"
 )
 
-// memNet is an HTTP transport to handlers in memory, by host: with
-// synctest, a run against it takes simulated time only, so what it
-// measures is exact.
-type memNet map[string]http.Handler
+// memNet serves handlers by host over in-memory connections (net.Pipe):
+// with synctest, a run against it takes simulated time only, so what it
+// measures is exact, yet every request is real HTTP/1.1 on a connection.
+type memNet struct {
+	mu      sync.Mutex
+	servers map[string]*memServer
+}
 
-func (m memNet) RoundTrip(req *http.Request) (*http.Response, error) {
-	h := m[req.URL.Host]
-	if h == nil {
-		return nil, fmt.Errorf("dial %s: %w", req.URL.Host, syscall.ECONNREFUSED)
+type memServer struct {
+	srv   *http.Server
+	conns chan net.Conn
+	done  chan struct{}
+}
+
+func newMemNet(handlers map[string]http.Handler) *memNet {
+	m := &memNet{servers: map[string]*memServer{}}
+	for host, h := range handlers {
+		ms := &memServer{srv: &http.Server{Handler: h}, conns: make(chan net.Conn), done: make(chan struct{})}
+		m.servers[host] = ms
+		go ms.srv.Serve(ms)
 	}
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			return nil, err
-		}
-		req.Body = io.NopCloser(strings.NewReader(string(b)))
+	return m
+}
+
+// Accept, Close and Addr make a memServer the net.Listener of its server.
+func (s *memServer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.conns:
+		return c, nil
+	case <-s.done:
+		return nil, net.ErrClosed
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
+}
+
+func (s *memServer) Close() error {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+	return nil
+}
+
+func (s *memServer) Addr() net.Addr { return memAddr{} }
+
+type memAddr struct{}
+
+func (memAddr) Network() string { return "mem" }
+func (memAddr) String() string  { return "mem" }
+
+// Dial connects to the server of address's host.
+func (m *memNet) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	m.mu.Lock()
+	s := m.servers[address]
+	m.mu.Unlock()
+	if s == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+	}
+	client, server := net.Pipe()
+	select {
+	case s.conns <- server:
+		return client, nil
+	case <-s.done:
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// close stops every server and its connections, so a synctest bubble
+// can end.
+func (m *memNet) close() {
+	for _, s := range m.servers {
+		s.srv.Close()
+	}
+}
+
+// options are Run's options against m.
+func (m *memNet) options(scn *Scenario) Options {
+	return Options{
+		Scenario: scn, GeoIP: "../../testdata/geoip-test.mmdb",
+		Transport: &http.Transport{DialContext: m.Dial},
+		Dial:      m.Dial,
+		Cluster:   Cluster{Origin: "http://origin.test:80", Token: "t"},
+		Converge:  5 * time.Second,
+	}
 }
 
 // fakeCluster is an origin and one edge in memory. The edge serves the
@@ -53,15 +117,17 @@ type fakeCluster struct {
 	stallUntil     time.Time
 }
 
-func (f *fakeCluster) net() memNet {
-	return memNet{"origin.test": http.HandlerFunc(f.origin), "edge.test": http.HandlerFunc(f.edge)}
+func (f *fakeCluster) net(t *testing.T) *memNet {
+	m := newMemNet(map[string]http.Handler{"origin.test:80": http.HandlerFunc(f.origin), "edge.test:80": http.HandlerFunc(f.edge)})
+	t.Cleanup(m.close)
+	return m
 }
 
 func (f *fakeCluster) origin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/edges":
 		json.NewEncoder(w).Encode([]edgeStatus{{ID: "e1", Region: "eu-west", Lat: 51.5, Lon: -0.1,
-			PublicURL: "http://edge.test", State: "up"}})
+			PublicURL: "http://edge.test:80", State: "up"}})
 	case r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/objects/"):
 		b, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
@@ -138,11 +204,9 @@ mix: {get: 80, head: 5, conditional: 10, range: 5}
 
 func runFake(t *testing.T, f *fakeCluster, scn *Scenario) *Report {
 	t.Helper()
-	rep, err := Run(t.Context(), Options{
-		Scenario: scn, GeoIP: "../../testdata/geoip-test.mmdb", Transport: f.net(),
-		Cluster:  Cluster{Origin: "http://origin.test", Token: "t"},
-		Converge: 5 * time.Second,
-	})
+	m := f.net(t)
+	defer m.close()
+	rep, err := Run(t.Context(), m.options(scn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,9 +336,38 @@ func TestUnreachableTarget(t *testing.T) {
 	scn := fakeScenario(t, 10, time.Second, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	_, err := Run(ctx, Options{Scenario: scn, GeoIP: "../../testdata/geoip-test.mmdb", Transport: memNet{},
-		Cluster: Cluster{Origin: "http://origin.test", Token: "t"}})
+	m := newMemNet(nil)
+	_, err := Run(ctx, m.options(scn))
 	if err == nil || !strings.Contains(err.Error(), "origin unreachable") {
 		t.Fatalf("err = %v, want origin unreachable", err)
 	}
+}
+
+// TestInterrupted: a run whose context is cancelled (Ctrl-C) stops at
+// once and still reports what ran, marked interrupted, without the final
+// check.
+func TestInterrupted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		scn := fakeScenario(t, 50, time.Hour, false)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			// After the preload (simulated time stands still while it
+			// runs), 10 s into the run.
+			time.Sleep(10 * time.Second)
+			cancel()
+		}()
+		m := f.net(t)
+		defer m.close()
+		rep, err := Run(ctx, m.options(scn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rep.Interrupted || rep.Convergence != nil {
+			t.Fatalf("interrupted %v, convergence %+v: want an interrupted run without the final check", rep.Interrupted, rep.Convergence)
+		}
+		if n := rep.Overall.Requests; n < 450 || n > 500 {
+			t.Fatalf("%d requests in the 10 s before the interrupt at 50/s, want about 500", n)
+		}
+	})
 }
