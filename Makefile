@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime 60s ./internal/wire
 	$(GO) test -run '^$$' -fuzz FuzzFromPath -fuzztime 30s ./internal/objkey
 	$(GO) test -run '^$$' -fuzz FuzzScanHead -fuzztime 60s ./internal/h1
+	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 60s ./internal/h1c
 
 clean:
 	rm -rf bin

@@ -23,10 +23,10 @@ import (
 	"github.com/geocdn/geocdn/internal/h1c"
 )
 
-// newTransport is the HTTP client of a run: keep-alive connections, as
-// many as the run has requests in flight, nothing the load generator
-// would spend time on that a measurement does not need (no compression,
-// no HTTP/2 upgrade, no proxy from the environment).
+// newTransport is the HTTP client of a run's admin requests (publishes,
+// purges, the edge list), probes and final check; reads go through h1c.
+// Keep-alive connections, and nothing a measurement does not need (no
+// compression, no HTTP/2 upgrade, no proxy from the environment).
 func newTransport(conns int) *http.Transport {
 	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
