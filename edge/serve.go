@@ -551,8 +551,17 @@ func (h *handler) serveObject(w http.ResponseWriter, r *http.Request, ns, key st
 	}
 
 	c, err := h.st.openContent(e.Digest)
+	if errors.Is(err, fs.ErrNotExist) && r.Context().Err() == nil {
+		// The fill was dropped before it could be opened: a purge (or an
+		// eviction) applied between the two. Fill once more, alone, so
+		// the client gets the content rather than an error.
+		var e2 wire.LogEntry
+		if e2, err = h.fillr.fill(r.Context(), ns, key, wire.Digest{}); err == nil {
+			e, collapsed = e2, false
+			c, err = h.st.openContent(e.Digest)
+		}
+	}
 	if err != nil {
-		// Only if the fill was evicted at once by other writes.
 		h.log.Warn("edge: open filled object", "ns", ns, "key", key, "err", err)
 		noStore(w)
 		http.Error(w, "stored content unavailable", http.StatusBadGateway)

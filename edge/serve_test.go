@@ -764,3 +764,34 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestServeFillDroppedBeforeOpen: a purge that drops a fill's blob
+// between the fill and its open (seen under a purge storm) makes the
+// edge fill again, not answer 502.
+func TestServeFillDroppedBeforeOpen(t *testing.T) {
+	e := newTestEdge(t, storeConfig{}, 0)
+	body := []byte("filled, then purged at once")
+	e.publish(t, 1, "k", body, false)
+	var calls atomic.Int32
+	e.h = newHandler(handlerConfig{
+		Store: e.st,
+		Fill: fillFunc(func(ctx context.Context, ns, key string, want wire.Digest) (wire.LogEntry, error) {
+			ent, err := e.origin.fill(ctx, ns, key, want)
+			if err == nil && calls.Add(1) == 1 {
+				if err := e.st.drop([]wire.Digest{ent.Digest}); err != nil {
+					t.Errorf("drop: %v", err)
+				}
+			}
+			return ent, err
+		}),
+		View:    e.view,
+		Clock:   func() time.Time { return testNow },
+		Metrics: newMetrics(prometheus.NewRegistry()),
+		Logger:  testLogger(t),
+		Healthy: e.healthy.Load,
+	})
+	checkResponse(t, e.do("GET", "/k"), http.StatusOK, string(body))
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d fills, want 2: the first one's blob was dropped before it was opened", n)
+	}
+}

@@ -265,6 +265,13 @@ func (o *Origin) ackPlan(wq writeQuorum, replicas []string) (eligible []string, 
 	return set, wq.n, nil
 }
 
+// allRecheck is how often a w=all publish looks for edges gone down
+// while it waits: a few times per lease term, since a lease running out
+// is what marks an edge down.
+func allRecheck(term time.Duration) time.Duration {
+	return min(max(term/4, 10*time.Millisecond), time.Second)
+}
+
 func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key string) {
 	// Query parameters come from the URL only: r.FormValue would parse a
 	// form-encoded body and consume the content being published.
@@ -377,9 +384,26 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 			return
 		}
 	}
-	if status == http.StatusCreated {
+	// w=all waits for the replica-set edges not down: one that goes down
+	// while the publish waits is dropped from it, as if it had been down
+	// when the publish came.
+	var recheck <-chan time.Time
+	if wq.all && need > 0 {
+		tk := o.clk.NewTicker(allRecheck(o.cfg.LeaseTerm))
+		defer tk.Stop()
+		recheck = tk.C()
+	}
+wait:
+	for status == http.StatusCreated {
 		select {
 		case <-aw.done:
+			break wait
+		case <-recheck:
+			now := o.clk.Now()
+			o.acks.dropDown(aw, func(id string) bool {
+				e := o.edges.get(id)
+				return e == nil || e.state(now, o.stateRule()) == EdgeDown
+			})
 		case <-timer.C():
 			status = http.StatusGatewayTimeout
 			res.Error = fmt.Sprintf("w: %d of %d edge acknowledgements within %v; the write is committed and delivery continues", len(o.acks.result(aw)), need, o.cfg.PublishTimeout)

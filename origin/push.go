@@ -338,6 +338,36 @@ func (t *ackTracker) wait(lsn uint64, eligible []string, need int) *ackWait {
 	return w
 }
 
+// dropDown stops w waiting for the eligible edges down says are down and
+// have not acked: w=all counts the replica-set edges not down, and an
+// edge that goes down while a publish waits (killed, cut off until its
+// lease ran out) will not ack until it is back, which may be never. It
+// catches up from the log when it returns, as an edge down at publish
+// time does. need follows the edges still eligible.
+func (t *ackTracker) dropDown(w *ackWait, down func(id string) bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	kept := w.eligible[:0:0]
+	for _, id := range w.eligible {
+		if slices.Contains(w.acked, id) || !down(id) {
+			kept = append(kept, id)
+		}
+	}
+	if len(kept) == len(w.eligible) {
+		return
+	}
+	w.eligible = kept
+	w.need = len(kept)
+	if len(w.acked) >= w.need {
+		close(w.done)
+	}
+}
+
 func (w *ackWait) add(id string) bool {
 	if !slices.Contains(w.eligible, id) || slices.Contains(w.acked, id) {
 		return false

@@ -338,6 +338,15 @@ func TestWriteQuorum(t *testing.T) {
 		if err := c.KillEdge(2); err != nil {
 			t.Fatal(err)
 		}
+		// Published before the origin counts the edge down, so the edge is
+		// waited for; once its lease has run out, it no longer is.
+		if st := edgeState(t, c, down.Spec.ID); st == origin.EdgeDown {
+			t.Fatalf("%s down at once; the case needs it still leased", down.Spec.ID)
+		}
+		if a := publish(t, c, "w/killed-while-waiting", []byte("nrt killed"), "w=all", nil); a.status != http.StatusCreated || len(a.res.Acked) != 2 {
+			t.Fatalf("w=all with an edge killed as it was published: status %d acked %v (%s), want 201 from the 2 live edges once %s is down",
+				a.status, a.res.Acked, a.res.Error, down.Spec.ID)
+		}
 		waitFor(t, "origin marks "+down.Spec.ID+" down", func() bool { return edgeState(t, c, down.Spec.ID) == origin.EdgeDown })
 		res := mustPublish(t, c, "w/all-but-one", []byte("while nrt is down"), "w=all")
 		if len(res.Acked) != 2 {
@@ -350,7 +359,7 @@ func TestWriteQuorum(t *testing.T) {
 		if err := c.StartEdge(2); err != nil {
 			t.Fatal(err)
 		}
-		for _, key := range []string{"w/all-but-one", "w/three"} {
+		for _, key := range []string{"w/killed-while-waiting", "w/all-but-one", "w/three"} {
 			waitFor(t, down.Spec.ID+" catching up on "+key, func() bool {
 				g := get(t, down.URL+"/"+key, nil)
 				return g.status == 200 && g.hdr.Get("X-Cache") == "HIT"
