@@ -49,8 +49,8 @@ func readLoadtestReport(t *testing.T, dir string) loadtestReport {
 
 // TestLoadtestProcess runs the real binaries as separate processes: a
 // `geocdn loadtest` through the router of a `geocdn dev --processes`,
-// with strong publishes, one edge killed and restarted mid-run by the
-// dev cluster's control API. Nothing corrupt or stale may be served, and
+// with strong publishes, one edge paused and resumed and another killed
+// and restarted mid-run by the dev cluster's control API. Nothing corrupt or stale may be served, and
 // after the run every edge, the restarted one included, must converge
 // and read back every acknowledged publish.
 func TestLoadtestProcess(t *testing.T) {
@@ -72,6 +72,7 @@ mix: {get: 80, head: 5, conditional: 10, range: 5}
 writes:
   - {op: publish, rate: 2, consistency: strong, w: all}
 events:
+  - {at: 1s, pause: {edge: fra, for: 2s}}
   - {at: 2s, kill: lhr}
   - {at: 5s, restart: lhr}
 `), 0o644)
@@ -94,16 +95,17 @@ events:
 	if rep.Overall.Requests != 480 {
 		t.Fatalf("%d reads, want 480 (60/s for 8 s)", rep.Overall.Requests)
 	}
-	var kill, restart bool
+	seen := map[string]bool{}
 	for _, e := range rep.Events {
 		if e.Error != "" {
 			t.Errorf("event %q failed: %s", e.Description, e.Error)
 		}
-		kill = kill || e.Description == "kill lhr"
-		restart = restart || e.Description == "restart lhr"
+		seen[e.Description] = true
 	}
-	if !kill || !restart {
-		t.Fatalf("events %+v, want kill lhr and restart lhr", rep.Events)
+	for _, want := range []string{"pause fra for 2s", "resume fra", "kill lhr", "restart lhr"} {
+		if !seen[want] {
+			t.Fatalf("events %+v, want %q among them", rep.Events, want)
+		}
 	}
 	if c := rep.Convergence; c == nil || !c.OK || len(c.Converged) != len(devEdges) {
 		t.Fatalf("convergence %+v, want every one of %d edges converged:\n%s", c, len(devEdges), stdout)
