@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,16 @@ type Config struct {
 	// PublicURL is the URL clients are sent to; default http://<HTTP addr>.
 	PublicURL string
 
-	// Origin is the origin's QUIC address. Required.
+	// Origins are the QUIC addresses of every origin: one, or each node of
+	// a raft cluster of origins, of which only the leader serves edges. A
+	// follower refuses the edge naming the leader, which the edge dials
+	// next; the edge dials the origin of its last session first, then the
+	// others in this order (see connectLoop). At least one of Origins and
+	// Origin is required; no entry may be nil or listed twice.
+	Origins []net.Addr
+	// Origin is the single-origin form of Origins, for callers from before
+	// origin clusters: when set, it counts as listed first in Origins
+	// (where Origins does not list it already). Default none.
 	Origin net.Addr
 	// PacketConn, when set, carries QUIC instead of a UDP socket bound to
 	// an ephemeral loopback port (a simulated network in tests).
@@ -113,7 +123,8 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every fixed default filled in; the
-// caller still sets ID, Region, Lat, Lon, Origin, DataDir, CA and Cert.
+// caller still sets ID, Region, Lat, Lon, Origins (or Origin), DataDir, CA
+// and Cert.
 // FaultDomain and PublicURL default to values derived from others.
 func DefaultConfig() Config {
 	return Config{
@@ -134,6 +145,7 @@ func (c Config) withDefaults() Config {
 	if c.FaultDomain == "" {
 		c.FaultDomain = c.Region
 	}
+	c.Origins = c.originList()
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = d.ResyncInterval
 	}
@@ -168,14 +180,47 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// originList is Origin, unless Origins lists it, followed by Origins: a
+// new slice, so the caller's is never written through.
+func (c Config) originList() []net.Addr {
+	list := make([]net.Addr, 0, len(c.Origins)+1)
+	if c.Origin != nil && !slices.ContainsFunc(c.Origins, func(a net.Addr) bool { return sameAddr(a, c.Origin) }) {
+		list = append(list, c.Origin)
+	}
+	return append(list, c.Origins...)
+}
+
+// sameAddr compares addresses by their text: two origins are the same
+// when they would be dialled at the same host:port.
+func sameAddr(a, b net.Addr) bool {
+	return a != nil && b != nil && a.String() == b.String()
+}
+
 // Validate reports every problem with c (after defaults).
 func (c Config) Validate() error {
 	var errs []error
 	if err := pki.ValidID(c.ID); err != nil {
 		errs = append(errs, fmt.Errorf("id: %w", err))
 	}
-	if c.Origin == nil {
-		errs = append(errs, errors.New("origin: required"))
+	for i, a := range c.Origins {
+		if a == nil {
+			errs = append(errs, fmt.Errorf("origins[%d]: nil address", i))
+		}
+	}
+	origins := c.originList()
+	if len(origins) == 0 {
+		errs = append(errs, errors.New("origins: at least one required"))
+	}
+	seen := make(map[string]bool, len(origins))
+	for _, a := range origins {
+		if a == nil {
+			continue
+		}
+		if k := a.String(); seen[k] {
+			errs = append(errs, fmt.Errorf("origins: %s listed twice", k))
+		} else {
+			seen[k] = true
+		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir: required"))
@@ -428,7 +473,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		defer e.bg.Done()
 		e.scrubber.Run(cctx)
 	}()
-	e.log.Info("edge serving", "http", e.HTTPAddr().String(), "origin", e.cfg.Origin.String())
+	e.log.Info("edge serving", "http", e.HTTPAddr().String(), "origins", addrStrings(e.cfg.Origins))
 	var err error
 	select {
 	case <-ctx.Done():

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 // connection so that a large push, which can fill the data connection's
 // flow-control window, never delays a heartbeat or a log entry.
 type session struct {
+	origin        net.Addr // where both connections go
 	control, data *quic.Conn
 	ctrl          *quic.Stream
 	ctrlMu        sync.Mutex // serialises frames written on ctrl
@@ -56,10 +59,28 @@ func (s *session) send(f wire.Frame) error {
 var errHeartbeatLost = errors.New("origin stopped answering heartbeats")
 
 // Redial backoff: edges come back within about a second of an origin
-// restart, and do not hammer an origin that stays away.
+// restart, and do not hammer an origin that stays away. It paces rounds
+// (every origin tried once), never the origins within one: a new raft
+// leader must be found within a couple of election timeouts.
 const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = time.Second
+	// longSession is how long a session must have lasted for the
+	// backoff to start again from minBackoff.
+	longSession = 5 * time.Second
+)
+
+// Dial limits. An origin may hold a Hello for up to two election timeouts
+// while it learns who leads, so the Welcome gets welcomeTimeout; the
+// handshake, which no election delays, gets quickHandshake when the round
+// has other origins left to try: an origin that does not answer within it
+// is most likely down (a leader that shut down), and the leader must be
+// found within a couple of election timeouts. The round's last origin
+// gets the full dialTimeout, so a slow or lossy path still connects.
+const (
+	dialTimeout    = 5 * time.Second
+	welcomeTimeout = 5 * time.Second
+	quickHandshake = time.Second
 )
 
 // permanentError is a refusal no retry can cure; the edge stops with it.
@@ -69,13 +90,89 @@ func (p *permanentError) Error() string { return p.err.Error() }
 
 func (p *permanentError) Unwrap() error { return p.err }
 
-// connectLoop keeps a session with the origin until ctx ends, or the
-// origin refuses the edge for good.
+// notLeaderError is a follower's refusal (wire.RejectNotLeader): hint is
+// the leader's address as the follower knows it, empty if it knows none.
+type notLeaderError struct {
+	origin net.Addr
+	hint   string
+}
+
+func (n *notLeaderError) Error() string {
+	if n.hint == "" {
+		return fmt.Sprintf("origin %s is not the leader and knows of none", n.origin)
+	}
+	return fmt.Sprintf("origin %s is not the leader; the leader is %s", n.origin, n.hint)
+}
+
+// unreachable reports whether err says an origin did not answer in time
+// (a dial, the welcome or heartbeats timed out), rather than that it
+// answered and refused or closed.
+func unreachable(err error) bool {
+	if errors.Is(err, errHeartbeatLost) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// dialOrder is the order in which a round dials the origins: the origin
+// of the last session first (it is the leader, or knows who is), then
+// the configured origins in their order, except that one that last timed
+// out goes to the back, so that a crashed leader costs one dial timeout
+// rather than one per round. Only connectLoop's goroutine uses it.
+type dialOrder struct {
+	last  net.Addr   // origin of the last session; nil: none, or it timed out
+	order []net.Addr // the configured origins
+}
+
+func newDialOrder(origins []net.Addr) *dialOrder {
+	return &dialOrder{order: slices.Clone(origins)}
+}
+
+// round is the order of the next round's dials.
+func (d *dialOrder) round() []net.Addr {
+	r := make([]net.Addr, 0, len(d.order)+1)
+	if d.last != nil {
+		r = append(r, d.last)
+	}
+	for _, a := range d.order {
+		if !sameAddr(a, d.last) {
+			r = append(r, a)
+		}
+	}
+	return r
+}
+
+// welcomed records that a session with a began. a need not be a
+// configured origin: it may be a leader a follower named.
+func (d *dialOrder) welcomed(a net.Addr) { d.last = a }
+
+// timedOut records that a did not answer in time.
+func (d *dialOrder) timedOut(a net.Addr) {
+	if sameAddr(a, d.last) {
+		d.last = nil
+	}
+	if i := slices.IndexFunc(d.order, func(b net.Addr) bool { return sameAddr(a, b) }); i >= 0 {
+		d.order = append(slices.Delete(d.order, i, i+1), a)
+	}
+}
+
+// connectLoop keeps a session with the origin that serves edges (the raft
+// leader of a cluster of origins) until ctx ends, or an origin refuses
+// the edge for good. Each round dials the origins in dialOrder's order,
+// one after another without pause, and follows a not-leader refusal's
+// hint at once; only a round in which every origin failed is followed by
+// the backoff (minBackoff doubling to maxBackoff). When a session ends,
+// the next round starts at once, unless the session lasted less than the
+// backoff: then the round waits out the rest of it, so an origin that
+// welcomes the edge and drops it at once is not hammered. A session
+// longer than longSession starts the backoff again from minBackoff.
 func (e *Edge) connectLoop(ctx context.Context) error {
+	order := newDialOrder(e.cfg.Origins)
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := e.clk.Now()
-		err := e.runSession(ctx)
+		hadSession, err := e.round(ctx, order)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -83,11 +180,18 @@ func (e *Edge) connectLoop(ctx context.Context) error {
 		if errors.As(err, &perm) {
 			return err
 		}
-		e.log.Warn("origin session ended", "err", err)
-		if e.clk.Since(start) > 5*time.Second {
-			backoff = minBackoff
+		wait := backoff
+		if hadSession {
+			lasted := e.clk.Since(start)
+			if lasted > longSession {
+				backoff = minBackoff
+			}
+			wait = backoff - lasted
 		}
-		t := e.clk.NewTimer(backoff)
+		if wait <= 0 {
+			continue
+		}
+		t := e.clk.NewTimer(wait)
 		select {
 		case <-t.C():
 		case <-ctx.Done():
@@ -99,14 +203,103 @@ func (e *Edge) connectLoop(ctx context.Context) error {
 	return nil
 }
 
-// dial opens one connection of the given kind and exchanges Hello/Welcome.
-func (e *Edge) dial(ctx context.Context, kind wire.ConnKind) (*quic.Conn, *quic.Stream, wire.Welcome, error) {
-	tlsConf := pki.ClientTLS(e.cfg.CA, e.cfg.Cert, pki.RoleOrigin, e.clk.Now)
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	conn, err := e.tr.Dial(dctx, e.cfg.Origin, tlsConf, quicConfig())
+// round dials origins in order until one welcomes the edge, runs the
+// session with it and reports that it did and why the session ended; or,
+// when no origin welcomed the edge, every refusal and dial error. A
+// follower's hint is dialled next. Every address is dialled at most once
+// a round, so followers naming each other during an election cannot keep
+// the edge in a loop.
+func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
+	queue := order.round()
+	tried := make(map[string]bool, len(queue))
+	var errs []error
+	for len(queue) > 0 && ctx.Err() == nil {
+		addr := queue[0]
+		queue = queue[1:]
+		if tried[addr.String()] {
+			continue
+		}
+		tried[addr.String()] = true
+		handshake := dialTimeout
+		if slices.ContainsFunc(queue, func(a net.Addr) bool { return !tried[a.String()] }) {
+			handshake = quickHandshake
+		}
+		welcomed, err := e.runSession(ctx, addr, handshake)
+		if ctx.Err() != nil {
+			return welcomed, nil
+		}
+		if welcomed {
+			order.welcomed(addr)
+			if unreachable(err) {
+				order.timedOut(addr)
+			}
+			e.log.Warn("origin session ended", "origin", addr.String(), "err", err)
+			return true, err
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			return false, err
+		}
+		errs = append(errs, err)
+		var nl *notLeaderError
+		switch {
+		case errors.As(err, &nl) && nl.hint != "":
+			leader, rerr := resolveLeader(nl.hint)
+			if rerr != nil {
+				e.log.Warn("origin named a leader that does not resolve", "origin", addr.String(), "leader", nl.hint, "err", rerr)
+				continue
+			}
+			e.log.Debug("origin is not the leader: dialling the leader it named", "origin", addr.String(), "leader", leader.String())
+			queue = append([]net.Addr{leader}, queue...)
+		case unreachable(err):
+			order.timedOut(addr)
+			e.log.Debug("origin unreachable", "origin", addr.String(), "err", err)
+		default:
+			e.log.Debug("origin refused the edge", "origin", addr.String(), "err", err)
+		}
+	}
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	err := errors.Join(errs...)
+	e.log.Warn("no origin would serve the edge", "origins", len(tried), "err", err)
+	return false, err
+}
+
+// resolveLeader resolves the leader's address a follower named. An IPv4
+// address keeps its 4-byte form, as the configured origins' have, so
+// that the packets go where a configured address's would.
+func resolveLeader(hint string) (*net.UDPAddr, error) {
+	a, err := net.ResolveUDPAddr("udp", hint)
 	if err != nil {
-		return nil, nil, wire.Welcome{}, fmt.Errorf("dial origin %s: %w", e.cfg.Origin, err)
+		return nil, err
+	}
+	if ip4 := a.IP.To4(); ip4 != nil {
+		a.IP = ip4
+	}
+	return a, nil
+}
+
+// addrStrings is the addresses' host:port texts, for logs.
+func addrStrings(addrs []net.Addr) []string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = a.String()
+	}
+	return s
+}
+
+// dial opens one connection of the given kind to the origin at addr, its
+// handshake bounded by handshake, and exchanges Hello/Welcome.
+func (e *Edge) dial(ctx context.Context, addr net.Addr, kind wire.ConnKind, handshake time.Duration) (*quic.Conn, *quic.Stream, wire.Welcome, error) {
+	tlsConf := pki.ClientTLS(e.cfg.CA, e.cfg.Cert, pki.RoleOrigin, e.clk.Now)
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	hctx, hcancel := context.WithTimeout(dctx, handshake)
+	conn, err := e.tr.Dial(hctx, addr, tlsConf, quicConfig())
+	hcancel()
+	if err != nil {
+		return nil, nil, wire.Welcome{}, fmt.Errorf("dial origin %s: %w", addr, err)
 	}
 	fail := func(err error) (*quic.Conn, *quic.Stream, wire.Welcome, error) {
 		conn.CloseWithError(0, "")
@@ -124,17 +317,20 @@ func (e *Edge) dial(ctx context.Context, kind wire.ConnKind) (*quic.Conn, *quic.
 	if err := wire.WriteFrame(st, hello); err != nil {
 		return fail(err)
 	}
-	st.SetReadDeadline(e.clk.Now().Add(5 * time.Second))
+	st.SetReadDeadline(e.clk.Now().Add(welcomeTimeout))
 	f, err := wire.ReadFrame(st)
 	st.SetReadDeadline(time.Time{})
 	if err != nil {
-		return fail(fmt.Errorf("read welcome: %w", err))
+		return fail(fmt.Errorf("read welcome from %s: %w", addr, err))
 	}
 	switch m := f.(type) {
 	case wire.Welcome:
 		return conn, st, m, nil
 	case wire.Reject:
-		err := fmt.Errorf("origin refused the edge: %s", m.Reason)
+		if m.Code == wire.RejectNotLeader {
+			return fail(&notLeaderError{origin: addr, hint: m.Reason})
+		}
+		err := fmt.Errorf("origin %s refused the edge (%s): %s", addr, m.Code, m.Reason)
 		if m.Code == wire.RejectIdentity || m.Code == wire.RejectVersion {
 			// Retrying cannot help: the certificate and the protocol
 			// version are fixed for the life of the process.
@@ -142,7 +338,7 @@ func (e *Edge) dial(ctx context.Context, kind wire.ConnKind) (*quic.Conn, *quic.
 		}
 		return fail(err)
 	}
-	return fail(fmt.Errorf("unexpected %T instead of welcome", f))
+	return fail(fmt.Errorf("unexpected %T from %s instead of welcome", f, addr))
 }
 
 // quicConfig matches the origin's. The idle timeout is a backstop; missed
@@ -159,17 +355,21 @@ func quicConfig() *quic.Config {
 	}
 }
 
-// runSession connects, follows the log, heartbeats, takes pushes and
-// reports scrub progress until any of them fails.
-func (e *Edge) runSession(ctx context.Context) error {
-	control, ctrl, welcome, err := e.dial(ctx, wire.ConnControl)
+// runSession connects to the origin at addr (each handshake bounded by
+// handshake), follows the log, heartbeats, takes pushes and reports scrub
+// progress until any of them fails. It reports whether the origin
+// welcomed both connections (a session ran), and why the session ended
+// or could not begin. Both connections go to addr: the data connection to
+// the origin whose log the control connection follows.
+func (e *Edge) runSession(ctx context.Context, addr net.Addr, handshake time.Duration) (bool, error) {
+	control, ctrl, welcome, err := e.dial(ctx, addr, wire.ConnControl, handshake)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer control.CloseWithError(0, "")
-	data, dataHello, _, err := e.dial(ctx, wire.ConnData)
+	data, dataHello, _, err := e.dial(ctx, addr, wire.ConnData, handshake)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer data.CloseWithError(0, "")
 	// The data connection's hello stream is done once welcomed; ending
@@ -177,18 +377,20 @@ func (e *Edge) runSession(ctx context.Context) error {
 	dataHello.Close()
 	dataHello.CancelRead(0)
 	s := &session{
+		origin:  addr,
 		control: control, data: data, ctrl: ctrl,
 		heartbeat: time.Duration(welcome.HeartbeatInterval) * time.Millisecond,
 		term:      time.Duration(welcome.LeaseMillis) * time.Millisecond,
 	}
 	if s.heartbeat <= 0 || s.term <= 0 {
-		return fmt.Errorf("origin sent heartbeat %v and lease %v", s.heartbeat, s.term)
+		return false, fmt.Errorf("origin %s sent heartbeat %v and lease %v", addr, s.heartbeat, s.term)
 	}
 	e.mu.Lock()
 	e.sess = s
 	e.lease.Welcomed(welcome.CurrentLSN)
 	e.mu.Unlock()
-	e.log.Info("connected to origin", "origin", welcome.OriginID, "origin_lsn", welcome.CurrentLSN, "watermark", e.store.watermark())
+	e.log.Info("connected to origin", "origin", welcome.OriginID, "addr", addr.String(),
+		"origin_lsn", welcome.CurrentLSN, "watermark", e.store.watermark())
 	defer func() {
 		// Every goroutine of the session has ended: no answer of its
 		// reaches the lease after the reset.
@@ -224,7 +426,18 @@ func (e *Edge) runSession(ctx context.Context) error {
 	control.CloseWithError(0, "")
 	data.CloseWithError(0, "")
 	wg.Wait()
-	return context.Cause(sctx)
+	return true, context.Cause(sctx)
+}
+
+// OriginAddr is the QUIC address of the origin the edge has a session
+// with (the leader, in a cluster of origins), or nil while it has none.
+func (e *Edge) OriginAddr() net.Addr {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sess == nil {
+		return nil
+	}
+	return e.sess.origin
 }
 
 // heartbeats sends a heartbeat every interval and ends the session as soon

@@ -324,7 +324,7 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		o.strongReserve(ns, key)
 	}
 	body := &deadlineReader{r: r.Body, rc: http.NewResponseController(w), now: o.clk.Now}
-	ent, err := o.store.put(r.Context(), ns, key, body, o.cfg.MaxObjectSize, meta)
+	ent, err := o.publish(r.Context(), requestIDFrom(r), ns, key, body, o.cfg.MaxObjectSize, meta)
 	if err != nil && strong {
 		o.strongAbort(ns, key)
 	}
@@ -337,6 +337,7 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 			writeError(w, http.StatusBadRequest, "metadata refused: "+err.Error())
 		case errors.Is(err, syscall.ENOSPC):
 			writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin disk full"})
+		case o.writeRefused(w, err, PublishResult{Key: key, Namespace: ns}):
 		case body.readErr != nil:
 			writeError(w, http.StatusBadRequest, "reading body: "+body.readErr.Error())
 		default:
@@ -358,7 +359,6 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 	}
 	aw := o.acks.wait(ent.LSN, eligible, need)
 	defer o.acks.release(ent.LSN, aw)
-	o.committed()
 
 	res := PublishResult{
 		Key: key, Namespace: ns, LSN: ent.LSN, Digest: ent.Digest.String(), Size: ent.Size,
@@ -450,6 +450,14 @@ func (o *Origin) handleGet(w http.ResponseWriter, r *http.Request, ns, key strin
 		blob fsys.File
 		err  error
 	)
+	// Reads are answered from this origin's catalog, but not before it has
+	// applied what it knows to be committed: a restarted origin replaying
+	// its log would otherwise answer with versions it already replaced.
+	if !o.awaitCaughtUp(r.Context()) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "origin is catching up with the cluster's log")
+		return
+	}
 	// As in serveFill: a commit between the catalog read and the open
 	// collects the blob, and the catalog then names a newer version.
 	for attempt := 1; ; attempt++ {
@@ -498,15 +506,16 @@ func (o *Origin) handleDelete(w http.ResponseWriter, r *http.Request, ns, key st
 		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
 		return
 	}
-	ent, err := o.store.delete(ns, key, o.clk.Now())
+	ent, err := o.propose(r.Context(), &command{ID: requestIDFrom(r), Entry: deleteEntry(ns, key, o.clk.Now())})
 	if errors.Is(err, ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no such object")
+		return
+	} else if o.writeRefused(w, err, PublishResult{Key: key, Namespace: ns}) {
 		return
 	} else if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	o.committed()
 	w.Header().Set(HeaderLSN, strconv.FormatUint(ent.LSN, 10))
 	writeJSON(w, http.StatusOK, map[string]any{"key": key, "namespace": ns, "lsn": ent.LSN, "committed": true})
 }
@@ -566,3 +575,31 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
+
+// writeRefused answers a write that raft did not commit here, reporting
+// whether err was one: 503 with "committed": false when nothing was
+// appended (not the leader, shutting down), 500 without it when the
+// outcome is unknown. res carries what the answer says of the object.
+func (o *Origin) writeRefused(w http.ResponseWriter, err error, res PublishResult) bool {
+	var nl *errNotLeader
+	switch {
+	case errors.As(err, &nl):
+		if nl.leader != "" {
+			w.Header().Set(HeaderLeader, nl.leader)
+		}
+		res.Error = err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, res)
+	case errors.Is(err, errShuttingDown):
+		res.Error = "origin shutting down"
+		writeJSON(w, http.StatusServiceUnavailable, res)
+	case errors.Is(err, errOutcomeUnknown):
+		writeError(w, http.StatusInternalServerError, err.Error())
+	default:
+		return false
+	}
+	return true
+}
+
+// HeaderLeader names the cluster leader's admin address on a 503 from an
+// origin that does not lead.
+const HeaderLeader = "GeoCDN-Leader"

@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/geocdn/geocdn/internal/aetree"
 	"github.com/geocdn/geocdn/internal/fsys"
 	"github.com/geocdn/geocdn/internal/wire"
 )
@@ -36,54 +33,32 @@ func BulkLoadCatalog(dataDir string, n, batch int, entry func(i int) wire.LogEnt
 	}()
 	held := map[wire.Digest]bool{}
 	for start := 0; start < n; start += batch {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			catalog := tx.Bucket([]byte(bucketCatalog))
-			refs, gc := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC))
-			for i := start; i < min(start+batch, n); i++ {
-				e := entry(i)
-				if e.Op != wire.OpPut {
-					return fmt.Errorf("entry %d: op %v, want a put", i, e.Op)
-				}
-				if !held[e.Digest] {
-					fi, err := s.fs.Stat(s.blobPath(e.Digest))
-					if err != nil || fi.Size() != int64(e.Size) {
-						return fmt.Errorf("entry %d names blob %s, not held with %d bytes: %v", i, e.Digest, e.Size, err)
-					}
-					held[e.Digest] = true
-				}
-				id := aetree.Key(e.Namespace, e.Key)
-				var cur *wire.LogEntry
-				if v := catalog.Get(id); v != nil {
-					c, err := wire.ParseLogEntry(v)
-					if err != nil {
-						return err
-					}
-					cur = &c
-				}
-				enc, err := s.appendLog(tx, &e)
-				if err != nil {
-					return fmt.Errorf("entry %d: %w", i, err)
-				}
-				if err := catalog.Put(id, enc); err != nil {
-					return err
-				}
-				if _, err := addRef(refs, gc, e.Digest, +1); err != nil {
-					return err
-				}
-				if cur != nil {
-					if k, err := addRef(refs, gc, cur.Digest, -1); err != nil || k == 0 {
-						return fmt.Errorf("entry %d replaces the last reference to %s (%v): not supported here", i, cur.Digest, err)
-					}
-				}
-				if first == 0 {
-					first = e.LSN
-				}
-				last = e.LSN
+		var cmds []*command
+		for i := start; i < min(start+batch, n); i++ {
+			e := entry(i)
+			if e.Op != wire.OpPut {
+				return 0, 0, fmt.Errorf("entry %d: op %v, want a put", i, e.Op)
 			}
-			return nil
-		})
+			if !held[e.Digest] {
+				if !s.blobPresent(s.blobPath(e.Digest), int64(e.Size)) {
+					return 0, 0, fmt.Errorf("entry %d names blob %s, not held with %d bytes", i, e.Digest, e.Size)
+				}
+				held[e.Digest] = true
+			}
+			cmds = append(cmds, &command{Entry: e})
+		}
+		res, err := s.apply(0, cmds)
 		if err != nil {
 			return 0, 0, fmt.Errorf("bulk load of %s: %w", s.catalogPath, err)
+		}
+		for i, r := range res {
+			if r.Err != nil {
+				return 0, 0, fmt.Errorf("entry %d: %w", start+i, r.Err)
+			}
+			if first == 0 {
+				first = r.Entry.LSN
+			}
+			last = r.Entry.LSN
 		}
 	}
 	return first, last, nil

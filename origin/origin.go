@@ -81,6 +81,14 @@ type Origin struct {
 	// stopping closes when the origin shuts down, ending background waits.
 	stopping chan struct{}
 
+	// raft replicates the log among the origins (raft.go). leading is set
+	// while this origin leads and has applied what came before;
+	// leaderChanged is signalled when leadership moves.
+	raft          *raftNode
+	leading       atomic.Bool
+	leaderChanged broadcast.Signal
+	peers         peerBook
+
 	mu      sync.Mutex
 	closing bool
 	// strong holds the keys with strong writes reserved or pending, by
@@ -141,8 +149,13 @@ func New(cfg Config) (*Origin, error) {
 	}
 	o.metrics = newMetrics(cfg.Registry, o)
 	o.acks = newAckTracker()
+	if err := o.openRaft(); err != nil {
+		o.store.close()
+		return nil, err
+	}
 	if err := o.listen(); err != nil {
 		o.closeListeners()
+		o.closeRaft()
 		o.store.close()
 		return nil, err
 	}
@@ -260,6 +273,11 @@ func (o *Origin) Run(ctx context.Context) error {
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
+		o.watchLeadership(ctx)
+	}()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
 		o.scrubber.Run(ctx)
 	}()
 	o.wg.Add(1)
@@ -292,19 +310,25 @@ func (o *Origin) shutdown() {
 	defer cancel()
 	o.httpSrv.Shutdown(sctx)
 	// Tell edges now rather than let them find out from missed heartbeats.
+	o.closeEdgeConns(codeNormal, "origin shutting down")
+	o.closeListeners()
+	o.wg.Wait()
+	o.closeRaft()
+	o.store.close()
+}
+
+// closeEdgeConns closes every edge connection with code and reason.
+func (o *Origin) closeEdgeConns(code quic.ApplicationErrorCode, reason string) {
 	for _, e := range o.edges.all() {
 		e.mu.Lock()
 		conns := []*quic.Conn{e.control, e.data}
 		e.mu.Unlock()
 		for _, c := range conns {
 			if c != nil {
-				c.CloseWithError(codeNormal, "origin shutting down")
+				c.CloseWithError(code, reason)
 			}
 		}
 	}
-	o.closeListeners()
-	o.wg.Wait()
-	o.store.close()
 }
 
 func (o *Origin) closeListeners() {

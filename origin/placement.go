@@ -194,7 +194,7 @@ func (o *Origin) putPlan(ctx context.Context, p *placement.Plan) (wire.LogEntry,
 	if err != nil {
 		return wire.LogEntry{}, err
 	}
-	ent, err := o.store.put(ctx, placement.PlanNamespace, placement.PlanKey, bytes.NewReader(b), maxPlanSize, PutMeta{
+	ent, err := o.publish(ctx, requestID{}, placement.PlanNamespace, placement.PlanKey, bytes.NewReader(b), maxPlanSize, PutMeta{
 		ContentType: "application/json",
 		ModTime:     o.clk.Now(),
 	})
@@ -203,7 +203,6 @@ func (o *Origin) putPlan(ctx context.Context, p *placement.Plan) (wire.LogEntry,
 	}
 	o.plan.Store(p)
 	o.planLSN.Store(ent.LSN)
-	o.committed()
 	for _, e := range o.edges.all() {
 		e.mu.Lock()
 		e.planSync = true

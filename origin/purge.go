@@ -92,18 +92,19 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	}
 	now := o.clk.Now()
 	told := o.liveEdges()
-	ent, err := o.store.purge(wire.LogEntry{
-		Namespace: ns, PurgeKeys: req.Keys, PurgePrefixes: req.Prefixes, PurgeTags: req.Tags,
+	ent, err := o.propose(r.Context(), &command{ID: requestIDFrom(r), Entry: wire.LogEntry{
+		Op: wire.OpPurge, Namespace: ns, PurgeKeys: req.Keys, PurgePrefixes: req.Prefixes, PurgeTags: req.Tags,
 		Soft: soft, ModTime: now,
-	})
+	}})
 	if errors.Is(err, wire.ErrMalformed) {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	} else if o.writeRefused(w, err, PublishResult{Namespace: ns}) {
 		return
 	} else if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	o.committed()
 	res := PurgeResult{LSN: ent.LSN, Edges: told}
 	status := http.StatusOK
 	if wait {

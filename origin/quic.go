@@ -86,6 +86,11 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 		reject(wire.RejectShutdown, "origin shutting down")
 		return
 	}
+	// Only the leader serves edges: the log, leases and pushes are its.
+	if lead, _, lid := o.awaitLeader(ctx); !lead {
+		reject(wire.RejectNotLeader, o.edgeAddrOf(lid))
+		return
+	}
 	e, err := o.edges.announce(edgeInfo{
 		ID: hello.EdgeID, Region: hello.Region, Lat: hello.Lat, Lon: hello.Lon,
 		FaultDomain: hello.FaultDomain, PublicURL: hello.PublicURL,

@@ -110,6 +110,9 @@ type testOrigin struct {
 	ca     *pki.CA
 	token  string
 	events *eventLog
+	// stop stops the origin and waits for Run to return; the test's end
+	// does it otherwise.
+	stop func()
 }
 
 // startTestOrigin starts an origin on loopback and stops it when the test
@@ -146,12 +149,13 @@ func startTestOrigin(t *testing.T, mod func(*Config)) *testOrigin {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
-	t.Cleanup(func() {
+	to.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("origin.Run: %v", err)
 		}
 	})
+	t.Cleanup(to.stop)
 	return to
 }
 

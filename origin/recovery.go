@@ -62,14 +62,17 @@ type recoveryRecord struct {
 // the recovery loop; a later round asks again.
 const confirmTimeout = 10 * time.Minute
 
-// loadRecovery restores the recovery state at start: the record, if the
-// catalog holds one, else the plan in force as the base.
+// loadRecovery restores the recovery state, at start and when this
+// origin takes the lead: the record, if the catalog holds one, else the
+// plan in force as the base.
 func (o *Origin) loadRecovery() error {
-	r := &recovery{
-		lost: map[string]time.Time{}, confirmed: map[string]uint64{}, asking: map[string]bool{},
-		wake: make(chan struct{}, 1),
+	if o.recov == nil {
+		o.recov = &recovery{wake: make(chan struct{}, 1)}
 	}
-	o.recov = r
+	r := o.recov
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lost, r.confirmed, r.asking, r.record = map[string]time.Time{}, map[string]uint64{}, map[string]bool{}, nil
 	r.base = o.plan.Load()
 	b, ent, err := o.readSystemObject(placement.RecoveryKey)
 	if b == nil || err != nil {
@@ -154,6 +157,9 @@ func (e *edge) downSince(now time.Time, r stateRule) (EdgeState, time.Time) {
 // and returned the lost ones that are up again, then takes one step
 // towards the plan that follows: see recovery.
 func (o *Origin) recoverOnce(ctx context.Context) error {
+	if !o.isLeader() {
+		return nil // the leader's job: it knows which edges are up
+	}
 	r := o.recov
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -316,10 +322,9 @@ func (o *Origin) saveRecoveryLocked(ctx context.Context, inForce *placement.Plan
 		if r.record == nil {
 			return nil
 		}
-		if _, err := o.store.delete(placement.PlanNamespace, placement.RecoveryKey, o.clk.Now()); err != nil && !errors.Is(err, ErrNotFound) {
+		if _, err := o.propose(ctx, &command{Entry: deleteEntry(placement.PlanNamespace, placement.RecoveryKey, o.clk.Now())}); err != nil && !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("remove placement recovery record: %w", err)
 		}
-		o.committed()
 		r.record = nil
 		return nil
 	}
@@ -334,13 +339,12 @@ func (o *Origin) saveRecoveryLocked(ctx context.Context, inForce *placement.Plan
 	if bytes.Equal(b, r.record) {
 		return nil
 	}
-	if _, err := o.store.put(ctx, placement.PlanNamespace, placement.RecoveryKey, bytes.NewReader(b), maxPlanSize*2, PutMeta{
+	if _, err := o.publish(ctx, requestID{}, placement.PlanNamespace, placement.RecoveryKey, bytes.NewReader(b), maxPlanSize*2, PutMeta{
 		ContentType: "application/json",
 		ModTime:     o.clk.Now(),
 	}); err != nil {
 		return fmt.Errorf("save placement recovery record: %w", err)
 	}
-	o.committed()
 	r.record = b
 	return nil
 }

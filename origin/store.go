@@ -97,11 +97,15 @@ type store struct {
 	fs          fsys.FS
 	blobDir     string
 	tmpDir      string
+	stageDir    string
 	catalogPath string
 	db          *bolt.DB
 	bufs        sync.Pool // *[]byte of copyBufSize
 	last        atomic.Uint64
-	first       atomic.Uint64 // first LSN the log holds (compaction)
+	// applied is the raft index the catalog has applied up to (0 for a
+	// store used outside raft).
+	applied atomic.Uint64
+	first   atomic.Uint64 // first LSN the log holds (compaction)
 
 	// tree is the anti-entropy hash tree of the catalog's current
 	// versions (aetree). treeMu makes its hashes and last one reading:
@@ -122,6 +126,12 @@ type store struct {
 	// collected are digests whose blobs were removed durably; the next
 	// commit clears them from bucketGC.
 	collected []wire.Digest
+
+	// dirty lists inline blobs written without fsync (see writeInline);
+	// flushMu makes one flushDirty run at a time.
+	dirtyMu sync.Mutex
+	dirty   []string
+	flushMu sync.Mutex
 }
 
 // openStore opens (creating if needed) the store with blobs under blobDir
@@ -140,6 +150,7 @@ func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
 		durableDirs: map[string]bool{},
 	}
 	s.tmpDir = filepath.Join(s.blobDir, "tmp")
+	s.stageDir = filepath.Join(s.blobDir, "stage")
 	if err := s.initBlobDir(); err != nil {
 		return nil, err
 	}
@@ -172,10 +183,13 @@ func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
 	return s, nil
 }
 
-// initBlobDir creates blobDir and its tmp directory durably and empties tmp.
+// initBlobDir creates blobDir and its tmp and stage directories durably,
+// empties tmp, and removes staged content too old to be proposed still.
 func (s *store) initBlobDir() error {
-	if err := s.fs.MkdirAll(s.tmpDir, 0o755); err != nil {
-		return fmt.Errorf("open store: %w", err)
+	for _, d := range []string{s.tmpDir, s.stageDir} {
+		if err := s.fs.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("open store: %w", err)
+		}
 	}
 	// MkdirAll may have created any directory on the path, and one made by
 	// a run that died moments ago may exist without being durable; syncing
@@ -201,12 +215,33 @@ func (s *store) initBlobDir() error {
 			return fmt.Errorf("open store: remove leftover upload: %w", err)
 		}
 	}
+	return s.sweepStage(time.Now().Add(-stageKeep))
+}
+
+// stageKeep is how long staged content is kept for a command to name it.
+// A leader proposes its command as soon as a quorum holds the content,
+// and a new leader commits what its predecessor appended within an
+// election; an hour is ample.
+const stageKeep = time.Hour
+
+// sweepStage removes staged content last written before cutoff.
+func (s *store) sweepStage(cutoff time.Time) error {
+	ents, err := s.fs.ReadDir(s.stageDir)
+	if err != nil {
+		return fmt.Errorf("sweep staged content: %w", err)
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.stageDir, e.Name())
+		if fi, err := s.fs.Stat(p); err == nil && fi.ModTime().Before(cutoff) {
+			s.fs.Remove(p)
+		}
+	}
 	return nil
 }
 
 func (s *store) initCatalog() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta} {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("open catalog %s: bucket %s: %w", s.catalogPath, name, err)
 			}
@@ -233,6 +268,9 @@ func (s *store) initCatalog() error {
 		}
 		s.last.Store(lsn)
 		s.first.Store(1)
+		if v := meta.Get([]byte(metaRaftIndex)); len(v) == 8 {
+			s.applied.Store(binary.BigEndian.Uint64(v))
+		}
 		if v := meta.Get([]byte(metaFirst)); len(v) == 8 {
 			s.first.Store(binary.BigEndian.Uint64(v))
 		}
@@ -347,13 +385,29 @@ func (s *store) blobPath(d wire.Digest) string {
 }
 
 // put stores body as the new current version of ns/key and returns the
-// committed log entry. The body is streamed to disk while it is hashed, so
-// memory stays constant whatever its size. A body longer than limit bytes
-// (negative: no limit) fails with ErrTooLarge and leaves nothing behind.
-// ctx is checked between reads of body. Content already stored under the
-// same digest is reused, not written twice. When put returns nil the entry
-// and its blob are durable.
+// committed log entry: it stages the body (streamed to disk while it is
+// hashed, so memory stays constant whatever its size) and applies the put
+// outside raft. A body longer than limit bytes (negative: no limit) fails
+// with ErrTooLarge and leaves nothing behind. ctx is checked between reads
+// of body. Content already stored under the same digest is reused, not
+// written twice. When put returns nil the entry and its blob are durable.
 func (s *store) put(ctx context.Context, ns, key string, body io.Reader, limit int64, m PutMeta) (wire.LogEntry, error) {
+	e, err := putEntry(ns, key, m)
+	if err != nil {
+		return wire.LogEntry{}, err
+	}
+	st, err := s.stage(ctx, body, limit)
+	if err != nil {
+		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
+	}
+	e.Digest, e.Size = st.digest, uint64(st.size)
+	return s.applyOne(&command{Entry: e, Stage: st.name})
+}
+
+// putEntry is the log entry of a put of ns/key with m, before its content
+// is known. The metadata is checked at its largest encoding, before what
+// may be gigabytes of body is read only to refuse the entry afterwards.
+func putEntry(ns, key string, m PutMeta) (wire.LogEntry, error) {
 	e := wire.LogEntry{
 		Op:            wire.OpPut,
 		Namespace:     ns,
@@ -366,38 +420,74 @@ func (s *store) put(ctx context.Context, ns, key string, body io.Reader, limit i
 		ModTime:       m.ModTime,
 		Replicas:      m.Replicas,
 	}
-	// Check the metadata at its largest encoding before reading what may
-	// be gigabytes of body only to refuse the entry afterwards.
 	probe := e
 	probe.LSN, probe.Size = wire.MaxVarint, wire.MaxVarint
 	if err := probe.Validate(); err != nil {
 		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
 	}
-
-	tmp, digest, size, err := s.writeTemp(ctx, body, limit)
-	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
-	}
-	e.Digest, e.Size = digest, uint64(size)
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dst := s.blobPath(digest)
-	created, err := s.linkLocked(tmp, dst, size)
-	if err != nil {
-		s.fs.Remove(tmp)
-		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
-	}
-	e, err = s.commitLocked(ns, key, func(*wire.LogEntry) (wire.LogEntry, error) { return e, nil })
-	if err != nil {
-		if created {
-			// Nothing else can reference a blob this put created: the
-			// lock has been held since it appeared.
-			s.fs.Remove(dst)
-		}
-		return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
-	}
 	return e, nil
+}
+
+// applyOne applies c alone, outside raft (index 0), for the store's own
+// callers and tests.
+func (s *store) applyOne(c *command) (wire.LogEntry, error) {
+	res, err := s.apply(0, []*command{c})
+	if err != nil {
+		if c.Stage != "" {
+			s.unstage(c.Stage)
+		}
+		return wire.LogEntry{}, err
+	}
+	return res[0].Entry, res[0].Err
+}
+
+// staged is content written and fsynced under the tmp directory, not yet
+// referenced by any entry.
+type staged struct {
+	name   string // file name under stageDir
+	digest wire.Digest
+	size   int64
+}
+
+// stage streams body into a new synced file (see writeTemp) and moves it
+// durably into the stage directory, where it stays, unlike what tmp
+// holds, across a restart: a raft entry committed before a crash and
+// applied after it still finds its content there.
+func (s *store) stage(ctx context.Context, body io.Reader, limit int64) (staged, error) {
+	tmp, d, size, err := s.writeTemp(ctx, body, limit)
+	if err != nil {
+		return staged{}, err
+	}
+	name := filepath.Base(tmp)
+	if err := s.fs.Rename(tmp, s.stagePath(name)); err != nil {
+		s.fs.Remove(tmp)
+		return staged{}, fmt.Errorf("stage content: %w", err)
+	}
+	if err := s.fs.SyncDir(s.stageDir); err != nil {
+		s.unstage(name)
+		return staged{}, fmt.Errorf("stage content: %w", err)
+	}
+	return staged{name: name, digest: d, size: size}, nil
+}
+
+// unstage removes staged content no command will use.
+func (s *store) unstage(name string) { s.fs.Remove(s.stagePath(name)) }
+
+// stagePath is where staged content named name lives.
+func (s *store) stagePath(name string) string { return filepath.Join(s.stageDir, name) }
+
+// validStageName reports whether name can be a staged file's name: what a
+// follower receives from the leader must not name a path elsewhere.
+func validStageName(name string) bool {
+	if name == "" || len(name) > maxStageName {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // writeTemp streams body into a new file under tmpDir, hashing it, and
@@ -451,40 +541,6 @@ func (s *store) writeTemp(ctx context.Context, body io.Reader, limit int64) (nam
 	return tmp, d, size, nil
 }
 
-// linkLocked makes the synced temp file tmp durable as the blob dst. If a
-// blob of that digest and size is already in place it is reused and tmp is
-// removed. created reports whether dst did not exist before, so that only
-// this put can reference it.
-func (s *store) linkLocked(tmp, dst string, size int64) (created bool, err error) {
-	dir := filepath.Dir(dst)
-	if err := s.ensureDirLocked(dir); err != nil {
-		return false, err
-	}
-	fi, err := s.fs.Stat(dst)
-	if err == nil && fi.Mode().IsRegular() && fi.Size() == size {
-		s.fs.Remove(tmp)
-		// Its data was synced before it was renamed into place, but its
-		// name may have appeared in a run that died before syncing the
-		// directory: sync again rather than trust it.
-		if err := s.fs.SyncDir(dir); err != nil {
-			return false, fmt.Errorf("link blob: %w", err)
-		}
-		return false, nil
-	}
-	// A blob of the right name and the wrong size is damage; replace it.
-	created = err != nil
-	if err := s.fs.Rename(tmp, dst); err != nil {
-		return false, fmt.Errorf("link blob: %w", err)
-	}
-	if err := s.fs.SyncDir(dir); err != nil {
-		if created {
-			s.fs.Remove(dst)
-		}
-		return false, fmt.Errorf("link blob: %w", err)
-	}
-	return created, nil
-}
-
 // ensureDirLocked creates the fan-out directory dir under blobDir and makes
 // it and its parent durable entries, once per process.
 func (s *store) ensureDirLocked(dir string) error {
@@ -503,151 +559,38 @@ func (s *store) ensureDirLocked(dir string) error {
 	return nil
 }
 
-// delete records the removal of ns/key at modTime. The delete entry keeps
-// the object's consistency level, so a strong object's delete is
-// propagated as strictly as its puts.
+// delete records the removal of ns/key at modTime, outside raft (see
+// deleteEntry).
 func (s *store) delete(ns, key string, modTime time.Time) (wire.LogEntry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := s.commitLocked(ns, key, func(cur *wire.LogEntry) (wire.LogEntry, error) {
-		if cur == nil {
-			return wire.LogEntry{}, ErrNotFound
-		}
-		return wire.LogEntry{
-			Op:          wire.OpDelete,
-			Namespace:   ns,
-			Key:         key,
-			Consistency: cur.Consistency,
-			Bound:       cur.Bound,
-			ModTime:     modTime,
-		}, nil
-	})
-	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("delete %q in %q: %w", key, ns, err)
-	}
-	return e, nil
+	return s.applyOne(&command{Entry: deleteEntry(ns, key, modTime)})
 }
 
-// purge commits a purge entry: it gets the next LSN and is appended to the
-// log, and changes no catalog entry or blob.
+// deleteEntry is the command entry of a delete of ns/key. Applying it
+// fills in the object's consistency level, so a strong object's delete is
+// propagated as strictly as its puts.
+func deleteEntry(ns, key string, modTime time.Time) wire.LogEntry {
+	return wire.LogEntry{Op: wire.OpDelete, Namespace: ns, Key: key, ModTime: modTime}
+}
+
+// purge commits a purge entry outside raft: it gets the next LSN and is
+// appended to the log, and changes no catalog entry or blob.
 func (s *store) purge(e wire.LogEntry) (wire.LogEntry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	e.Op = wire.OpPurge
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := s.appendLog(tx, &e)
-		return err
-	})
-	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("commit purge to %s: %w", s.catalogPath, err)
-	}
-	s.last.Store(e.LSN)
-	return e, nil
+	return s.applyOne(&command{Entry: e})
 }
 
-// appendLog gives e the next LSN, checks it and appends it to the log in
-// tx, moving the last LSN with it. It returns e's encoding.
-func (s *store) appendLog(tx *bolt.Tx, e *wire.LogEntry) ([]byte, error) {
-	meta := tx.Bucket([]byte(bucketMeta))
-	last, err := s.readLSN(meta)
-	if err != nil {
-		return nil, err
-	}
+// appendLog gives e the LSN after last, checks it and appends it to the
+// log in tx. It returns e's encoding.
+func appendLog(tx *bolt.Tx, e *wire.LogEntry, last uint64) ([]byte, error) {
 	e.LSN = last + 1
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
 	enc := e.Append(nil)
-	lsn := binary.BigEndian.AppendUint64(nil, e.LSN)
-	if err := tx.Bucket([]byte(bucketLog)).Put(lsn, enc); err != nil {
+	if err := tx.Bucket([]byte(bucketLog)).Put(binary.BigEndian.AppendUint64(nil, e.LSN), enc); err != nil {
 		return nil, err
 	}
-	return enc, meta.Put([]byte(metaLSN), lsn)
-}
-
-// commitLocked commits, in one transaction, the entry that build returns
-// for ns/key given its current version (nil if none): it gets the next LSN,
-// is appended to the log, becomes (or, for a delete, removes) the catalog
-// entry, and moves the blob reference counts. Blobs left unreferenced are
-// removed after the commit.
-func (s *store) commitLocked(ns, key string, build func(cur *wire.LogEntry) (wire.LogEntry, error)) (wire.LogEntry, error) {
-	var (
-		e       wire.LogEntry
-		garbage []wire.Digest
-	)
-	var cur *wire.LogEntry
-	id := aetree.Key(ns, key)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		catalog := tx.Bucket([]byte(bucketCatalog))
-		refs, gc := tx.Bucket([]byte(bucketRefs)), tx.Bucket([]byte(bucketGC))
-		for _, d := range s.collected {
-			if err := gc.Delete(d[:]); err != nil {
-				return err
-			}
-		}
-		cur = nil
-		if v := catalog.Get(id); v != nil {
-			c, err := wire.ParseLogEntry(v)
-			if err != nil {
-				return fmt.Errorf("catalog entry: %w", err)
-			}
-			cur = &c
-		}
-		var err error
-		if e, err = build(cur); err != nil {
-			return err
-		}
-		enc, err := s.appendLog(tx, &e)
-		if err != nil {
-			return err
-		}
-		if e.Op == wire.OpPut {
-			if err := catalog.Put(id, enc); err != nil {
-				return err
-			}
-			// Count the new reference before dropping the old one, so
-			// replacing content by itself never reaches zero.
-			if _, err := addRef(refs, gc, e.Digest, +1); err != nil {
-				return err
-			}
-		} else if err := catalog.Delete(id); err != nil {
-			return err
-		}
-		if cur != nil {
-			n, err := addRef(refs, gc, cur.Digest, -1)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				garbage = append(garbage, cur.Digest)
-			}
-		}
-		return nil
-	})
-	if errors.Is(err, ErrNotFound) {
-		return wire.LogEntry{}, err
-	}
-	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("commit to %s: %w", s.catalogPath, err)
-	}
-	s.collected = s.collected[:0]
-	s.treeMu.Lock()
-	if cur != nil {
-		s.tree.Remove(tupleOf(cur))
-	}
-	if e.Op == wire.OpPut {
-		s.tree.Add(tupleOf(&e))
-	}
-	s.last.Store(e.LSN)
-	s.treeMu.Unlock()
-	for _, d := range garbage {
-		// A failure leaves d in bucketGC for the next open to retry; the
-		// commit itself stands.
-		if s.removeBlobLocked(d) == nil {
-			s.collected = append(s.collected, d)
-		}
-	}
-	return e, nil
+	return enc, nil
 }
 
 // addRef adds delta to d's reference count and returns the new count. A

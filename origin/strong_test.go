@@ -95,17 +95,25 @@ func TestFillDuringStrongCommit(t *testing.T) {
 // strong fill; the real-process histories with the origin killed and
 // restarted found reads going back in time without this.
 func TestStrongFillsRefusedInRestartGrace(t *testing.T) {
-	to := startTestOrigin(t, func(c *Config) { c.LeaseTerm = time.Minute })
-	o := to.Origin
-	if !o.grantor.InGrace(o.clk.Now()) {
-		t.Fatal("a new origin with a 1-minute lease is not in its restart grace")
-	}
 	const ns, key = "default", "graced"
 	strong := PutMeta{Consistency: wire.Strong, ModTime: time.Now()}
+	dir := t.TempDir()
 	// What the previous run left: a committed strong version, visible or
 	// not, nobody knows.
-	if _, err := o.store.put(context.Background(), ns, key, strings.NewReader("left by the previous run"), 1<<20, strong); err != nil {
+	prev := startTestOrigin(t, func(c *Config) { c.DataDir = dir; c.LeaseTerm = time.Minute })
+	if _, err := prev.Origin.publish(context.Background(), requestID{}, ns, key, strings.NewReader("left by the previous run"), 1<<20, strong); err != nil {
 		t.Fatal(err)
+	}
+	prev.stop()
+
+	to := startTestOrigin(t, func(c *Config) { c.DataDir = dir; c.LeaseTerm = time.Minute })
+	o := to.Origin
+	if !o.grantor.InGrace(o.clk.Now()) {
+		t.Fatal("a restarted origin with a 1-minute lease is not in its restart grace")
+	}
+	// Leading again keeps the grace: the previous run led before.
+	if lead, _, _ := o.awaitLeader(context.Background()); !lead || !o.grantor.InGrace(o.clk.Now()) {
+		t.Fatalf("leading %v, in grace %v: want a leader in its grace", lead, o.grantor.InGrace(o.clk.Now()))
 	}
 	// A strong write of this run, pending.
 	o.strongReserve(ns, key)

@@ -216,6 +216,38 @@ func parseRetention(v string) (origin.LogRetention, error) {
 	return origin.LogRetention{}, fmt.Errorf("--log-retention %q: want a positive count of entries (1000000) or a duration (168h)", v)
 }
 
+// originsFlag is geocdn edge's --origin: every origin's QUIC address.
+func originsFlag() cli.Flag {
+	return &cli.StringSliceFlag{Name: "origin", Required: true, EnvVars: env("origin"), Usage: "QUIC address host:port of the origin; " +
+		"of a cluster of origins, every node's, comma-separated or the flag repeated (--origin a:7443,b:7443 --origin c:7443). " +
+		"Only the cluster's leader serves edges: the edge dials the origin it last had a session with first, then the others " +
+		"in order, and follows a follower's pointer to the leader"}
+}
+
+// parseOrigins resolves --origin's entries as UDP addresses.
+func parseOrigins(entries []string) ([]net.Addr, error) {
+	if len(entries) == 0 {
+		return nil, errors.New("--origin: at least one origin address is required")
+	}
+	addrs := make([]net.Addr, 0, len(entries))
+	seen := make(map[string]string, len(entries))
+	for i, v := range entries {
+		if v == "" {
+			return nil, fmt.Errorf("--origin: entry %d of %d is empty; want host:port", i+1, len(entries))
+		}
+		a, err := net.ResolveUDPAddr("udp", v)
+		if err != nil {
+			return nil, fmt.Errorf("--origin %q: %w", v, err)
+		}
+		if prev, dup := seen[a.String()]; dup {
+			return nil, fmt.Errorf("--origin %q: the same address as %q", v, prev)
+		}
+		seen[a.String()] = v
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
+}
+
 func edgeCommand() *cli.Command {
 	d := edge.DefaultConfig()
 	return &cli.Command{
@@ -227,7 +259,7 @@ func edgeCommand() *cli.Command {
 			&cli.Float64Flag{Name: "lat", Usage: "latitude", Required: true, EnvVars: env("lat")},
 			&cli.Float64Flag{Name: "lon", Usage: "longitude", Required: true, EnvVars: env("lon")},
 			&cli.StringFlag{Name: "fault-domain", Usage: "fault domain (default: the region)", EnvVars: env("fault-domain")},
-			&cli.StringFlag{Name: "origin", Usage: "origin QUIC address host:port", Required: true, EnvVars: env("origin")},
+			originsFlag(),
 			&cli.StringFlag{Name: "http", Usage: "client HTTP listen address", Required: true, EnvVars: env("http")},
 			&cli.StringFlag{Name: "admin", Usage: "admin listen address for /metrics and /healthz", EnvVars: env("admin")},
 			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default http://<http addr>)", EnvVars: env("public-url")},
@@ -268,13 +300,13 @@ func edgeCommand() *cli.Command {
 			if v := c.Duration("scrub-interval"); v < 0 {
 				return fmt.Errorf("--scrub-interval %v: must not be negative", v)
 			}
-			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleEdge, ID: c.String("id")})
+			origins, err := parseOrigins(c.StringSlice("origin"))
 			if err != nil {
 				return err
 			}
-			originAddr, err := net.ResolveUDPAddr("udp", c.String("origin"))
+			ca, cert, err := loadNodeCert(c, pki.Identity{Role: pki.RoleEdge, ID: c.String("id")})
 			if err != nil {
-				return fmt.Errorf("--origin: %w", err)
+				return err
 			}
 			cacheSize, err := sizeFlag(c, "cache-size")
 			if err != nil {
@@ -290,7 +322,7 @@ func edgeCommand() *cli.Command {
 			}
 			e, err := edge.New(edge.Config{
 				ID: c.String("id"), Region: c.String("region"), Lat: c.Float64("lat"), Lon: c.Float64("lon"),
-				FaultDomain: c.String("fault-domain"), Origin: originAddr, HTTPAddr: c.String("http"),
+				FaultDomain: c.String("fault-domain"), Origins: origins, HTTPAddr: c.String("http"),
 				AdminAddr: c.String("admin"), PublicURL: c.String("public-url"), DataDir: c.String("data"),
 				CA: ca, Cert: cert, CacheSize: cacheSize, HotMaxObject: hotMax, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
 				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"),

@@ -110,6 +110,8 @@ func validFrames() []frameCase {
 		{name: "welcome/max", in: Welcome{Version: 255, OriginID: "ö", CurrentLSN: MaxVarint, LeaseMillis: MaxVarint, HeartbeatInterval: MaxVarint, FirstLSN: MaxVarint}},
 		{name: "reject", in: Reject{Code: RejectIdentity, Reason: "certificate names edge-2"}},
 		{name: "reject/empty-reason", in: Reject{Code: RejectShutdown}},
+		{name: "reject/not-leader", in: Reject{Code: RejectNotLeader, Reason: "127.0.0.1:7443"}},
+		{name: "reject/not-leader-unknown", in: Reject{Code: RejectNotLeader}},
 		{name: "reject/max-reason", in: Reject{Code: RejectVersion, Reason: strings.Repeat("r", MaxStringLen)}},
 		{name: "reject/long-reason-cut", in: Reject{Code: RejectBadHello, Reason: strings.Repeat("é", MaxStringLen)}, want: Reject{Code: RejectBadHello, Reason: strings.Repeat("é", MaxStringLen/2)}},
 		{name: "heartbeat", in: Heartbeat{Seq: 17, Watermark: 4096}},
@@ -512,7 +514,7 @@ func TestMalformed(t *testing.T) {
 		{"snapshot request/beyond", AppendFrame(nil, SnapshotRequest{FromLeaf: 0, ToLeaf: TreeLeaves + 1}), "beyond"},
 		{"tree nodes/truncated hash", truncated(TreeNodes{Hashes: []NodeHash{{1}}}), "hash"},
 		{"reject/code 0", AppendFrame(nil, Reject{Code: 0}), "reject code"},
-		{"reject/code 5", AppendFrame(nil, Reject{Code: 5}), "reject code"},
+		{"reject/code 6", AppendFrame(nil, Reject{Code: RejectNotLeader + 1}), "reject code 6"},
 		{"log entry/version 0", withVersion(0), "format version 0"},
 		{"log entry/version 3", withVersion(LogEntryVersion + 1), "format version 3"},
 		{"log entry/op 0", entry(func(e *LogEntry) { e.Op = 0 }), "op 0"},
@@ -592,6 +594,26 @@ func TestReasonCutAtRuneBoundary(t *testing.T) {
 				t.Errorf("reason cut to %q…, not a valid prefix", got[:16])
 			}
 		})
+	}
+}
+
+func TestRejectCodeString(t *testing.T) {
+	tests := []struct {
+		c    RejectCode
+		want string
+	}{
+		{RejectVersion, "version"},
+		{RejectIdentity, "identity"},
+		{RejectBadHello, "bad-hello"},
+		{RejectShutdown, "shutdown"},
+		{RejectNotLeader, "not leader"},
+		{0, "reject-code(0)"},
+		{RejectNotLeader + 1, "reject-code(6)"},
+	}
+	for _, tc := range tests {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("RejectCode(%d).String() = %q, want %q", uint8(tc.c), got, tc.want)
+		}
 	}
 }
 

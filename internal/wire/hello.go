@@ -88,6 +88,11 @@ const (
 	RejectIdentity RejectCode = 2 // announced id does not match the certificate
 	RejectBadHello RejectCode = 3 // malformed or unexpected first frame
 	RejectShutdown RejectCode = 4 // origin is shutting down
+	// RejectNotLeader: the origin is a follower of its raft cluster, and
+	// only the leader serves edges. Reason is the leader's QUIC address
+	// for edges (host:port), or empty while the follower knows of no
+	// leader; the edge dials that address next, or its next origin.
+	RejectNotLeader RejectCode = 5
 )
 
 func (c RejectCode) String() string {
@@ -100,6 +105,8 @@ func (c RejectCode) String() string {
 		return "bad-hello"
 	case RejectShutdown:
 		return "shutdown"
+	case RejectNotLeader:
+		return "not leader"
 	}
 	return "reject-code(" + strconv.Itoa(int(c)) + ")"
 }
@@ -107,7 +114,7 @@ func (c RejectCode) String() string {
 // Reject is the origin's answer to a refused Hello; it then closes.
 //
 // Layout: code (1 byte) | reason (len+bytes). Append cuts a reason longer
-// than MaxStringLen.
+// than MaxStringLen. A decoder refuses a code it does not know.
 type Reject struct {
 	Code   RejectCode
 	Reason string
@@ -211,7 +218,7 @@ func parseReject(b []byte) (Reject, error) {
 		Code:   RejectCode(d.uint8("code")),
 		Reason: d.string("reason", MaxStringLen),
 	}
-	if d.err == nil && (r.Code < RejectVersion || r.Code > RejectShutdown) {
+	if d.err == nil && (r.Code < RejectVersion || r.Code > RejectNotLeader) {
 		d.failf("unknown reject code %d", r.Code)
 	}
 	if err := d.finish(); err != nil {

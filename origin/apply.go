@@ -1,0 +1,565 @@
+package origin
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/geocdn/geocdn/internal/aetree"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// Buckets and meta keys the raft state machine adds to the catalog.
+const (
+	bucketRequests = "requests" // request id → 8-byte LSN it was committed as
+	bucketReqOrder = "reqorder" // 8-byte sequence → request id, oldest first
+	bucketMissing  = "missing"  // digest → 8-byte size: named by the catalog, content not here yet
+
+	metaRaftIndex = "raftindex" // 8-byte big-endian raft index applied last
+	metaReqSeq    = "reqseq"    // 8-byte big-endian sequence of the last request recorded
+)
+
+// requestsKept bounds the request ids remembered for deduplication: a
+// retry arriving after this many later requests is applied again.
+const requestsKept = 1 << 16
+
+// maxInline is the largest content carried inside a command.
+const maxInline = 64 << 10
+
+// syncParallel bounds the fsyncs a store runs at once: the filesystem's
+// journal commits concurrent fsyncs together, so a group of them costs
+// little more than one.
+const syncParallel = 32
+
+// apply applies cmds in order as one transaction, the mutations of the
+// raft log up to index (0 outside raft), and returns each command's
+// result. A command refused on its own merits (a delete of nothing, an
+// entry that does not validate) gets its error in its result and uses no
+// LSN; every node refuses it alike. An error from apply itself means
+// nothing was applied (the disk failed) and the whole call may be retried.
+//
+// Content is put in place before the transaction that names it commits:
+// staged files are renamed into place and their directories synced, in
+// parallel; inline content is written without fsync, since the raft log
+// holds it, and flushDirty makes it durable before a snapshot lets raft
+// drop those entries. A put whose content this node has neither staged
+// nor inline (it missed the leader's stream) is recorded as missing, for
+// fetchMissing to bring from a peer.
+func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A repeated request is answered from its first commit; its content,
+	// if staged again, is not needed.
+	dup := make([]bool, len(cmds))
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		reqs := tx.Bucket([]byte(bucketRequests))
+		for i, c := range cmds {
+			dup[i] = c.ID != (requestID{}) && reqs.Get(c.ID[:]) != nil
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read %s: %w", s.catalogPath, err)
+	}
+	var blobDirs []string
+	for i, c := range cmds {
+		if c.Entry.Op == wire.OpPut && !dup[i] {
+			blobDirs = append(blobDirs, filepath.Dir(s.blobPath(c.Entry.Digest)))
+		}
+	}
+	if err := s.ensureDirsLocked(blobDirs); err != nil {
+		return nil, err
+	}
+	missing := make([]bool, len(cmds))
+	dirs := map[string]bool{}
+	for i, c := range cmds {
+		if c.Entry.Op != wire.OpPut {
+			continue
+		}
+		if dup[i] {
+			if c.Stage != "" {
+				s.unstage(c.Stage)
+			}
+			continue
+		}
+		var err error
+		if missing[i], err = s.placeContent(c, dirs); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.syncDirs(dirs); err != nil {
+		return nil, err
+	}
+
+	var (
+		results []applyResult
+		last    uint64
+		treeOps []treeOp
+		garbage []wire.Digest
+	)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		results, treeOps, garbage = make([]applyResult, len(cmds)), nil, nil
+		b := txBuckets(tx)
+		for _, d := range s.collected {
+			if err := b.gc.Delete(d[:]); err != nil {
+				return err
+			}
+		}
+		var err error
+		if last, err = s.readLSN(b.meta); err != nil {
+			return err
+		}
+		touched := map[wire.Digest]bool{}
+		for i, c := range cmds {
+			if c.ID != (requestID{}) {
+				if v := b.requests.Get(c.ID[:]); len(v) == 8 {
+					results[i] = applyResult{Entry: loggedEntry(tx, binary.BigEndian.Uint64(v))}
+					continue
+				}
+			}
+			if c.Entry.Op == wire.OpPut {
+				// Content placed for a put refused below is collected
+				// with the rest.
+				touched[c.Entry.Digest] = true
+			}
+			e, ops, err := applyCommand(b, c, last, missing[i], touched)
+			if err != nil {
+				if errors.Is(err, ErrNotFound) || errors.Is(err, wire.ErrMalformed) || errors.Is(err, errBadCommand) {
+					results[i].Err = err
+					continue
+				}
+				return err
+			}
+			last = e.LSN
+			treeOps = append(treeOps, ops...)
+			results[i].Entry = e
+			if c.ID != (requestID{}) {
+				if err := rememberRequest(b, c.ID, e.LSN); err != nil {
+					return err
+				}
+			}
+		}
+		for d := range touched {
+			if b.refs.Get(d[:]) == nil {
+				garbage = append(garbage, d)
+				if err := b.missing.Delete(d[:]); err != nil {
+					return err
+				}
+			}
+		}
+		if err := b.meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, last)); err != nil {
+			return err
+		}
+		if index > 0 {
+			return b.meta.Put([]byte(metaRaftIndex), binary.BigEndian.AppendUint64(nil, index))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("commit to %s: %w", s.catalogPath, err)
+	}
+	s.collected = s.collected[:0]
+	s.treeMu.Lock()
+	for _, op := range treeOps {
+		if op.add {
+			s.tree.Add(op.t)
+		} else {
+			s.tree.Remove(op.t)
+		}
+	}
+	s.last.Store(last)
+	s.treeMu.Unlock()
+	if index > 0 {
+		s.applied.Store(index)
+	}
+	// A failure leaves a digest in bucketGC for the next open to retry;
+	// the commit itself stands.
+	s.collected = append(s.collected, s.removeBlobsLocked(garbage)...)
+	return results, nil
+}
+
+// buckets are the catalog buckets apply works in.
+type buckets struct {
+	catalog, refs, gc, missing, requests, order, meta *bolt.Bucket
+}
+
+func txBuckets(tx *bolt.Tx) buckets {
+	return buckets{
+		catalog:  tx.Bucket([]byte(bucketCatalog)),
+		refs:     tx.Bucket([]byte(bucketRefs)),
+		gc:       tx.Bucket([]byte(bucketGC)),
+		missing:  tx.Bucket([]byte(bucketMissing)),
+		requests: tx.Bucket([]byte(bucketRequests)),
+		order:    tx.Bucket([]byte(bucketReqOrder)),
+		meta:     tx.Bucket([]byte(bucketMeta)),
+	}
+}
+
+// treeOp is a change to the hash tree, made once the transaction commits.
+type treeOp struct {
+	t   aetree.Tuple
+	add bool
+}
+
+// applyCommand commits c's entry as the LSN after last. touched collects
+// the digests whose reference counts moved.
+func applyCommand(b buckets, c *command, last uint64, missing bool, touched map[wire.Digest]bool) (wire.LogEntry, []treeOp, error) {
+	e := c.Entry
+	if e.Op == wire.OpPurge {
+		_, err := appendLog(b.catalog.Tx(), &e, last)
+		return e, nil, err
+	}
+	id := aetree.Key(e.Namespace, e.Key)
+	var cur *wire.LogEntry
+	if v := b.catalog.Get(id); v != nil {
+		ce, err := wire.ParseLogEntry(v)
+		if err != nil {
+			return wire.LogEntry{}, nil, fmt.Errorf("catalog entry: %w", err)
+		}
+		cur = &ce
+	}
+	switch e.Op {
+	case wire.OpPut:
+		if c.Inline != nil && (uint64(len(c.Inline)) != e.Size || sha256.Sum256(c.Inline) != e.Digest) {
+			return wire.LogEntry{}, nil, fmt.Errorf("%w: inline content does not match its digest and size", errBadCommand)
+		}
+	case wire.OpDelete:
+		if cur == nil {
+			return wire.LogEntry{}, nil, ErrNotFound
+		}
+		e.Consistency, e.Bound = cur.Consistency, cur.Bound
+	default:
+		return wire.LogEntry{}, nil, fmt.Errorf("%w: op %v", errBadCommand, e.Op)
+	}
+	enc, err := appendLog(b.catalog.Tx(), &e, last)
+	if err != nil {
+		return wire.LogEntry{}, nil, err
+	}
+	var ops []treeOp
+	if cur != nil {
+		ops = append(ops, treeOp{t: tupleOf(cur)})
+	}
+	if e.Op == wire.OpPut {
+		if err := b.catalog.Put(id, enc); err != nil {
+			return wire.LogEntry{}, nil, err
+		}
+		// Count the new reference before dropping the old one, so
+		// replacing content by itself never reaches zero.
+		if _, err := addRef(b.refs, b.gc, e.Digest, +1); err != nil {
+			return wire.LogEntry{}, nil, err
+		}
+		touched[e.Digest] = true
+		if missing {
+			if err := b.missing.Put(e.Digest[:], binary.BigEndian.AppendUint64(nil, e.Size)); err != nil {
+				return wire.LogEntry{}, nil, err
+			}
+		} else if err := b.missing.Delete(e.Digest[:]); err != nil {
+			return wire.LogEntry{}, nil, err
+		}
+		ops = append(ops, treeOp{t: tupleOf(&e), add: true})
+	} else if err := b.catalog.Delete(id); err != nil {
+		return wire.LogEntry{}, nil, err
+	}
+	if cur != nil {
+		if _, err := addRef(b.refs, b.gc, cur.Digest, -1); err != nil {
+			return wire.LogEntry{}, nil, err
+		}
+		touched[cur.Digest] = true
+	}
+	return e, ops, nil
+}
+
+// rememberRequest records that request id was committed as lsn, and
+// forgets the oldest request once more than requestsKept are recorded.
+func rememberRequest(b buckets, id requestID, lsn uint64) error {
+	var seq uint64
+	if v := b.meta.Get([]byte(metaReqSeq)); len(v) == 8 {
+		seq = binary.BigEndian.Uint64(v)
+	}
+	seq++
+	if err := b.requests.Put(id[:], binary.BigEndian.AppendUint64(nil, lsn)); err != nil {
+		return err
+	}
+	if err := b.order.Put(binary.BigEndian.AppendUint64(nil, seq), id[:]); err != nil {
+		return err
+	}
+	if seq > requestsKept {
+		old := binary.BigEndian.AppendUint64(nil, seq-requestsKept)
+		if v := b.order.Get(old); v != nil {
+			if err := b.requests.Delete(v); err != nil {
+				return err
+			}
+			if err := b.order.Delete(old); err != nil {
+				return err
+			}
+		}
+	}
+	return b.meta.Put([]byte(metaReqSeq), binary.BigEndian.AppendUint64(nil, seq))
+}
+
+// loggedEntry is the log entry lsn, or just its LSN once compaction
+// removed it: what a repeated request learns of its first commit.
+func loggedEntry(tx *bolt.Tx, lsn uint64) wire.LogEntry {
+	if v := tx.Bucket([]byte(bucketLog)).Get(binary.BigEndian.AppendUint64(nil, lsn)); v != nil {
+		if e, err := wire.ParseLogEntry(v); err == nil {
+			return e
+		}
+	}
+	return wire.LogEntry{LSN: lsn}
+}
+
+// placeContent puts the content of the put c in place, reporting whether
+// this node lacks it. Directories whose entries changed are added to dirs
+// for syncDirs.
+func (s *store) placeContent(c *command, dirs map[string]bool) (missing bool, err error) {
+	d, size := c.Entry.Digest, int64(c.Entry.Size)
+	dst := s.blobPath(d)
+	present := s.blobPresent(dst, size)
+	switch {
+	case present:
+		if c.Stage != "" {
+			s.unstage(c.Stage)
+		}
+		// Its data was synced before it was put in place (or is in the
+		// raft log), but its name may have appeared in a run that died
+		// before syncing the directory: sync again rather than trust it.
+		dirs[filepath.Dir(dst)] = true
+	case c.Inline != nil:
+		if uint64(len(c.Inline)) != c.Entry.Size || sha256.Sum256(c.Inline) != d {
+			return false, nil // refused by applyCommand
+		}
+		if err := s.writeInline(dst, c.Inline); err != nil {
+			return false, err
+		}
+	case c.Stage != "" && validStageName(c.Stage):
+		err := s.fs.Rename(s.stagePath(c.Stage), dst)
+		if errors.Is(err, fs.ErrNotExist) {
+			return true, nil
+		} else if err != nil {
+			return false, fmt.Errorf("link blob: %w", err)
+		}
+		dirs[filepath.Dir(dst)] = true
+	default:
+		return true, nil
+	}
+	return false, nil
+}
+
+// blobPresent reports whether a blob of size is in place at path.
+func (s *store) blobPresent(path string, size int64) bool {
+	fi, err := s.fs.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
+}
+
+// writeInline writes content to dst through a temporary file, without
+// fsync: the raft log entry that carries it is durable, and the file is
+// recorded as dirty for flushDirty.
+func (s *store) writeInline(dst string, content []byte) error {
+	tmp := filepath.Join(s.tmpDir, "i"+rand.Text())
+	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write blob: %w", err)
+	}
+	_, err = f.Write(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, dst)
+	}
+	if err != nil {
+		s.fs.Remove(tmp)
+		return fmt.Errorf("write blob: %w", err)
+	}
+	s.dirtyMu.Lock()
+	s.dirty = append(s.dirty, dst)
+	s.dirtyMu.Unlock()
+	return nil
+}
+
+// syncDirs fsyncs every directory in dirs, several at once.
+func (s *store) syncDirs(dirs map[string]bool) error {
+	var g errgroup.Group
+	g.SetLimit(syncParallel)
+	for d := range dirs {
+		g.Go(func() error {
+			if err := s.fs.SyncDir(d); err != nil {
+				return fmt.Errorf("sync blob dir: %w", err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// flushDirty makes the inline content written so far durable: each file
+// and then each directory is fsynced, several at once. A file collected
+// meanwhile is skipped. Until flushDirty returns, the raft log entries
+// carrying that content must be kept.
+func (s *store) flushDirty() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.dirtyMu.Lock()
+	files := s.dirty
+	s.dirty = nil
+	s.dirtyMu.Unlock()
+	if len(files) == 0 {
+		return nil
+	}
+	var g errgroup.Group
+	g.SetLimit(syncParallel)
+	dirs := map[string]bool{}
+	for _, p := range files {
+		dirs[filepath.Dir(p)] = true
+		g.Go(func() error {
+			f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			} else if err != nil {
+				return fmt.Errorf("flush blob: %w", err)
+			}
+			defer f.Close()
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("flush blob %s: %w", p, err)
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = s.syncDirs(dirs)
+	}
+	if err != nil {
+		// Try them all again next time.
+		s.dirtyMu.Lock()
+		s.dirty = append(files, s.dirty...)
+		s.dirtyMu.Unlock()
+	}
+	return err
+}
+
+// reapply is apply for commands at or below the raft index the catalog
+// already holds, replayed by raft after a restart: the catalog has them,
+// but inline content written without fsync may have been lost in a crash,
+// so each inline blob still referenced is checked and written again if it
+// is not intact.
+func (s *store) reapply(cmds []*command) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cmds {
+		if c.Entry.Op != wire.OpPut || c.Inline == nil {
+			continue
+		}
+		dst := s.blobPath(c.Entry.Digest)
+		if s.blobIntact(dst, c.Entry.Digest) {
+			continue
+		}
+		referenced := false
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			referenced = tx.Bucket([]byte(bucketRefs)).Get(c.Entry.Digest[:]) != nil
+			return nil
+		}); err != nil {
+			return err
+		}
+		if !referenced {
+			continue
+		}
+		if err := s.ensureDirLocked(filepath.Dir(dst)); err != nil {
+			return err
+		}
+		if err := s.writeInline(dst, c.Inline); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blobIntact reports whether the blob at path hashes to d.
+func (s *store) blobIntact(path string, d wire.Digest) bool {
+	f, err := s.fs.OpenFile(path, os.O_RDONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return bytes.Equal(h.Sum(nil), d[:])
+}
+
+// removeBlobsLocked removes the blobs of ds durably: every file first,
+// then each directory once, several at once. It returns the digests whose
+// removal is durable.
+func (s *store) removeBlobsLocked(ds []wire.Digest) []wire.Digest {
+	if len(ds) == 0 {
+		return nil
+	}
+	dirs := map[string][]wire.Digest{}
+	for _, d := range ds {
+		p := s.blobPath(d)
+		if err := s.fs.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		dirs[filepath.Dir(p)] = append(dirs[filepath.Dir(p)], d)
+	}
+	var (
+		mu   sync.Mutex
+		done []wire.Digest
+		g    errgroup.Group
+	)
+	g.SetLimit(syncParallel)
+	for dir, in := range dirs {
+		g.Go(func() error {
+			// Without this a crash could bring the file back after
+			// bucketGC forgot it, leaking its space for good.
+			if err := s.fs.SyncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			mu.Lock()
+			done = append(done, in...)
+			mu.Unlock()
+			return nil
+		})
+	}
+	g.Wait()
+	return done
+}
+
+// ensureDirsLocked is ensureDirLocked for several fan-out directories at
+// once: each is created, then the parents whose entries changed are
+// synced, several at once. A fresh store creates a directory for nearly
+// every blob, and one sync after another would cost a batch dearly.
+func (s *store) ensureDirsLocked(dirs []string) error {
+	parents := map[string]bool{}
+	var made []string
+	for _, dir := range dirs {
+		if s.durableDirs[dir] {
+			continue
+		}
+		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create blob dir: %w", err)
+		}
+		for d := dir; d != s.blobDir && !s.durableDirs[d]; d = filepath.Dir(d) {
+			parents[filepath.Dir(d)] = true
+			made = append(made, d)
+		}
+	}
+	if err := s.syncDirs(parents); err != nil {
+		return fmt.Errorf("create blob dir: %w", err)
+	}
+	for _, d := range made {
+		s.durableDirs[d] = true
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package origin
+
+import "sync"
+
+// Peer is what an origin knows of another member of its cluster: where
+// edges reach it (QUIC) and where its admin API listens (HTTP). Members
+// learn each other's addresses from the members themselves, over the
+// cluster transport.
+type Peer struct {
+	ID   string `json:"id"`
+	Raft string `json:"raft"`
+	QUIC string `json:"quic"`
+	HTTP string `json:"http"`
+}
+
+// peerBook holds the addresses of the other members, by id.
+type peerBook struct {
+	mu sync.Mutex
+	m  map[string]Peer
+}
+
+func (b *peerBook) set(p Peer) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]Peer{}
+	}
+	b.m[p.ID] = p
+}
+
+func (b *peerBook) get(id string) (Peer, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p, ok := b.m[id]
+	return p, ok
+}
+
+func (b *peerBook) edgeAddr(id string) string {
+	p, _ := b.get(id)
+	return p.QUIC
+}
