@@ -97,11 +97,15 @@ func (o *Origin) adminHandler() http.Handler {
 			unauthorized(w)
 			return
 		}
+		inner := http.Handler(mux)
 		if strings.HasPrefix(r.URL.EscapedPath(), objectsPrefix) {
-			objects.ServeHTTP(w, r)
+			inner = objects
+		}
+		if !servedLocally(r) && !o.isLeader() {
+			o.toLeader(w, r, inner)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		inner.ServeHTTP(w, r)
 	})
 }
 
@@ -458,6 +462,13 @@ func (o *Origin) handleGet(w http.ResponseWriter, r *http.Request, ns, key strin
 		writeError(w, http.StatusServiceUnavailable, "origin is catching up with the cluster's log")
 		return
 	}
+	if r.URL.Query().Get("consistent") == "true" {
+		if err := o.verifyRead(r.Context()); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "consistent read: "+err.Error())
+			return
+		}
+	}
 	// As in serveFill: a commit between the catalog read and the open
 	// collects the blob, and the catalog then names a newer version.
 	for attempt := 1; ; attempt++ {
@@ -591,6 +602,9 @@ func (o *Origin) writeRefused(w http.ResponseWriter, err error, res PublishResul
 		writeJSON(w, http.StatusServiceUnavailable, res)
 	case errors.Is(err, errShuttingDown):
 		res.Error = "origin shutting down"
+		writeJSON(w, http.StatusServiceUnavailable, res)
+	case errors.As(err, new(*errNotCommitted)):
+		res.Error = err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, res)
 	case errors.Is(err, errOutcomeUnknown):
 		writeError(w, http.StatusInternalServerError, err.Error())

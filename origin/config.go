@@ -38,6 +38,23 @@ type Config struct {
 	// QUICAddr (a simulated network in tests).
 	PacketConn net.PacketConn
 
+	// RaftAddr is the TCP address of this origin's cluster port, which
+	// carries raft, content and forwarded admin requests between origins,
+	// mutually authenticated by CA (internal/clusternet). Empty, with no
+	// RaftListener: the origin is a cluster of one, with no cluster port.
+	RaftAddr string
+	// RaftListener, when set, is used instead of listening on RaftAddr.
+	RaftListener net.Listener
+	// Peers are the members of a new cluster, this origin included, by id
+	// and cluster address: a data directory without raft state is
+	// bootstrapped with them. With a cluster port and no Peers the origin
+	// waits to be added to a cluster (geocdn origin add). Ignored once the
+	// data directory holds raft state.
+	Peers []Peer
+	// RaftTimeout is raft's heartbeat and election timeout in a cluster of
+	// several origins. Default 1s; between 50ms and 30s.
+	RaftTimeout time.Duration
+
 	// CA is the cluster CA edges' certificates must chain to. Required.
 	CA *pki.CA
 	// Cert is this origin's certificate, with URI SAN geocdn://origin/<ID>.
@@ -162,6 +179,9 @@ func (c Config) withDefaults() Config {
 	if c.ReassignAfter == 0 {
 		c.ReassignAfter = d.ReassignAfter
 	}
+	if c.RaftTimeout == 0 {
+		c.RaftTimeout = time.Second
+	}
 	if c.FS == nil {
 		c.FS = fsys.OS()
 	}
@@ -220,5 +240,40 @@ func (c Config) Validate() error {
 	if c.ScrubInterval < 0 {
 		errs = append(errs, fmt.Errorf("scrub interval: %v must not be negative", c.ScrubInterval))
 	}
+	if c.RaftTimeout < 50*time.Millisecond || c.RaftTimeout > 30*time.Second {
+		errs = append(errs, fmt.Errorf("raft timeout: %v is outside 50ms..30s", c.RaftTimeout))
+	}
+	errs = append(errs, c.validatePeers()...)
 	return errors.Join(errs...)
+}
+
+// clustered reports whether the origin has a cluster port.
+func (c Config) clustered() bool { return c.RaftAddr != "" || c.RaftListener != nil }
+
+func (c Config) validatePeers() []error {
+	if len(c.Peers) == 0 {
+		return nil
+	}
+	var errs []error
+	if !c.clustered() {
+		errs = append(errs, errors.New("peers: need a cluster port (--raft)"))
+	}
+	seen, self := map[string]bool{}, false
+	for i, p := range c.Peers {
+		if err := pki.ValidID(p.ID); err != nil {
+			errs = append(errs, fmt.Errorf("peers[%d]: id: %w", i, err))
+		}
+		if _, _, err := net.SplitHostPort(p.Raft); err != nil {
+			errs = append(errs, fmt.Errorf("peers[%d] (%s): address %q: %w", i, p.ID, p.Raft, err))
+		}
+		if seen[p.ID] {
+			errs = append(errs, fmt.Errorf("peers: %s is listed twice", p.ID))
+		}
+		seen[p.ID] = true
+		self = self || p.ID == c.ID
+	}
+	if !self {
+		errs = append(errs, fmt.Errorf("peers: this origin (%s) is not among them", c.ID))
+	}
+	return errs
 }

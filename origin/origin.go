@@ -28,6 +28,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/broadcast"
 	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/clusternet"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -88,6 +89,11 @@ type Origin struct {
 	leading       atomic.Bool
 	leaderChanged broadcast.Signal
 	peers         peerBook
+	// cnet is the cluster port (nil for a cluster of one); clusterSrv
+	// serves its HTTP and clusterClient speaks to the other origins'.
+	cnet          *clusternet.Net
+	clusterSrv    *http.Server
+	clusterClient *http.Client
 
 	mu      sync.Mutex
 	closing bool
@@ -149,13 +155,19 @@ func New(cfg Config) (*Origin, error) {
 	}
 	o.metrics = newMetrics(cfg.Registry, o)
 	o.acks = newAckTracker()
+	if err := o.openCluster(); err != nil {
+		o.store.close()
+		return nil, err
+	}
 	if err := o.openRaft(); err != nil {
+		o.closeCluster()
 		o.store.close()
 		return nil, err
 	}
 	if err := o.listen(); err != nil {
 		o.closeListeners()
 		o.closeRaft()
+		o.closeCluster()
 		o.store.close()
 		return nil, err
 	}
@@ -270,11 +282,21 @@ func (o *Origin) Run(ctx context.Context) error {
 		defer o.wg.Done()
 		o.acceptLoop(ctx)
 	}()
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		o.watchLeadership(ctx)
-	}()
+	if o.cnet != nil {
+		go func() {
+			err := o.clusterSrv.Serve(plainListener{o.cnet.Listener(clusternet.KindHTTP)})
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("cluster http: %w", err)
+			}
+		}()
+	}
+	for _, loop := range []func(context.Context){o.watchLeadership, o.refreshPeers, o.fetchMissingLoop} {
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			loop(ctx)
+		}()
+	}
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
@@ -313,8 +335,22 @@ func (o *Origin) shutdown() {
 	o.closeEdgeConns(codeNormal, "origin shutting down")
 	o.closeListeners()
 	o.wg.Wait()
+	if o.clusterSrv != nil {
+		o.clusterSrv.Shutdown(sctx)
+	}
 	o.closeRaft()
+	o.closeCluster()
 	o.store.close()
+}
+
+// closeCluster closes the cluster port.
+func (o *Origin) closeCluster() {
+	if o.cnet != nil {
+		o.cnet.Close()
+	}
+	if o.clusterClient != nil {
+		o.clusterClient.CloseIdleConnections()
+	}
 }
 
 // closeEdgeConns closes every edge connection with code and reason.

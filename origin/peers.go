@@ -39,3 +39,15 @@ func (b *peerBook) edgeAddr(id string) string {
 	p, _ := b.get(id)
 	return p.QUIC
 }
+
+// idAt is the id of the member with cluster address addr.
+func (b *peerBook) idAt(addr string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, p := range b.m {
+		if p.Raft == addr {
+			return id, true
+		}
+	}
+	return "", false
+}

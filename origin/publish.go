@@ -68,6 +68,10 @@ func (o *Origin) publish(ctx context.Context, id requestID, ns, key string, body
 			return wire.LogEntry{}, fmt.Errorf("put %q in %q: %w", key, ns, err)
 		}
 		c.Stage, c.Entry.Digest, c.Entry.Size = st.name, st.digest, uint64(st.size)
+		if err := o.replicateStage(ctx, st); err != nil {
+			o.store.unstage(st.name)
+			return wire.LogEntry{}, &errNotCommitted{err}
+		}
 	}
 	ent, err := o.propose(ctx, c)
 	var nl *errNotLeader
@@ -85,3 +89,9 @@ func newRequestID() requestID {
 	rand.Read(id[:])
 	return id
 }
+
+// errNotCommitted is a write refused before anything was proposed.
+type errNotCommitted struct{ err error }
+
+func (e *errNotCommitted) Error() string { return e.err.Error() + "; nothing was committed" }
+func (e *errNotCommitted) Unwrap() error { return e.err }

@@ -87,7 +87,7 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 		return
 	}
 	// Only the leader serves edges: the log, leases and pushes are its.
-	if lead, _, lid := o.awaitLeader(ctx); !lead {
+	if lead, _, lid := o.awaitLeader(ctx, o.electionWait()); !lead {
 		reject(wire.RejectNotLeader, o.edgeAddrOf(lid))
 		return
 	}

@@ -83,12 +83,24 @@ func (o *Origin) openRaft() error {
 	if err != nil {
 		return fail(fmt.Errorf("raft snapshots: %w", err))
 	}
-	_, n.trans = raft.NewInmemTransport(localRaftAddr)
+	if o.cnet != nil {
+		n.timeout = o.cfg.RaftTimeout
+		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  o.cnet.StreamLayer(o.raftPeerID),
+			MaxPool: 3,
+			Timeout: 10 * time.Second,
+			Logger:  newHCLogger(o.log.With("component", "raft")),
+		})
+	} else {
+		_, n.trans = raft.NewInmemTransport(localRaftAddr)
+	}
 	n.fsm = &fsm{
 		s:        o.store,
 		log:      o.log,
 		stopping: o.stopping,
 		applied:  func([]applyResult) { o.committed() },
+		fetch:    o.fetchFromPeers,
+		restored: o.restored,
 	}
 	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 	if err != nil {
@@ -110,10 +122,7 @@ func (o *Origin) openRaft() error {
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
-	if !has {
-		boot := raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: raft.ServerID(o.cfg.ID), Address: n.trans.LocalAddr(),
-		}}}
+	if boot, ok := o.bootstrapConfig(n); !has && ok {
 		if err := n.r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			n.r.Shutdown()
 			return fail(fmt.Errorf("bootstrap raft: %w", err))
@@ -182,7 +191,7 @@ func (o *Origin) propose(ctx context.Context, c *command) (wire.LogEntry, error)
 		return wire.LogEntry{}, errShuttingDown
 	}
 	if !o.isLeader() {
-		if lead, _, lid := o.awaitLeader(ctx); !lead {
+		if lead, _, lid := o.awaitLeader(ctx, o.requestWait()); !lead {
 			return wire.LogEntry{}, &errNotLeader{leader: o.peerHTTP(lid)}
 		}
 	}
@@ -265,10 +274,19 @@ func (o *Origin) lostLead() {
 	o.closeEdgeConns(codeNormal, "origin is no longer the leader")
 }
 
-// awaitLeader waits, at most for about two election timeouts, until this
-// origin leads or knows another leader, and reports whether it leads.
-func (o *Origin) awaitLeader(ctx context.Context) (leading bool, leader raft.ServerAddress, id raft.ServerID) {
-	deadline := o.clk.Now().Add(2*o.raft.timeout + 100*time.Millisecond)
+// electionWait is about two election timeouts: how long an edge's hello
+// waits for a leader to be known.
+func (o *Origin) electionWait() time.Duration { return 2*o.raft.timeout + 100*time.Millisecond }
+
+// requestWait is how long an admin request waits for a leader, or for
+// this origin to catch up with the log: two election timeouts, but never
+// less than 5 s, which covers an origin replaying its log after a start.
+func (o *Origin) requestWait() time.Duration { return max(o.electionWait(), 5*time.Second) }
+
+// awaitLeader waits, at most for wait, until this origin leads or knows
+// another leader, and reports whether it leads.
+func (o *Origin) awaitLeader(ctx context.Context, wait time.Duration) (leading bool, leader raft.ServerAddress, id raft.ServerID) {
+	deadline := o.clk.Now().Add(wait)
 	for {
 		wait := o.leaderChanged.C()
 		if o.isLeader() {
@@ -347,10 +365,10 @@ func (o *Origin) caughtUp() bool {
 	return r.AppliedIndex() >= r.CommitIndex()
 }
 
-// awaitCaughtUp waits, at most for about two election timeouts, until
-// caughtUp, and reports whether it is.
+// awaitCaughtUp waits, at most for requestWait, until caughtUp, and
+// reports whether it is.
 func (o *Origin) awaitCaughtUp(ctx context.Context) bool {
-	deadline := o.clk.Now().Add(2*o.raft.timeout + 100*time.Millisecond)
+	deadline := o.clk.Now().Add(o.requestWait())
 	for !o.caughtUp() {
 		left := deadline.Sub(o.clk.Now())
 		if left <= 0 {
@@ -389,5 +407,44 @@ func (o *Origin) hadEarlierLeader() bool {
 			continue // the bootstrap configuration
 		}
 		return l.Term < o.raft.r.CurrentTerm()
+	}
+}
+
+// bootstrapConfig is the configuration a data directory without raft
+// state starts with: this origin alone, or the configured peers. An origin
+// with a cluster port and no peers starts with none and waits to be added.
+func (o *Origin) bootstrapConfig(n *raftNode) (raft.Configuration, bool) {
+	if o.cnet == nil {
+		return raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: raft.ServerID(o.cfg.ID), Address: n.trans.LocalAddr(),
+		}}}, true
+	}
+	if len(o.cfg.Peers) == 0 {
+		return raft.Configuration{}, false
+	}
+	var c raft.Configuration
+	for _, p := range o.cfg.Peers {
+		addr := raft.ServerAddress(p.Raft)
+		if p.ID == o.cfg.ID {
+			addr = n.trans.LocalAddr()
+		}
+		c.Servers = append(c.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: addr})
+	}
+	return c, true
+}
+
+// raftPeerID is the origin id expected at a raft address, for the cluster
+// port to insist on when it dials.
+func (o *Origin) raftPeerID(addr raft.ServerAddress) (raft.ServerID, bool) {
+	if id, ok := o.peers.idAt(string(addr)); ok {
+		return raft.ServerID(id), true
+	}
+	return "", false
+}
+
+// restored follows a snapshot restore: the plan in force may have changed.
+func (o *Origin) restored() {
+	if err := o.loadPlan(); err != nil {
+		o.log.Error("after a snapshot restore: load placement plan", "err", err)
 	}
 }

@@ -153,7 +153,7 @@ func TestIdempotencyKey(t *testing.T) {
 // TestStrongFillsRefusedInRestartGrace).
 func TestFirstLeaderHasNoGrace(t *testing.T) {
 	to := startTestOrigin(t, func(c *Config) { c.LeaseTerm = time.Minute })
-	if lead, _, _ := to.awaitLeader(context.Background()); !lead {
+	if lead, _, _ := to.awaitLeader(context.Background(), to.requestWait()); !lead {
 		t.Fatal("a single origin does not lead")
 	}
 	if to.grantor.InGrace(to.clk.Now()) {

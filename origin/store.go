@@ -454,11 +454,20 @@ type staged struct {
 // holds, across a restart: a raft entry committed before a crash and
 // applied after it still finds its content there.
 func (s *store) stage(ctx context.Context, body io.Reader, limit int64) (staged, error) {
+	return s.stageAs(ctx, rand.Text(), body, limit)
+}
+
+// stageAs is stage under a name the caller chose: a follower keeps the
+// leader's content under the leader's name for it, which the command
+// carries.
+func (s *store) stageAs(ctx context.Context, name string, body io.Reader, limit int64) (staged, error) {
+	if !validStageName(name) {
+		return staged{}, fmt.Errorf("stage content: bad name %q", name)
+	}
 	tmp, d, size, err := s.writeTemp(ctx, body, limit)
 	if err != nil {
 		return staged{}, err
 	}
-	name := filepath.Base(tmp)
 	if err := s.fs.Rename(tmp, s.stagePath(name)); err != nil {
 		s.fs.Remove(tmp)
 		return staged{}, fmt.Errorf("stage content: %w", err)

@@ -112,7 +112,7 @@ func TestStrongFillsRefusedInRestartGrace(t *testing.T) {
 		t.Fatal("a restarted origin with a 1-minute lease is not in its restart grace")
 	}
 	// Leading again keeps the grace: the previous run led before.
-	if lead, _, _ := o.awaitLeader(context.Background()); !lead || !o.grantor.InGrace(o.clk.Now()) {
+	if lead, _, _ := o.awaitLeader(context.Background(), o.requestWait()); !lead || !o.grantor.InGrace(o.clk.Now()) {
 		t.Fatalf("leading %v, in grace %v: want a leader in its grace", lead, o.grantor.InGrace(o.clk.Now()))
 	}
 	// A strong write of this run, pending.
