@@ -59,6 +59,8 @@ func (o *Origin) adminRoutes() []route {
 		{"PUT /v1/placement", needToken, http.HandlerFunc(o.handlePlanPut)},
 		{"POST /v1/purge", needToken, http.HandlerFunc(o.handlePurge)},
 		{"POST /v1/resync", needToken, http.HandlerFunc(o.handleResync)},
+		{"POST /v1/cluster/members", needToken, http.HandlerFunc(o.handleMemberAdd)},
+		{"DELETE /v1/cluster/members/{id}", needToken, http.HandlerFunc(o.handleMemberRemove)},
 		// GET also answers HEAD. Object paths are dispatched before the
 		// mux (see adminHandler); these entries make the mux know them,
 		// so that an escaped spelling of one still reaches the
@@ -544,6 +546,9 @@ func (o *Origin) Edges() []EdgeStatus {
 			FaultDomain: e.info.FaultDomain, PublicURL: e.info.PublicURL,
 			State: e.stateLocked(now, o.stateRule()), LeaseExpires: e.leaseExpires,
 			Watermark: e.watermark, LastResync: e.lastResync, Scrub: e.scrub,
+		}
+		if e.control != nil {
+			st.Origin = o.cfg.ID
 		}
 		e.mu.Unlock()
 		if last > st.Watermark {

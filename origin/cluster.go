@@ -499,3 +499,11 @@ func (o *Origin) fetchMissingLoop(ctx context.Context) {
 		}
 	}
 }
+
+// RaftAddr is the bound address of the cluster port, nil without one.
+func (o *Origin) RaftAddr() net.Addr {
+	if o.cnet == nil {
+		return nil
+	}
+	return o.cnet.Addr()
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/geocdn/geocdn/internal/clock"
@@ -47,10 +48,15 @@ type Config struct {
 	RaftListener net.Listener
 	// Peers are the members of a new cluster, this origin included, by id
 	// and cluster address: a data directory without raft state is
-	// bootstrapped with them. With a cluster port and no Peers the origin
-	// waits to be added to a cluster (geocdn origin add). Ignored once the
-	// data directory holds raft state.
+	// bootstrapped with them. Ignored once the data directory holds raft
+	// state.
 	Peers []Peer
+	// Join is the admin URL of any member of an existing cluster, which
+	// this origin asks to add it (with its cluster address) once it
+	// serves; a data directory without raft state is then not
+	// bootstrapped. Without Peers or Join, an origin with a cluster port
+	// starts a cluster of one, which others may join.
+	Join string
 	// RaftTimeout is raft's heartbeat and election timeout in a cluster of
 	// several origins. Default 1s; between 50ms and 30s.
 	RaftTimeout time.Duration
@@ -251,10 +257,21 @@ func (c Config) Validate() error {
 func (c Config) clustered() bool { return c.RaftAddr != "" || c.RaftListener != nil }
 
 func (c Config) validatePeers() []error {
-	if len(c.Peers) == 0 {
-		return nil
-	}
 	var errs []error
+	if c.Join != "" {
+		if !c.clustered() {
+			errs = append(errs, errors.New("join: needs a cluster port (--raft)"))
+		}
+		if len(c.Peers) > 0 {
+			errs = append(errs, errors.New("join and peers: give one or the other"))
+		}
+		if u, err := url.Parse(c.Join); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("join %q: want the admin URL of a member, like http://10.0.0.1:8080", c.Join))
+		}
+	}
+	if len(c.Peers) == 0 {
+		return errs
+	}
 	if !c.clustered() {
 		errs = append(errs, errors.New("peers: need a cluster port (--raft)"))
 	}

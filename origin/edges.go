@@ -206,6 +206,9 @@ type EdgeStatus struct {
 	// Scrub is the edge's blob scrubbing as the edge last reported it, if
 	// it has since the origin started.
 	Scrub *ScrubProgress `json:"scrub,omitempty"`
+	// Origin is the origin the edge follows the log from (the cluster's
+	// leader), while it is connected.
+	Origin string `json:"origin,omitempty"`
 }
 
 // registry holds every edge the origin has heard of.

@@ -290,7 +290,7 @@ func (o *Origin) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	for _, loop := range []func(context.Context){o.watchLeadership, o.refreshPeers, o.fetchMissingLoop} {
+	for _, loop := range []func(context.Context){o.watchLeadership, o.refreshPeers, o.fetchMissingLoop, o.joinLoop} {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()

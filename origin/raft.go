@@ -411,16 +411,21 @@ func (o *Origin) hadEarlierLeader() bool {
 }
 
 // bootstrapConfig is the configuration a data directory without raft
-// state starts with: this origin alone, or the configured peers. An origin
-// with a cluster port and no peers starts with none and waits to be added.
+// state starts with: the configured peers, or this origin alone. An origin
+// that joins an existing cluster starts with none and waits to be added.
 func (o *Origin) bootstrapConfig(n *raftNode) (raft.Configuration, bool) {
 	if o.cnet == nil {
 		return raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: raft.ServerID(o.cfg.ID), Address: n.trans.LocalAddr(),
 		}}}, true
 	}
-	if len(o.cfg.Peers) == 0 {
+	if o.cfg.Join != "" {
 		return raft.Configuration{}, false
+	}
+	if len(o.cfg.Peers) == 0 {
+		return raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: raft.ServerID(o.cfg.ID), Address: n.trans.LocalAddr(),
+		}}}, true
 	}
 	var c raft.Configuration
 	for _, p := range o.cfg.Peers {

@@ -1,6 +1,10 @@
 package origin
 
-import "net/http"
+import (
+	"context"
+	"net/http"
+	"time"
+)
 
 // Status is the body of GET /v1/status: the origin's own state, then the
 // edges as GET /v1/edges lists them.
@@ -9,6 +13,9 @@ type Status struct {
 	LastLSN uint64       `json:"last_lsn"`
 	Scrub   ScrubStatus  `json:"scrub"`
 	Edges   []EdgeStatus `json:"edges"`
+	// Cluster lists the origins of the cluster and what each said of
+	// itself.
+	Cluster ClusterStatus `json:"cluster"`
 }
 
 // Status reports the origin's state.
@@ -22,7 +29,11 @@ func (o *Origin) Status() Status {
 }
 
 func (o *Origin) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, o.Status())
+	st := o.Status()
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	st.Cluster = o.clusterStatus(ctx)
+	writeJSON(w, http.StatusOK, st)
 }
 
 // handleScrub starts a scrub pass (POST /v1/scrub, no body), at once or

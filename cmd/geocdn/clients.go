@@ -154,7 +154,7 @@ func deleteCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the origin's state (LSN, blob scrubbing, corrupt blobs) and the edges it knows",
+		Usage: "show the origin's state (LSN, blob scrubbing, corrupt blobs), the origins of its cluster, and the edges it knows",
 		Flags: append([]cli.Flag{originURLFlag, &cli.BoolFlag{Name: "json", Usage: "print the origin's GET /v1/status answer as it is", EnvVars: env("json")}}, tokenFlags...),
 		Action: func(c *cli.Context) error {
 			_, out, err := adminRequest(c, http.MethodGet, "/v1/status", nil, nil, 0, nil)
@@ -170,9 +170,15 @@ func statusCommand() *cli.Command {
 				return fmt.Errorf("decode /v1/status: %w", err)
 			}
 			printOriginStatus(os.Stdout, st, time.Now())
+			if len(st.Cluster.Members) > 1 {
+				fmt.Println()
+				if err := writeClusterTable(os.Stdout, st.Cluster); err != nil {
+					return err
+				}
+			}
 			fmt.Println()
 			tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tWATERMARK\tLAG\tLEASE LEFT\tLAST RESYNC\tDIVERGENCE\tSCRUB\tURL")
+			fmt.Fprintln(tw, "EDGE\tREGION\tSTATE\tORIGIN\tWATERMARK\tLAG\tLEASE LEFT\tLAST RESYNC\tDIVERGENCE\tSCRUB\tURL")
 			for _, e := range st.Edges {
 				left := "-"
 				if !e.LeaseExpires.IsZero() {
@@ -189,7 +195,11 @@ func statusCommand() *cli.Command {
 				if !e.LostSince.IsZero() {
 					state = fmt.Sprintf("%s, lost %s ago", state, time.Since(e.LostSince).Round(time.Second))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Region, state, e.Watermark, e.Lag, left, last, div,
+				conn := e.Origin
+				if conn == "" {
+					conn = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.Region, state, conn, e.Watermark, e.Lag, left, last, div,
 					scrubColumn(e.Scrub, time.Now()), e.PublicURL)
 			}
 			return tw.Flush()

@@ -150,10 +150,27 @@ func originCommand() *cli.Command {
 				Usage: "how much of the replication log to keep: a count of entries (1000000) or a duration (168h); edges further behind catch up by snapshot"},
 			&cli.DurationFlag{Name: "reassign-after", Value: d.ReassignAfter, EnvVars: env("reassign-after"),
 				Usage: "treat an edge whose lease has been expired this long as lost and place the replicas the placement plan gives it on other edges until it returns; 0 = never"},
+			&cli.StringFlag{Name: "raft", EnvVars: env("raft"), Usage: "TCP address of this origin's cluster port (raft, content and forwarded " +
+				"admin requests between origins, mutually authenticated by the CA); without it the origin is a cluster of one"},
+			&cli.StringSliceFlag{Name: "peers", EnvVars: env("peers"), Usage: "the members of a new cluster, this origin included, " +
+				"as id=host:port of their --raft, comma-separated (o1=10.0.0.1:7001,o2=10.0.0.2:7001,o3=10.0.0.3:7001); used only on a data " +
+				"directory without raft state"},
+			&cli.StringFlag{Name: "join", EnvVars: env("join"), Usage: "admin URL of any member of an existing cluster, which this origin " +
+				"(with --raft) asks to add it; without --peers or --join, an origin with --raft starts a cluster of one that others may join"},
+			&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, EnvVars: env("raft-timeout"),
+				Usage: "raft heartbeat and election timeout of a cluster of several origins; edges find a new leader within about two"},
 			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
+		Subcommands: []*cli.Command{originAddCommand(), originRemoveCommand()},
 		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return fmt.Errorf("geocdn origin takes no arguments (got %q); did you mean geocdn origin add or remove?", c.Args().First())
+			}
 			tok, err := loadToken(c)
+			if err != nil {
+				return err
+			}
+			peers, err := parsePeers(c.StringSlice("peers"))
 			if err != nil {
 				return err
 			}
@@ -192,6 +209,7 @@ func originCommand() *cli.Command {
 				Replicas: c.Int("replicas"), PublishTimeout: c.Duration("publish-timeout"),
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), LogRetention: retention,
 				ReassignAfter: reassign, Logger: slog.Default(),
+				RaftAddr: c.String("raft"), Peers: peers, Join: c.String("join"), RaftTimeout: c.Duration("raft-timeout"),
 			})
 			if err != nil {
 				return err
@@ -200,9 +218,26 @@ func originCommand() *cli.Command {
 			defer stop()
 			return ready.Serve(ctx, c.String("ready-file"), ready.File{
 				Role: "origin", ID: c.String("id"), HTTP: o.HTTPAddr().String(), QUIC: o.QUICAddr().String(),
+				Raft: addrString(o.RaftAddr()),
 			}, o.Run)
 		},
 	}
+}
+
+// parsePeers reads --peers: id=host:port entries.
+func parsePeers(entries []string) ([]origin.Peer, error) {
+	var peers []origin.Peer
+	for _, e := range entries {
+		id, addr, ok := strings.Cut(strings.TrimSpace(e), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers %q: want id=host:port", e)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--peers %q: %w", e, err)
+		}
+		peers = append(peers, origin.Peer{ID: id, Raft: addr})
+	}
+	return peers, nil
 }
 
 // parseRetention reads --log-retention: a count of entries or a duration.

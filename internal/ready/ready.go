@@ -39,6 +39,9 @@ type File struct {
 	// QUIC is the origin's listening UDP socket, or the local UDP socket
 	// an edge dials the origin from.
 	QUIC string `json:"quic,omitempty"`
+	// Raft is an origin's cluster port (raft, content and forwarded admin
+	// requests between origins), when it has one.
+	Raft string `json:"raft,omitempty"`
 	// Data and Log are the node's data directory and the file its output
 	// goes to, where geocdn dev --processes started it; the node's own
 	// file leaves them out.
