@@ -76,7 +76,8 @@ const (
 // has other origins left to try: an origin that does not answer within it
 // is most likely down (a leader that shut down), and the leader must be
 // found within a couple of election timeouts. The round's last origin
-// gets the full dialTimeout, so a slow or lossy path still connects.
+// gets the full dialTimeout, so a slow or lossy path still connects,
+// unless another origin answered in the round.
 const (
 	dialTimeout    = 5 * time.Second
 	welcomeTimeout = 5 * time.Second
@@ -213,6 +214,7 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 	queue := order.round()
 	tried := make(map[string]bool, len(queue))
 	var errs []error
+	answered := false
 	for len(queue) > 0 && ctx.Err() == nil {
 		addr := queue[0]
 		queue = queue[1:]
@@ -221,10 +223,14 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 		}
 		tried[addr.String()] = true
 		handshake := dialTimeout
-		if slices.ContainsFunc(queue, func(a net.Addr) bool { return !tried[a.String()] }) {
+		if answered || slices.ContainsFunc(queue, func(a net.Addr) bool { return !tried[a.String()] }) {
 			handshake = quickHandshake
 		}
 		welcomed, err := e.runSession(ctx, addr, handshake)
+		// An origin that answered, if only to refuse, shows the cluster's
+		// path works: one that then does not answer within quickHandshake
+		// is down, not slow.
+		answered = answered || welcomed || err != nil && !unreachable(err)
 		if ctx.Err() != nil {
 			return welcomed, nil
 		}

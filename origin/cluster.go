@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 // by the cluster CA rather than the admin token:
 //
 //	GET /v1/cluster/self     this origin's addresses and raft state
+//	PUT /v1/cluster/edges    the edges the leader knows, for the next one
 //	PUT /v1/stage/{name}     content the leader stages before proposing it
 //	GET /v1/blobs/{digest}   content, for a member that lacks it
 //	anything else            the admin API (token required), for requests
@@ -152,6 +154,7 @@ func (o *Origin) clusterHandler() http.Handler {
 	mux.HandleFunc("GET /v1/cluster/self", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, o.self())
 	})
+	mux.HandleFunc("PUT /v1/cluster/edges", o.handleEdgesIn)
 	mux.HandleFunc("PUT /v1/stage/{name}", o.handleStageIn)
 	mux.HandleFunc("GET /v1/blobs/{digest}", o.handleBlobOut)
 	mux.Handle("/", o.adminHandler())
@@ -244,10 +247,13 @@ func servedLocally(r *http.Request) bool {
 // port. Without a leader, or for a request already forwarded once, the
 // answer is 503 naming the leader when it is known; nothing was written.
 func (o *Origin) toLeader(w http.ResponseWriter, r *http.Request, next http.Handler) {
-	lead, _, lid := o.awaitLeader(r.Context(), o.requestWait())
+	lead, laddr, lid := o.awaitLeader(r.Context(), o.requestWait())
 	if lead {
 		next.ServeHTTP(w, r)
 		return
+	}
+	if p, _ := o.peers.get(string(lid)); lid != "" && p.Raft == "" {
+		o.peers.set(Peer{ID: string(lid), Raft: string(laddr)})
 	}
 	if lid == "" || o.cnet == nil || r.Header.Get(HeaderForwardedBy) != "" {
 		if lid != "" {
@@ -506,4 +512,70 @@ func (o *Origin) RaftAddr() net.Addr {
 		return nil
 	}
 	return o.cnet.Addr()
+}
+
+// handleEdgesIn merges the edges the leader knows into this origin's
+// registry: a new leader must know every edge at once, or a w=quorum or
+// w=all publish right after a failover would count too few.
+func (o *Origin) handleEdgesIn(w http.ResponseWriter, r *http.Request) {
+	var infos []edgeInfo
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&infos); err != nil {
+		writeError(w, http.StatusBadRequest, "edges: "+err.Error())
+		return
+	}
+	if err := o.edges.merge(infos); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// shareEdgesLoop has the leader send the edges it knows to the other
+// members every few seconds and whenever an edge announces itself anew.
+func (o *Origin) shareEdgesLoop(ctx context.Context) {
+	if o.cnet == nil {
+		return
+	}
+	for {
+		if o.isLeader() {
+			o.shareEdges(ctx)
+		}
+		t := o.clk.NewTimer(2 * time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-o.edgesChanged.C():
+			t.Stop()
+		case <-t.C():
+		}
+	}
+}
+
+func (o *Origin) shareEdges(ctx context.Context) {
+	body, err := json.Marshal(o.edges.infos())
+	if err != nil {
+		return
+	}
+	servers, err := o.members()
+	if err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		if string(s.ID) == o.cfg.ID {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPut, peerURL(string(s.ID), "/v1/cluster/edges"), bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if resp, err := o.clusterClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -356,4 +357,43 @@ func (e *edge) waitData(ctx context.Context) (*quic.Conn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// infos lists what every known edge said of itself, sorted by id.
+func (r *registry) infos() []edgeInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]edgeInfo, 0, len(r.edges))
+	for _, e := range r.edges {
+		out = append(out, e.info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// merge records edges another origin of the cluster knows: unknown ones
+// are added and known ones take the info given.
+func (r *registry) merge(infos []edgeInfo) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := false
+	for _, in := range infos {
+		if pki.ValidID(in.ID) != nil {
+			continue
+		}
+		e, ok := r.edges[in.ID]
+		switch {
+		case !ok:
+			r.edges[in.ID] = newEdge(in)
+		case e.info != in:
+			e.info = in
+		default:
+			continue
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return r.saveLocked()
 }

@@ -89,6 +89,9 @@ type Origin struct {
 	leading       atomic.Bool
 	leaderChanged broadcast.Signal
 	peers         peerBook
+	// edgesChanged is signalled when an edge announces itself anew, for
+	// the leader to tell the other origins (shareEdgesLoop).
+	edgesChanged broadcast.Signal
 	// cnet is the cluster port (nil for a cluster of one); clusterSrv
 	// serves its HTTP and clusterClient speaks to the other origins'.
 	cnet          *clusternet.Net
@@ -290,7 +293,7 @@ func (o *Origin) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	for _, loop := range []func(context.Context){o.watchLeadership, o.refreshPeers, o.fetchMissingLoop, o.joinLoop} {
+	for _, loop := range []func(context.Context){o.watchLeadership, o.refreshPeers, o.fetchMissingLoop, o.joinLoop, o.shareEdgesLoop} {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()

@@ -86,17 +86,27 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 		reject(wire.RejectShutdown, "origin shutting down")
 		return
 	}
-	// Only the leader serves edges: the log, leases and pushes are its.
+	info := edgeInfo{
+		ID: hello.EdgeID, Region: hello.Region, Lat: hello.Lat, Lon: hello.Lon,
+		FaultDomain: hello.FaultDomain, PublicURL: hello.PublicURL,
+	}
+	// Only the leader serves edges: the log, leases and pushes are its. A
+	// follower still records the edge, so that it knows it if it leads
+	// next.
 	if lead, _, lid := o.awaitLeader(ctx, o.electionWait()); !lead {
+		if err := o.edges.merge([]edgeInfo{info}); err != nil {
+			o.log.Error("edge registry", "err", err)
+		}
 		reject(wire.RejectNotLeader, o.edgeAddrOf(lid))
 		return
 	}
-	e, err := o.edges.announce(edgeInfo{
-		ID: hello.EdgeID, Region: hello.Region, Lat: hello.Lat, Lon: hello.Lon,
-		FaultDomain: hello.FaultDomain, PublicURL: hello.PublicURL,
-	})
+	known := o.edges.get(info.ID)
+	e, err := o.edges.announce(info)
 	if err != nil {
 		o.log.Error("edge registry", "err", err)
+	}
+	if known == nil || known.info != info {
+		o.edgesChanged.Broadcast()
 	}
 	welcome := wire.Welcome{
 		Version:           wire.ProtocolVersion,

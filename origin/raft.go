@@ -226,10 +226,26 @@ func (o *Origin) isLeader() bool { return o.leading.Load() }
 // edges, which then look for the new leader.
 func (o *Origin) watchLeadership(ctx context.Context) {
 	ch := o.raft.r.LeaderCh()
+	// Any leader change, another origin's included, wakes those waiting
+	// for a leader to be known (awaitLeader) and the peer book.
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(ob *raft.Observation) bool {
+		_, ok := ob.Data.(raft.LeaderObservation)
+		return ok
+	})
+	o.raft.r.RegisterObserver(observer)
+	defer o.raft.r.DeregisterObserver(observer)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case ob := <-obs:
+			if lo, ok := ob.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
+				if p, _ := o.peers.get(string(lo.LeaderID)); p.Raft == "" {
+					o.peers.set(Peer{ID: string(lo.LeaderID), Raft: string(lo.LeaderAddr)})
+				}
+			}
+			o.leaderChanged.Broadcast()
 		case leader := <-ch:
 			if leader {
 				o.tookLead(ctx)
