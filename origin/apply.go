@@ -2,7 +2,6 @@ package origin
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -71,31 +70,9 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.catalogPath, err)
 	}
-	var blobDirs []string
-	for i, c := range cmds {
-		if c.Entry.Op == wire.OpPut && !dup[i] {
-			blobDirs = append(blobDirs, filepath.Dir(s.blobPath(c.Entry.Digest)))
-		}
-	}
-	if err := s.ensureDirsLocked(blobDirs); err != nil {
+	missing, dirs, err := s.placeAll(cmds, dup)
+	if err != nil {
 		return nil, err
-	}
-	missing := make([]bool, len(cmds))
-	dirs := map[string]bool{}
-	for i, c := range cmds {
-		if c.Entry.Op != wire.OpPut {
-			continue
-		}
-		if dup[i] {
-			if c.Stage != "" {
-				s.unstage(c.Stage)
-			}
-			continue
-		}
-		var err error
-		if missing[i], err = s.placeContent(c, dirs); err != nil {
-			return nil, err
-		}
 	}
 	if err := s.syncDirs(dirs); err != nil {
 		return nil, err
@@ -107,7 +84,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 		treeOps []treeOp
 		garbage []wire.Digest
 	)
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		results, treeOps, garbage = make([]applyResult, len(cmds)), nil, nil
 		b := txBuckets(tx)
 		for _, d := range s.collected {
@@ -318,42 +295,95 @@ func loggedEntry(tx *bolt.Tx, lsn uint64) wire.LogEntry {
 	return wire.LogEntry{LSN: lsn}
 }
 
-// placeContent puts the content of the put c in place, reporting whether
-// this node lacks it. Directories whose entries changed are added to dirs
-// for syncDirs.
-func (s *store) placeContent(c *command, dirs map[string]bool) (missing bool, err error) {
-	d, size := c.Entry.Digest, int64(c.Entry.Size)
-	dst := s.blobPath(d)
-	present := s.blobPresent(dst, size)
-	switch {
-	case present:
-		if c.Stage != "" {
-			s.unstage(c.Stage)
+// placeAll puts the content of the batch's puts in place and reports
+// which this node lacks, and the directories to sync before the commit.
+//
+// Staged content is renamed into place, and its directory (and any it
+// created) synced before the commit, as the catalog will name it. Inline
+// content is written straight to its path without fsync, several files at
+// once: the raft log holds it, a replay after a crash writes again what
+// did not survive (reapply), and flushDirty makes it durable before a
+// snapshot lets raft drop those entries. Content already in place is
+// reused; a staged copy of it is dropped.
+func (s *store) placeAll(cmds []*command, dup []bool) (missing []bool, dirs map[string]bool, err error) {
+	missing = make([]bool, len(cmds))
+	dirs = map[string]bool{}
+	var stagedDirs []string
+	writes := map[wire.Digest]*command{}
+	for i, c := range cmds {
+		if c.Entry.Op != wire.OpPut {
+			continue
 		}
-		// Its data was synced before it was put in place (or is in the
-		// raft log), but its name may have appeared in a run that died
-		// before syncing the directory: sync again rather than trust it.
-		dirs[filepath.Dir(dst)] = true
-	case c.Inline != nil:
-		if uint64(len(c.Inline)) != c.Entry.Size || sha256.Sum256(c.Inline) != d {
-			return false, nil // refused by applyCommand
+		if dup[i] {
+			if c.Stage != "" {
+				s.unstage(c.Stage)
+			}
+			continue
 		}
-		if err := s.writeInline(dst, c.Inline); err != nil {
-			return false, err
+		d := c.Entry.Digest
+		dst := s.blobPath(d)
+		switch {
+		case writes[d] != nil:
+			// An earlier put of the batch writes the same content.
+		case s.blobPresent(dst, int64(c.Entry.Size)):
+			if c.Stage != "" {
+				s.unstage(c.Stage)
+				// Its data was synced before it was put in place, but
+				// its name may have appeared in a run that died before
+				// syncing the directory: sync again rather than trust it.
+				dirs[filepath.Dir(dst)] = true
+			}
+		case c.Inline != nil:
+			if uint64(len(c.Inline)) == c.Entry.Size && sha256.Sum256(c.Inline) == d {
+				writes[d] = c
+			} // else refused by applyCommand
+		case c.Stage != "" && validStageName(c.Stage):
+			stagedDirs = append(stagedDirs, filepath.Dir(dst))
+		default:
+			missing[i] = true
 		}
-	case c.Stage != "" && validStageName(c.Stage):
+	}
+	if err := s.ensureDirsLocked(stagedDirs); err != nil {
+		return nil, nil, err
+	}
+	for i, c := range cmds {
+		if c.Entry.Op != wire.OpPut || dup[i] || missing[i] || c.Inline != nil || c.Stage == "" || !validStageName(c.Stage) {
+			continue
+		}
+		dst := s.blobPath(c.Entry.Digest)
+		if s.blobPresent(dst, int64(c.Entry.Size)) {
+			s.unstage(c.Stage) // an earlier put of the batch placed it
+			continue
+		}
 		err := s.fs.Rename(s.stagePath(c.Stage), dst)
 		if errors.Is(err, fs.ErrNotExist) {
-			return true, nil
+			missing[i] = true
+			continue
 		} else if err != nil {
-			return false, fmt.Errorf("link blob: %w", err)
+			return nil, nil, fmt.Errorf("link blob: %w", err)
 		}
 		dirs[filepath.Dir(dst)] = true
-	default:
-		return true, nil
 	}
-	return false, nil
+	var g errgroup.Group
+	g.SetLimit(inlineParallel)
+	for d, c := range writes {
+		dir := filepath.Dir(s.blobPath(d))
+		if !s.durableDirs[dir] && !s.madeDirs[dir] {
+			if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+				return nil, nil, fmt.Errorf("create blob dir: %w", err)
+			}
+			s.madeDirs[dir] = true
+		}
+		g.Go(func() error { return s.writeInline(s.blobPath(d), c.Inline) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return missing, dirs, nil
 }
+
+// inlineParallel bounds the inline blobs an apply writes at once.
+const inlineParallel = 8
 
 // blobPresent reports whether a blob of size is in place at path.
 func (s *store) blobPresent(path string, size int64) bool {
@@ -361,12 +391,12 @@ func (s *store) blobPresent(path string, size int64) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
 }
 
-// writeInline writes content to dst through a temporary file, without
-// fsync: the raft log entry that carries it is durable, and the file is
-// recorded as dirty for flushDirty.
+// writeInline writes content to dst, without fsync: the raft log entry
+// that carries it is durable, and the file is recorded as dirty for
+// flushDirty. No reader can see the file half written: no committed entry
+// names its digest until the transaction that follows.
 func (s *store) writeInline(dst string, content []byte) error {
-	tmp := filepath.Join(s.tmpDir, "i"+rand.Text())
-	f, err := s.fs.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := s.fs.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("write blob: %w", err)
 	}
@@ -374,11 +404,8 @@ func (s *store) writeInline(dst string, content []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = s.fs.Rename(tmp, dst)
-	}
 	if err != nil {
-		s.fs.Remove(tmp)
+		s.fs.Remove(dst)
 		return fmt.Errorf("write blob: %w", err)
 	}
 	s.dirtyMu.Lock()
@@ -420,7 +447,12 @@ func (s *store) flushDirty() error {
 	g.SetLimit(syncParallel)
 	dirs := map[string]bool{}
 	for _, p := range files {
-		dirs[filepath.Dir(p)] = true
+		// The file's directory, and the directories above it up to the
+		// blob dir, which the write may have created.
+		for d := filepath.Dir(p); d != s.blobDir && d != filepath.Dir(d); d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+		dirs[s.blobDir] = true
 		g.Go(func() error {
 			f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
 			if errors.Is(err, fs.ErrNotExist) {
@@ -474,8 +506,8 @@ func (s *store) reapply(cmds []*command) error {
 		if !referenced {
 			continue
 		}
-		if err := s.ensureDirLocked(filepath.Dir(dst)); err != nil {
-			return err
+		if err := s.fs.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("create blob dir: %w", err)
 		}
 		if err := s.writeInline(dst, c.Inline); err != nil {
 			return err

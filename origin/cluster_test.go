@@ -22,7 +22,7 @@ import (
 // testCluster is a cluster of origins on loopback, each with its own data
 // directory and cluster port, sharing one CA.
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	ca    *pki.CA
 	token string
 	peers []Peer
@@ -30,7 +30,7 @@ type testCluster struct {
 	nodes []*testOrigin // nil while stopped
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	ca, err := pki.NewCA(time.Now())
 	if err != nil {

@@ -40,7 +40,7 @@ import (
 // quicTestLogger sends warnings and errors of the nodes to the test's log
 // until the test's clean-ups have run; a goroutine of a node that logs
 // later (a push or fill handler finishing) is not an error.
-func quicTestLogger(t *testing.T) *slog.Logger {
+func quicTestLogger(t testing.TB) *slog.Logger {
 	w := &quicLogWriter{t: t}
 	t.Cleanup(func() {
 		w.mu.Lock()
@@ -51,7 +51,7 @@ func quicTestLogger(t *testing.T) *slog.Logger {
 }
 
 type quicLogWriter struct {
-	t    *testing.T
+	t    testing.TB
 	mu   sync.Mutex
 	done bool
 }

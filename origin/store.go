@@ -123,6 +123,9 @@ type store struct {
 	// parents this process has synced. After a crash a directory may exist
 	// without being durable, so each one is synced once per process.
 	durableDirs map[string]bool
+	// madeDirs are fan-out directories this process created for inline
+	// content without syncing them (flushDirty does).
+	madeDirs map[string]bool
 	// collected are digests whose blobs were removed durably; the next
 	// commit clears them from bucketGC.
 	collected []wire.Digest
@@ -148,6 +151,7 @@ func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
 			return &b
 		}},
 		durableDirs: map[string]bool{},
+		madeDirs:    map[string]bool{},
 	}
 	s.tmpDir = filepath.Join(s.blobDir, "tmp")
 	s.stageDir = filepath.Join(s.blobDir, "stage")
