@@ -34,7 +34,7 @@ var devEdges = []cluster.EdgeSpec{
 func devCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
-		Usage: "run an origin, 7 edges and a router on loopback with sample content (Ctrl-C stops)",
+		Usage: "run an origin (or --origins N), 7 edges and a router on loopback with sample content (Ctrl-C stops)",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "processes", EnvVars: env("dev-processes"), Usage: "run each node as a child process of this binary " +
 				"(output in DATA/logs/NODE.log) and serve a control API that kills, pauses, resumes and restarts edges " +
@@ -45,6 +45,8 @@ func devCommand() *cli.Command {
 				"the router 100 higher, the control API of --processes 200 higher; 0 puts every listener on a port the kernel picks (see the banner or --ready-file)", EnvVars: env("base-port")},
 			&cli.StringFlag{Name: "content", Value: "testdata/sample", Usage: "directory whose files are published at start", EnvVars: env("content")},
 			&cli.DurationFlag{Name: "lease", Value: 2 * time.Second, Usage: "edge lease term", EnvVars: env("lease")},
+			&cli.IntFlag{Name: "origins", Value: 1, EnvVars: env("dev-origins"), Usage: "how many origins, as one raft cluster " +
+				"(3 or 5 survive the loss of 1 or 2); the first is on the base port, the others on ports the kernel picks"},
 			&cli.StringFlag{Name: "geoip", Value: "testdata/geoip-test.mmdb", Usage: "GeoIP2 City database of the dev router", EnvVars: env("dev-geoip")},
 			readyFileFlag(),
 		},
@@ -62,6 +64,9 @@ func devCommand() *cli.Command {
 					return "127.0.0.1:0"
 				}
 				return fmt.Sprintf("127.0.0.1:%d", base+off)
+			}
+			if n := c.Int("origins"); n < 1 || n > 7 {
+				return fmt.Errorf("--origins %d: want 1 to 7", n)
 			}
 			dir := c.String("data")
 			if dir == "" {
@@ -85,6 +90,7 @@ func devCommand() *cli.Command {
 				Dir: dir, Edges: specs, LeaseTerm: c.Duration("lease"),
 				OriginHTTPAddr: addr(0),
 				OriginQUICAddr: addr(0),
+				Origins:        c.Int("origins"),
 				Logger:         slog.Default(),
 			})
 			if err != nil {
@@ -207,6 +213,8 @@ type devBanner struct {
 	keys                             []string
 	// With --processes: the control API's URL and where logs go.
 	control, logs string
+	// moreOrigins are the admin URLs of the origins after the first.
+	moreOrigins []string
 }
 
 type bannerEdge struct {
@@ -216,6 +224,9 @@ type bannerEdge struct {
 
 func inProcessBanner(cl *cluster.Cluster, dir string, keys []string, routerURL string) devBanner {
 	b := devBanner{dir: dir, originURL: cl.OriginURL(), token: cl.Token, routerURL: routerURL, keys: keys}
+	for i := 1; i < cl.OriginCount(); i++ {
+		b.moreOrigins = append(b.moreOrigins, cl.OriginURLN(i))
+	}
 	for _, e := range cl.Edges() {
 		b.edges = append(b.edges, bannerEdge{id: e.Spec.ID, region: e.Spec.Region, url: e.URL, admin: addrString(e.Edge().AdminAddr())})
 	}
@@ -227,6 +238,9 @@ func printDev(d devBanner) {
 	fmt.Fprintf(&b, "\ngeocdn dev cluster is up (data in %s)\n\n", d.dir)
 	fmt.Fprintf(&b, "  router        %s   (302 to the nearest healthy edge)\n", d.routerURL)
 	fmt.Fprintf(&b, "  origin admin  %s   token: %s (also in %s)\n", d.originURL, d.token, filepath.Join(d.dir, "token"))
+	for _, u := range d.moreOrigins {
+		fmt.Fprintf(&b, "  origin admin  %s   (any origin takes every request; geocdn status lists the cluster)\n", u)
+	}
 	for _, e := range d.edges {
 		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics", e.id, e.region, e.url, e.admin)
 		if e.pid != 0 {

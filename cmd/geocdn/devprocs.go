@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -44,8 +45,10 @@ type devProcs struct {
 	geoip                        string
 
 	origin, router *devctl.Proc
-	edges          []*devctl.Proc // devEdges' order
-	byID           map[string]*devctl.Proc
+	// moreOrigins are the origins after the first, which join it.
+	moreOrigins []*devctl.Proc
+	edges       []*devctl.Proc // devEdges' order
+	byID        map[string]*devctl.Proc
 
 	// readyPath is dev's --ready-file ("" for none) and control the
 	// control API's address. mu serialises writes of the file and
@@ -154,11 +157,36 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, 
 		return nil, err
 	}
 
-	if d.origin, err = d.proc("origin", func(ready.File) []string {
-		return []string{"origin", "--data", filepath.Join(dir, "origin"), "--http", addr(0), "--quic", addr(0),
+	origins := c.Int("origins")
+	// raftArgs puts an origin of a cluster of several on a cluster port:
+	// the kernel picks it the first time, and a restart binds the same.
+	raftArgs := func(prev ready.File) []string {
+		if origins == 1 {
+			return nil
+		}
+		return []string{"--raft", cmp.Or(prev.Raft, "127.0.0.1:0")}
+	}
+	if d.origin, err = d.proc("origin", func(prev ready.File) []string {
+		args := []string{"origin", "--data", filepath.Join(dir, "origin"), "--http", addr(0), "--quic", addr(0),
 			"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String()}
+		if origins > 1 {
+			args = append(args, "--id", "o1")
+		}
+		return append(args, raftArgs(prev)...)
 	}); err != nil {
 		return nil, err
+	}
+	for i := 2; i <= origins; i++ {
+		id := fmt.Sprintf("o%d", i)
+		p, err := d.proc("origin-"+id, func(prev ready.File) []string {
+			httpAddr, quicAddr := cmp.Or(prev.HTTP, "127.0.0.1:0"), cmp.Or(prev.QUIC, "127.0.0.1:0")
+			return append([]string{"origin", "--id", id, "--data", filepath.Join(dir, "origin-"+id), "--http", httpAddr, "--quic", quicAddr,
+				"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String(), "--join", d.originURL()}, raftArgs(prev)...)
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.moreOrigins = append(d.moreOrigins, p)
 	}
 	for i, s := range devEdges {
 		p, err := d.proc(s.ID, func(prev ready.File) []string {
@@ -171,7 +199,7 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, 
 			}
 			return []string{"edge", "--id", s.ID, "--region", s.Region,
 				"--lat=" + strconv.FormatFloat(s.Lat, 'f', -1, 64), "--lon=" + strconv.FormatFloat(s.Lon, 'f', -1, 64),
-				"--origin", d.originQUIC(), "--http", httpAddr, "--admin", adminAddr,
+				"--origin", d.originQUICs(), "--http", httpAddr, "--admin", adminAddr,
 				"--data", filepath.Join(dir, "edge-"+s.ID), "--ca", d.caDir,
 				// The in-process edges have no drain delay either.
 				"--drain-delay", "0s"}
@@ -240,12 +268,26 @@ func (d *devProcs) proc(name string, args func(prev ready.File) []string) (*devc
 func (d *devProcs) originURL() string  { return "http://" + d.origin.Status().Ready.HTTP }
 func (d *devProcs) originQUIC() string { return d.origin.Status().Ready.QUIC }
 
+// originQUICs is every origin's QUIC address, comma-separated, for edges.
+func (d *devProcs) originQUICs() string {
+	addrs := []string{d.originQUIC()}
+	for _, p := range d.moreOrigins {
+		addrs = append(addrs, p.Status().Ready.QUIC)
+	}
+	return strings.Join(addrs, ",")
+}
+
 // start starts the origin, then the edges (together) and the router, and
 // waits until the origin lists every edge up, so that the w=all publish
 // of the sample content reaches them all.
 func (d *devProcs) start(ctx context.Context) error {
 	if _, err := d.origin.Start(ctx); err != nil {
 		return err
+	}
+	for _, p := range d.moreOrigins {
+		if _, err := p.Start(ctx); err != nil {
+			return err
+		}
 	}
 	errs := make([]error, len(d.edges)+1)
 	var wg sync.WaitGroup
@@ -321,6 +363,10 @@ func (d *devProcs) stop() {
 	d.router.Stop(ctx)
 	var wg sync.WaitGroup
 	for _, p := range d.edges {
+		wg.Go(func() { p.Stop(ctx) })
+	}
+	wg.Wait()
+	for _, p := range d.moreOrigins {
 		wg.Go(func() { p.Stop(ctx) })
 	}
 	wg.Wait()
@@ -414,6 +460,9 @@ func (d *devProcs) removeReady() {
 func (d *devProcs) banner(keys []string) devBanner {
 	b := devBanner{dir: d.dir, originURL: d.originURL(), token: d.token, routerURL: "http://" + d.router.Status().Ready.HTTP,
 		keys: keys, control: "http://" + d.control, logs: d.logDir}
+	for _, p := range d.moreOrigins {
+		b.moreOrigins = append(b.moreOrigins, "http://"+p.Status().Ready.HTTP)
+	}
 	for i, p := range d.edges {
 		st := p.Status()
 		b.edges = append(b.edges, bannerEdge{id: devEdges[i].ID, region: devEdges[i].Region,

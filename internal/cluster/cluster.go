@@ -41,7 +41,12 @@ type Config struct {
 	Edges []EdgeSpec
 	// Token is the admin token; default a random one.
 	Token string
-	// OriginHTTPAddr and OriginQUICAddr default to 127.0.0.1:0.
+	// Origins is how many origins the cluster runs, as one raft cluster
+	// whose members talk over their cluster ports; default 1, which runs
+	// without a cluster port.
+	Origins int
+	// OriginHTTPAddr and OriginQUICAddr default to 127.0.0.1:0; they are
+	// the first origin's, the others always bind port 0.
 	OriginHTTPAddr, OriginQUICAddr string
 	// LeaseTerm, Replicas, PublishTimeout, MaxObjectSize: see origin.Config.
 	LeaseTerm      time.Duration
@@ -68,12 +73,20 @@ type Cluster struct {
 	CA    *pki.CA
 	Token string
 
-	mu     sync.Mutex
-	origin originSlot
-	// originHTTP and originQUIC are the addresses the origin first bound,
-	// reused on restart so edges and clients find it again.
-	originHTTP, originQUIC string
-	edges                  []*EdgeNode
+	mu      sync.Mutex
+	origins []*originMember
+	edges   []*EdgeNode
+}
+
+// originMember is one origin of the cluster, with the addresses it first
+// bound, reused on restart so edges, clients and the other origins find it
+// again.
+type originMember struct {
+	id               string
+	slot             originSlot
+	http, quic, raft string
+	// raftLn is the cluster port bound at Start, used by the first start.
+	raftLn net.Listener
 }
 
 type node[T any] struct {
@@ -128,10 +141,32 @@ func Start(cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, CA: ca, Token: cfg.Token,
-		originHTTP: or(cfg.OriginHTTPAddr, "127.0.0.1:0"), originQUIC: or(cfg.OriginQUICAddr, "127.0.0.1:0")}
-	if err := c.StartOrigin(); err != nil {
-		return nil, err
+	c := &Cluster{cfg: cfg, CA: ca, Token: cfg.Token}
+	n := max(cfg.Origins, 1)
+	var peers []origin.Peer
+	for i := range n {
+		m := &originMember{id: originID, http: "127.0.0.1:0", quic: "127.0.0.1:0"}
+		if i == 0 {
+			m.http, m.quic = or(cfg.OriginHTTPAddr, m.http), or(cfg.OriginQUICAddr, m.quic)
+		}
+		if n > 1 {
+			m.id = fmt.Sprintf("o%d", i+1)
+			// Every member is bootstrapped with every cluster port's
+			// address, so they are bound first.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, fmt.Errorf("origin %s raft: %w", m.id, err)
+			}
+			m.raft, m.raftLn = ln.Addr().String(), ln
+			peers = append(peers, origin.Peer{ID: m.id, Raft: m.raft})
+		}
+		c.origins = append(c.origins, m)
+	}
+	for i := range c.origins {
+		if err := c.startOrigin(i, peers); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	for _, spec := range cfg.Edges {
 		en := &EdgeNode{Spec: spec, dir: filepath.Join(cfg.Dir, "edge-"+spec.ID)}
@@ -151,30 +186,51 @@ func or(s, def string) string {
 	return s
 }
 
-// StartOrigin starts (or restarts) the origin on its first addresses.
-func (c *Cluster) StartOrigin() error {
-	return c.origin.start(func() (*node[*origin.Origin], error) {
+// StartOrigin starts (or restarts) the first origin on its first
+// addresses.
+func (c *Cluster) StartOrigin() error { return c.startOrigin(0, nil) }
+
+// StartOriginN starts origin i again after StopOriginN.
+func (c *Cluster) StartOriginN(i int) error { return c.startOrigin(i, nil) }
+
+// startOrigin starts origin i, bootstrapping a new data directory with
+// peers.
+func (c *Cluster) startOrigin(i int, peers []origin.Peer) error {
+	m := c.origins[i]
+	return m.slot.start(func() (*node[*origin.Origin], error) {
 		c.mu.Lock()
-		quicAddr, httpAddr := c.originQUIC, c.originHTTP
+		quicAddr, httpAddr, raftAddr := m.quic, m.http, m.raft
 		c.mu.Unlock()
 		// Bind the sockets here so a restart reuses the exact ports.
 		pc, err := net.ListenPacket("udp", quicAddr)
 		if err != nil {
-			return nil, fmt.Errorf("origin quic: %w", err)
+			return nil, fmt.Errorf("origin %s quic: %w", m.id, err)
 		}
 		ln, err := net.Listen("tcp", httpAddr)
 		if err != nil {
 			pc.Close()
-			return nil, fmt.Errorf("origin http: %w", err)
+			return nil, fmt.Errorf("origin %s http: %w", m.id, err)
 		}
-		n, err := c.settings().runOrigin(pc, ln)
+		rl := m.raftLn
+		m.raftLn = nil
+		if rl == nil && raftAddr != "" {
+			if rl, err = net.Listen("tcp", raftAddr); err != nil {
+				pc.Close()
+				ln.Close()
+				return nil, fmt.Errorf("origin %s raft: %w", m.id, err)
+			}
+		}
+		n, err := c.settings().runOrigin(m.id, pc, ln, rl, peers)
 		if err != nil {
 			pc.Close()
 			ln.Close()
+			if rl != nil {
+				rl.Close()
+			}
 			return nil, err
 		}
 		c.mu.Lock()
-		c.originHTTP, c.originQUIC = n.n.HTTPAddr().String(), n.n.QUICAddr().String()
+		m.http, m.quic = n.n.HTTPAddr().String(), n.n.QUICAddr().String()
 		c.mu.Unlock()
 		return n, nil
 	})
@@ -190,13 +246,15 @@ func (c *Cluster) settings() nodeSettings {
 	}
 }
 
-// StopOrigin shuts the origin down (gracefully: what it acknowledged is on
-// disk). Use RestartOrigin or StartOrigin to bring it back.
-func (c *Cluster) StopOrigin() error {
-	return c.origin.stop()
-}
+// StopOrigin shuts the first origin down (gracefully: what it
+// acknowledged is on disk). Use RestartOrigin or StartOrigin to bring it
+// back.
+func (c *Cluster) StopOrigin() error { return c.origins[0].slot.stop() }
 
-// RestartOrigin stops and starts the origin.
+// StopOriginN shuts origin i down.
+func (c *Cluster) StopOriginN(i int) error { return c.origins[i].slot.stop() }
+
+// RestartOrigin stops and starts the first origin.
 func (c *Cluster) RestartOrigin() error {
 	if err := c.StopOrigin(); err != nil {
 		return err
@@ -204,16 +262,41 @@ func (c *Cluster) RestartOrigin() error {
 	return c.StartOrigin()
 }
 
-// Origin returns the running origin, or nil while it is stopped.
+// Origin returns the first origin, or nil while it is stopped.
 func (c *Cluster) Origin() *origin.Origin {
-	return c.origin.get()
+	return c.origins[0].slot.get()
 }
 
-// OriginURL is the origin admin API's base URL.
-func (c *Cluster) OriginURL() string {
+// OriginN returns origin i, or nil while it is stopped.
+func (c *Cluster) OriginN(i int) *origin.Origin { return c.origins[i].slot.get() }
+
+// OriginCount is how many origins the cluster has.
+func (c *Cluster) OriginCount() int { return len(c.origins) }
+
+// OriginURL is the first origin's admin API base URL; any origin accepts
+// every request (followers forward writes to the leader).
+func (c *Cluster) OriginURL() string { return c.OriginURLN(0) }
+
+// OriginURLN is origin i's admin API base URL.
+func (c *Cluster) OriginURLN(i int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return "http://" + c.originHTTP
+	return "http://" + c.origins[i].http
+}
+
+// originQUICs are every origin's QUIC addresses, for edges.
+func (c *Cluster) originQUICs() ([]net.Addr, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []net.Addr
+	for _, m := range c.origins {
+		a, err := net.ResolveUDPAddr("udp", m.quic)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // Edges returns the cluster's edges in spec order.
@@ -225,10 +308,7 @@ func (c *Cluster) startEdge(en *EdgeNode) error {
 	if en.node != nil {
 		return fmt.Errorf("cluster: edge %s already running", en.Spec.ID)
 	}
-	c.mu.Lock()
-	quicAddr := c.originQUIC
-	c.mu.Unlock()
-	originAddr, err := net.ResolveUDPAddr("udp", quicAddr)
+	originAddrs, err := c.originQUICs()
 	if err != nil {
 		return err
 	}
@@ -246,7 +326,7 @@ func (c *Cluster) startEdge(en *EdgeNode) error {
 	if en.URL == "" {
 		en.URL = "http://" + en.Spec.HTTPAddr
 	}
-	n, err := c.settings().runEdge(en, originAddr, pc, ln)
+	n, err := c.settings().runEdge(en, originAddrs, pc, ln)
 	if err != nil {
 		pc.Close()
 		ln.Close()
@@ -268,6 +348,11 @@ func (c *Cluster) Close() error {
 	for i := range c.edges {
 		errs = append(errs, c.KillEdge(i))
 	}
-	errs = append(errs, c.StopOrigin())
+	for i, m := range c.origins {
+		errs = append(errs, c.StopOriginN(i))
+		if m.raftLn != nil {
+			m.raftLn.Close()
+		}
+	}
 	return errors.Join(errs...)
 }

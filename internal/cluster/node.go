@@ -33,20 +33,24 @@ type nodeSettings struct {
 	resyncInterval       time.Duration
 }
 
-// originID is the id of every harness's single origin.
+// originID is the id of a harness's origin when it has only one.
 const originID = "origin-1"
 
 // runOrigin starts an origin on pc and ln and runs it until the node is
 // stopped. The origin does not own a conn it is given, so pc is closed
 // when it ends, before the stop is reported, so a restart can bind the
 // same address at once.
-func (s nodeSettings) runOrigin(pc net.PacketConn, ln net.Listener) (*node[*origin.Origin], error) {
-	cert, err := s.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: originID}, time.Now(), 24*time.Hour)
+func (s nodeSettings) runOrigin(id string, pc net.PacketConn, ln, raftLn net.Listener, peers []origin.Peer) (*node[*origin.Origin], error) {
+	cert, err := s.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: id}, time.Now(), 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
+	dir := filepath.Join(s.dir, "origin")
+	if raftLn != nil {
+		dir = filepath.Join(s.dir, "origin-"+id)
+	}
 	o, err := origin.New(origin.Config{
-		ID: originID, DataDir: filepath.Join(s.dir, "origin"),
+		ID: id, DataDir: dir, RaftListener: raftLn, Peers: peers,
 		HTTPListener: ln, PacketConn: pc, CA: s.ca, Cert: cert, Token: s.token,
 		LeaseTerm: s.leaseTerm, Replicas: s.replicas, PublishTimeout: s.publishTimeout,
 		MaxObjectSize: s.maxObjectSize, Logger: s.logger, OnEvent: s.onEvent,
@@ -66,9 +70,9 @@ func (s nodeSettings) runOrigin(pc net.PacketConn, ln net.Listener) (*node[*orig
 	return n, nil
 }
 
-// runEdge starts en on pc and ln, dialling the origin at originAddr, and
+// runEdge starts en on pc and ln, dialling the origins at originAddrs, and
 // runs it until the node is stopped; pc is closed when it ends.
-func (s nodeSettings) runEdge(en *EdgeNode, originAddr net.Addr, pc net.PacketConn, ln net.Listener) (*node[*edge.Edge], error) {
+func (s nodeSettings) runEdge(en *EdgeNode, originAddrs []net.Addr, pc net.PacketConn, ln net.Listener) (*node[*edge.Edge], error) {
 	cert, err := s.ca.Issue(pki.Identity{Role: pki.RoleEdge, ID: en.Spec.ID}, time.Now(), 24*time.Hour)
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func (s nodeSettings) runEdge(en *EdgeNode, originAddr net.Addr, pc net.PacketCo
 	}
 	e, err := edge.New(edge.Config{
 		ID: en.Spec.ID, Region: en.Spec.Region, Lat: en.Spec.Lat, Lon: en.Spec.Lon,
-		Origin: originAddr, PacketConn: pc, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr,
+		Origins: originAddrs, PacketConn: pc, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr,
 		PublicURL: en.URL, DataDir: en.dir, CA: s.ca, Cert: cert,
 		CacheSize: s.cacheSize, DiskBytes: s.diskBytes, Logger: s.logger,
 		ResyncInterval: s.resyncInterval,

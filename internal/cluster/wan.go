@@ -185,7 +185,7 @@ func (w *WAN) StartOrigin() error {
 			pc.Close()
 			return nil, err
 		}
-		n, err := w.settings().runOrigin(pc, ln)
+		n, err := w.settings().runOrigin(originID, pc, ln, nil, nil)
 		if err != nil {
 			pc.Close()
 			ln.Close()
@@ -253,7 +253,7 @@ func (w *WAN) startEdge(en *EdgeNode) error {
 		pc.Close()
 		return err
 	}
-	n, err := w.settings().runEdge(en, w.originAddr, pc, ln)
+	n, err := w.settings().runEdge(en, []net.Addr{w.originAddr}, pc, ln)
 	if err != nil {
 		pc.Close()
 		ln.Close()
