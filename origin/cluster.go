@@ -107,10 +107,17 @@ func (o *Origin) dialPeerHTTP(ctx context.Context, _, addr string) (net.Conn, er
 	}
 	c, err := o.cnet.Dial(ctx, p.Raft, clusternet.KindHTTP, id)
 	if err != nil {
-		return nil, err
+		return nil, &dialError{err}
 	}
 	return plainConn{c}, nil
 }
+
+// dialError is a cluster request that never reached its origin: nothing
+// of it was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // plainConn hides that a cluster connection is a *tls.Conn from net/http,
 // which would otherwise look up its ALPN protocol (geocdn/1) among the
@@ -278,6 +285,17 @@ func (o *Origin) toLeader(w http.ResponseWriter, r *http.Request, next http.Hand
 		Transport: o.clusterClient.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			o.log.Warn("forward to the leader", "leader", lid, "method", r.Method, "path", r.URL.Path, "err", err)
+			if errors.As(err, new(*dialError)) {
+				// The request never reached the leader: nothing was
+				// written.
+				if h := o.peerHTTP(lid); h != "" {
+					w.Header().Set(HeaderLeader, h)
+				}
+				w.Header().Set("Retry-After", "1")
+				writeJSON(w, http.StatusServiceUnavailable, PublishResult{
+					Error: fmt.Sprintf("the leader %s cannot be reached: %v; nothing was written", lid, err)})
+				return
+			}
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("forwarding to the leader %s failed: %v; the outcome of a write is unknown", lid, err))
 		},
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,3 +260,117 @@ func TestClusterSelfInfo(t *testing.T) {
 }
 
 func raftID(id string) raft.ServerID { return raft.ServerID(id) }
+
+// TestClusterFollowerRebuiltFromSnapshot: a follower that lost its data
+// directory is given the leader's raft snapshot (the leader's log no
+// longer reaches back far enough) and fetches every blob the snapshot's
+// catalog names from the other origins.
+func TestClusterFollowerRebuiltFromSnapshot(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	l := tc.leader()
+	leader := tc.nodes[l]
+	var last uint64
+	bodies := map[string][]byte{}
+	for i := range 12 {
+		body := bytes.Repeat([]byte{byte('a' + i)}, 1000+i*(maxInline/4)) // inline and staged
+		key := fmt.Sprintf("snap/%d", i)
+		code, res := leader.publish(t, key, body, "")
+		if code != http.StatusCreated {
+			t.Fatalf("publish: %d %+v", code, res)
+		}
+		bodies[key], last = body, res.LSN
+	}
+	tc.converged(last)
+	// The leader keeps no log behind its snapshot.
+	rc := leader.raft.r.ReloadableConfig()
+	rc.TrailingLogs = 0
+	if err := leader.raft.r.ReloadConfig(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.raft.r.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := leader.raft.logs.FirstIndex(); first == 1 {
+		t.Fatal("the leader's log still starts at 1 after the snapshot")
+	}
+	f := tc.follower(l)
+	tc.stop(f)
+	if err := os.RemoveAll(tc.dirs[f]); err != nil {
+		t.Fatal(err)
+	}
+	tc.start(f, nil)
+	tc.converged(last)
+	n := tc.nodes[f]
+	if idx := n.raft.r.Stats()["last_snapshot_index"]; idx == "" || idx == "0" {
+		t.Fatalf("the rebuilt follower did not install a snapshot (last_snapshot_index %q)", idx)
+	}
+	for key, body := range bodies {
+		ent, err := n.store.get("default", key)
+		if err != nil {
+			t.Fatalf("rebuilt follower: %s: %v", key, err)
+		}
+		if !n.store.blobIntact(n.store.blobPath(ent.Digest), ent.Digest) || ent.Size != uint64(len(body)) {
+			t.Fatalf("rebuilt follower: %s: blob not brought", key)
+		}
+	}
+	if n.LastLSN() != leader.LastLSN() {
+		t.Fatalf("rebuilt follower at lsn %d, leader at %d", n.LastLSN(), leader.LastLSN())
+	}
+}
+
+// TestClusterMinorityNeverAcknowledges: an origin cut off from the other
+// two (here: they are stopped) commits nothing, so it never answers a
+// write with success, whether it led or not; it says nothing was written
+// or that the outcome is unknown.
+func TestClusterMinorityNeverAcknowledges(t *testing.T) {
+	for _, wasLeader := range []bool{false, true} {
+		tc := newTestCluster(t, 3)
+		l := tc.leader()
+		keep := tc.follower(l)
+		if wasLeader {
+			keep = l
+		}
+		lone := tc.nodes[keep]
+		for i := range tc.nodes {
+			if i != keep {
+				tc.stop(i)
+			}
+		}
+		before := lone.LastLSN()
+		for i := range 3 {
+			code, res, err := lone.tryPublish(fmt.Sprintf("lone/%d", i), []byte("never acknowledged"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code/100 == 2 || res.Committed {
+				t.Fatalf("an origin without a quorum answered %d %+v", code, res)
+			}
+			if code != http.StatusServiceUnavailable && code != http.StatusInternalServerError && code != http.StatusBadGateway {
+				t.Fatalf("an origin without a quorum answered %d %+v, want 503, or 500 or 502 with the outcome unknown", code, res)
+			}
+		}
+		if lone.LastLSN() != before {
+			t.Fatalf("the lone origin applied entries: lsn %d, was %d", lone.LastLSN(), before)
+		}
+	}
+}
+
+// TestClusterRefusesCertificateForAnotherID: an origin given the
+// certificate of another id does not start its cluster port.
+func TestClusterRefusesCertificateForAnotherID(t *testing.T) {
+	ca, err := pki.NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: "o3"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{
+		ID: "o2", DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", QUICAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0",
+		CA: ca, Cert: cert, Token: "test-token-0123456789abcdef", Logger: quicTestLogger(t),
+	})
+	if err == nil || !strings.Contains(err.Error(), "o3") || !strings.Contains(err.Error(), "o2") {
+		t.Fatalf("New with o3's certificate as o2: %v, want an error naming both", err)
+	}
+}
