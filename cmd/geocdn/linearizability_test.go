@@ -36,25 +36,45 @@ var (
 // simulated time.
 //
 // Scenarios: no fault; an edge killed (SIGKILL) and restarted mid-run; the
-// origin killed and restarted mid-run. -geocdn.procseeds and
+// origin killed and restarted mid-run; with three origins, the leader
+// killed mid-run and restarted a second later. -geocdn.procseeds and
 // -geocdn.proctime run more and longer.
 func TestProcessStrongLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 4 processes per scenario and runs each for seconds; not in -short")
 	}
 	scenarios := []struct {
-		name  string
-		fault func(t *testing.T, c *procCluster, rng *rand.Rand)
+		name    string
+		origins int
+		fault   func(t *testing.T, c *procCluster, rng *rand.Rand)
 	}{
-		{"no-fault", nil},
-		{"edge-killed", func(t *testing.T, c *procCluster, rng *rand.Rand) {
+		{"no-fault", 1, nil},
+		{"edge-killed", 1, func(t *testing.T, c *procCluster, rng *rand.Rand) {
 			e := c.edges[rng.IntN(len(c.edges))]
 			e.p.kill9(t)
 			c.startEdge(e)
 		}},
-		{"origin-killed", func(t *testing.T, c *procCluster, rng *rand.Rand) {
+		{"origin-killed", 1, func(t *testing.T, c *procCluster, rng *rand.Rand) {
 			c.origin.kill9(t)
 			c.startOrigin()
+		}},
+		// Three origins: the leader is killed (SIGKILL) mid-run, another
+		// takes over, and the killed one comes back as a follower.
+		{"leader-killed", 3, func(t *testing.T, c *procCluster, rng *rand.Rand) {
+			var leader *originNode
+			for _, n := range c.originNodes {
+				if leader = leaderOf(c, c.originNodes, n); leader != nil {
+					break
+				}
+			}
+			if leader == nil {
+				t.Error("leader-killed: no leader to kill")
+				return
+			}
+			leader.p.kill9(t)
+			leader.p.wait(t)
+			time.Sleep(time.Second)
+			c.startOriginNode(leader)
 		}},
 	}
 	total := 0
@@ -62,7 +82,7 @@ func TestProcessStrongLinearizable(t *testing.T) {
 		for n := range *procLinSeeds {
 			seed := uint64(n*len(scenarios) + i)
 			t.Run(fmt.Sprintf("%s/seed=%d", sc.name, seed), func(t *testing.T) {
-				h, st := procLinHistory(t, seed, sc.fault)
+				h, st := procLinHistory(t, seed, sc.origins, sc.fault)
 				total += len(h)
 				t.Logf("seed %d: %d operations (%+v)", seed, len(h), st)
 				res, err := lincheck.Check(h, time.Minute, lincheck.HistoryDir(t.ArtifactDir()), fmt.Sprintf("process-linearizability-%s-seed%d", sc.name, seed))
@@ -95,7 +115,7 @@ func (s *procLinStats) String() string {
 // procLinHistory runs one workload on a fresh cluster of processes and
 // returns its history. fault, if not nil, runs once, a third of the way
 // in, while the clients keep going.
-func procLinHistory(t *testing.T, seed uint64, fault func(*testing.T, *procCluster, *rand.Rand)) ([]porcupine.Operation, *procLinStats) {
+func procLinHistory(t *testing.T, seed uint64, origins int, fault func(*testing.T, *procCluster, *rand.Rand)) ([]porcupine.Operation, *procLinStats) {
 	const (
 		writers = 3 // one per key
 		readers = 6
@@ -107,7 +127,23 @@ func procLinHistory(t *testing.T, seed uint64, fault func(*testing.T, *procClust
 	c.addEdge("e1", "eu-west", 51.51, -0.13)
 	c.addEdge("e2", "us-east", 40.71, -74.01)
 	c.addEdge("e3", "ap-northeast", 35.68, 139.69)
-	c.start("--lease", "2s")
+	// Writers publish through any origin: one, or each of a cluster's in
+	// turn (followers forward to the leader).
+	var originURLs []string
+	if origins == 1 {
+		c.start("--lease", "2s")
+		originURLs = []string{c.originURL()}
+	} else {
+		nodes := c.startOrigins(origins, "--lease", "2s")
+		c.origin = nodes[0].p
+		for _, e := range c.edges {
+			c.startEdge(e)
+		}
+		c.waitAllUp()
+		for _, n := range nodes {
+			originURLs = append(originURLs, n.url())
+		}
+	}
 
 	client := &http.Client{
 		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * (writers + readers), DisableCompression: true},
@@ -122,10 +158,9 @@ func procLinHistory(t *testing.T, seed uint64, fault func(*testing.T, *procClust
 	}
 	// Read once, like the edges' addresses: a restarted origin binds the
 	// same ports.
-	originURL := c.originURL()
-	write := func(w int, key, value string) {
+	write := func(w int, n int, key, value string) {
 		call := rec.Now()
-		a, err := publishStrong(client, originURL, c.token, key, value)
+		a, err := publishStrong(client, originURLs[(w+n)%len(originURLs)], c.token, key, value)
 		ret := rec.Now()
 		var op *net.OpError
 		switch {
@@ -138,9 +173,11 @@ func procLinHistory(t *testing.T, seed uint64, fault func(*testing.T, *procClust
 			// true too, but thousands of them make the check explode.
 			st.WritesRefused.Add(1)
 			time.Sleep(50 * time.Millisecond)
-		case err != nil || a.status == http.StatusGatewayTimeout:
+		case err != nil || a.status == http.StatusGatewayTimeout || a.status == http.StatusBadGateway || a.status == http.StatusInternalServerError:
 			// Lost with the origin, or committed but not visible within
-			// the publish timeout: it may take effect later, or never.
+			// the publish timeout, or leadership changed while it was
+			// being committed (500), or a forward to the leader broke
+			// (502): it may take effect later, or never.
 			rec.Write(w, key, value, call, ret, false, fmt.Sprintf("unknown: status %d err %v", a.status, err))
 			st.WritesUnknown.Add(1)
 		default:
@@ -182,7 +219,7 @@ func procLinHistory(t *testing.T, seed uint64, fault func(*testing.T, *procClust
 	for w, key := range keys {
 		wg.Go(func() {
 			for n := 1; n <= maxWrites && time.Now().Before(end); n++ {
-				write(w, key, fmt.Sprintf("s%d-%d", seed, n))
+				write(w, n, key, fmt.Sprintf("s%d-%d", seed, n))
 			}
 		})
 	}

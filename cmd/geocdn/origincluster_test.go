@@ -57,6 +57,7 @@ func (c *procCluster) startOrigins(n int, extra ...string) []*originNode {
 	}
 	c.originQUIC = strings.Join(quics, ",")
 	c.originHTTP = nodes[0].http
+	c.originNodes = nodes
 	waitFor(t, "every origin a member and caught up", func() bool {
 		cs, ok := c.clusterStatus(nodes[0])
 		if !ok || len(cs.Members) != n || cs.Leader == "" {

@@ -364,6 +364,8 @@ type procCluster struct {
 	restarts    int
 
 	edges []*edgeNode
+	// originNodes are the origins of startOrigins, when it ran.
+	originNodes []*originNode
 }
 
 type edgeNode struct {
