@@ -9,7 +9,7 @@
 # column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http, push, purge, resync or loadtest: run that part only [all]
+#   BENCH_ONLY        http, push, purge, resync, loadtest or origin: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
@@ -28,6 +28,10 @@
 #   BENCH_STRACE      0 skips the sendfile check of the 1 MiB case [1]
 #   BENCH_PROFILE     0 skips the hot-path profiles (edgeprof, ServeHitTCP) [1]
 #   BENCH_LOADTEST_ROUNDS interleaved rounds (geocdn loadtest, wrk) of the loadtest part [3]
+#   BENCH_ORIGIN_TMP  directory (on disk) for the origin part's data [$TMPDIR or /tmp]
+#   BENCH_BASELINE    commit whose single origin is measured beside this one [77896ff]
+#   BENCH_WRITES      publishes, and purges, per origin case [20000]
+#   BENCH_FAILOVER_KILLS leader kills of the failover benchmark [20]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -606,11 +610,99 @@ run_loadtest() {
 		}' "$dir/rates.txt" >"$OUT/loadtest-table.md"
 }
 
+# ---------------------------------------------------------------- origin
+# Issue #12's figures: publishes (1 KiB) and purges per second from
+# 64 concurrent clients (benchtool writes), against one
+# origin and the leader of three, group commit on and off, every origin
+# durable on disk ($ORIGIN_TMP), as separate processes on ports the kernel
+# picks (read from their ready files) and stopped by their PIDs. "Before
+# the cluster" is the origin of $BENCH_BASELINE (the last single-origin
+# commit), built from `git archive`. Then TestFailoverTimes
+# (cmd/geocdn/failover_test.go) kills the leader of three
+# $FAILOVER_KILLS times.
+ORIGIN_TMP=${BENCH_ORIGIN_TMP:-${TMPDIR:-/tmp}}
+BASELINE=${BENCH_BASELINE:-77896ff}
+WRITES=${BENCH_WRITES:-20000}
+FAILOVER_KILLS=${BENCH_FAILOVER_KILLS:-20}
+
+# start_origin BIN NAME DIR ARGS...: starts an origin writing its ready
+# file to DIR/NAME.ready.json and waits for it.
+start_origin() {
+	local bin=$1 name=$2 dir=$3 i
+	shift 3
+	"$bin" --log-level warn origin --data "$dir/$name" --ca "$dir/ca" --token-file "$dir/token" \
+		--http 127.0.0.1:0 --quic 127.0.0.1:0 --ready-file "$dir/$name.ready.json" "$@" >"$dir/$name.log" 2>&1 &
+	PIDS+=($!)
+	echo $! >"$dir/$name.pid"
+	for ((i = 0; i < 600; i++)); do
+		[[ -s $dir/$name.ready.json ]] && return 0
+		kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null || { cat "$dir/$name.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	log "origin $name did not become ready"
+	exit 1
+}
+
+ready_field() { sed -n "s/.*\"$2\": \"\([^\"]*\)\".*/\1/p" "$1" | head -1; }
+
+# origin_case LABEL ORIGINS GROUPCOMMIT BIN: one row of the table.
+origin_case() {
+	local label=$1 n=$2 gc=$3 bin=$4 dir i url pub pur
+	dir=$(mktemp -d "$ORIGIN_TMP/geocdn-bench-origin.XXXXXX")
+	"$GEOCDN" ca init --dir "$dir/ca" >/dev/null
+	head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/token"
+	local extra=()
+	[[ $gc != off ]] || extra+=(--group-commit=false)
+	if ((n == 1)); then
+		start_origin "$bin" o1 "$dir" "${extra[@]}"
+	else
+		start_origin "$bin" o1 "$dir" --id o1 --raft 127.0.0.1:0 "${extra[@]}"
+		url="http://$(ready_field "$dir/o1.ready.json" http)"
+		for ((i = 2; i <= n; i++)); do
+			start_origin "$bin" "o$i" "$dir" --id "o$i" --raft 127.0.0.1:0 --join "$url" "${extra[@]}"
+		done
+		for ((i = 0; i < 300; i++)); do
+			[[ $("$GEOCDN" status --json --origin "$url" --token-file "$dir/token" 2>/dev/null | grep -o '"applied_index"' | wc -l) -eq $n ]] && break
+			sleep 0.1
+		done
+	fi
+	url="http://$(ready_field "$dir/o1.ready.json" http)"
+	pub=$("$TOOL" writes -origin "$url" -token-file "$dir/token" -op publish -count "$WRITES" -clients 64 | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+	pur=$("$TOOL" writes -origin "$url" -token-file "$dir/token" -op purge -count "$WRITES" -clients 64 | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+	for ((i = 1; i <= n; i++)); do
+		stop_pid "$(cat "$dir/o$i.pid")"
+	done
+	rm -rf "$dir"
+	printf '| %s | %d | %s | %.0f | %.0f |\n' "$label" "$n" "$gc" "$pub" "$pur" >>"$OUT/origin-table.md"
+}
+
+run_origin() {
+	local base=$OUT/baseline
+	log "origin benchmark: $WRITES publishes and purges, 64 clients, against 1 and 3 origins (data under $ORIGIN_TMP)"
+	mkdir -p "$base/src"
+	git -C "$ROOT" archive "$BASELINE" | tar -x -C "$base/src"
+	(cd "$base/src" && $GO build -o "$base/geocdn" ./cmd/geocdn)
+	{
+		echo "| origin | origins | group commit | publishes/s | purges/s |"
+		echo "|---|---:|---|---:|---:|"
+	} >"$OUT/origin-table.md"
+	origin_case "before the cluster ($BASELINE)" 1 "-" "$base/geocdn"
+	origin_case "this commit" 1 off "$GEOCDN"
+	origin_case "this commit" 1 on "$GEOCDN"
+	origin_case "this commit" 3 off "$GEOCDN"
+	origin_case "this commit" 3 on "$GEOCDN"
+	log "failover benchmark: the leader of 3 origins killed $FAILOVER_KILLS times"
+	timeout 1500 $GO test -run "^TestFailoverTimes$" -timeout 24m -v ./cmd/geocdn/ \
+		-args -geocdn.failoverkills="$FAILOVER_KILLS" >"$OUT/failover.txt" 2>&1 || { cat "$OUT/failover.txt" >&2; exit 1; }
+	grep '^|' "$OUT/failover.txt" >"$OUT/failover-table.md" || { log "no table in $OUT/failover.txt"; exit 1; }
+}
+
 [[ -n $ONLY && $ONLY != http ]] || run_http
 [[ -n $ONLY && $ONLY != push ]] || run_push
 [[ -n $ONLY && $ONLY != purge ]] || run_purge
 [[ -n $ONLY && $ONLY != resync ]] || run_resync
 [[ -n $ONLY && $ONLY != loadtest ]] || run_loadtest
+[[ -n $ONLY && $ONLY != origin ]] || run_origin
 
 {
 	echo "# geocdn benchmarks"
@@ -651,6 +743,16 @@ run_loadtest() {
 		echo "## geocdn loadtest next to wrk: closed loop, -c$CONNS, one core each, one 1 KiB object, $DURATION rounds"
 		echo
 		cat "$OUT/loadtest-table.md"
+	fi
+	if [[ -f $OUT/origin-table.md ]]; then
+		echo
+		echo "## Origin writes: $WRITES publishes (1 KiB) and purges, 64 concurrent clients, durable on disk"
+		echo
+		cat "$OUT/origin-table.md"
+		echo
+		echo "## Failover: the leader of 3 origins killed (SIGKILL) $FAILOVER_KILLS times under publishes"
+		echo
+		cat "$OUT/failover-table.md"
 	fi
 	if [[ -f $OUT/resync-table.md ]]; then
 		echo

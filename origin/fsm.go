@@ -33,6 +33,9 @@ type fsm struct {
 	restored func()
 	// fetch brings content a restored catalog names from a peer.
 	fetch fetcher
+	// oneByOne applies each command in a transaction of its own (group
+	// commit off; see Config.NoGroupCommit).
+	oneByOne bool
 }
 
 var (
@@ -88,6 +91,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	}
 	var res []applyResult
 	if !f.retry("apply", func() (err error) {
+		if f.oneByOne && len(cmds) > 1 {
+			return f.applyOneByOne(logs, &res)
+		}
 		res, err = f.s.apply(last, cmds)
 		return err
 	}) {
@@ -172,3 +178,24 @@ func (sn *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (sn *fsmSnapshot) Release() { sn.tx.Rollback() }
+
+// applyOneByOne applies the commands of logs one transaction each, the
+// raft index of each with it. A retry after a failure goes on where the
+// failed one stopped.
+func (f *fsm) applyOneByOne(logs []*raft.Log, res *[]applyResult) error {
+	for _, l := range logs {
+		if l.Type != raft.LogCommand || l.Index <= f.s.applied.Load() {
+			continue
+		}
+		c, err := decodeCommand(l.Data)
+		if err != nil {
+			continue
+		}
+		r, err := f.s.apply(l.Index, []*command{c})
+		if err != nil {
+			return err
+		}
+		*res = append(*res, r...)
+	}
+	return nil
+}

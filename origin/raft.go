@@ -55,6 +55,10 @@ func (o *Origin) raftConfig(timeout time.Duration) *raft.Config {
 	// write (and one fsync) of up to MaxAppendEntries.
 	c.BatchApplyCh = true
 	c.MaxAppendEntries = 256
+	if o.cfg.NoGroupCommit {
+		c.BatchApplyCh = false
+		c.MaxAppendEntries = 1
+	}
 	c.SnapshotInterval = 2 * time.Minute
 	c.SnapshotThreshold = 16384
 	c.TrailingLogs = 10240
@@ -101,6 +105,7 @@ func (o *Origin) openRaft() error {
 		applied:  func([]applyResult) { o.committed() },
 		fetch:    o.fetchFromPeers,
 		restored: o.restored,
+		oneByOne: o.cfg.NoGroupCommit,
 	}
 	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
 	if err != nil {

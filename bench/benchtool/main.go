@@ -11,6 +11,7 @@
 //	benchtool pushtable -in push.txt
 //	benchtool tcptable -in servehit-tcp.txt
 //	benchtool resynctable [-resync F] [-store F] [-scrub F] [-objects N]
+//	benchtool writes  -origin URL -token-file F [-op publish|purge] [-count N] [-clients 64]
 package main
 
 import (
@@ -48,12 +49,13 @@ var sizes = []struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable|writes [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
 		"gen": gen, "publish": publish, "wait": wait, "warm": warm,
 		"table": table, "pushtable": pushTable, "tcptable": tcpTable, "resynctable": resyncTable,
+		"writes": writes,
 	}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {

@@ -157,6 +157,8 @@ func originCommand() *cli.Command {
 				"directory without raft state"},
 			&cli.StringFlag{Name: "join", EnvVars: env("join"), Usage: "admin URL of any member of an existing cluster, which this origin " +
 				"(with --raft) asks to add it; without --peers or --join, an origin with --raft starts a cluster of one that others may join"},
+			&cli.BoolFlag{Name: "group-commit", Value: true, EnvVars: env("group-commit"), Usage: "share log writes and fsyncs among " +
+				"concurrent writes; false makes each write pay its own, for measuring what group commit saves"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, EnvVars: env("raft-timeout"),
 				Usage: "raft heartbeat and election timeout of a cluster of several origins; edges find a new leader within about two"},
 			readyFileFlag(),
@@ -210,6 +212,7 @@ func originCommand() *cli.Command {
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), LogRetention: retention,
 				ReassignAfter: reassign, Logger: slog.Default(),
 				RaftAddr: c.String("raft"), Peers: peers, Join: c.String("join"), RaftTimeout: c.Duration("raft-timeout"),
+				NoGroupCommit: !c.Bool("group-commit"),
 			})
 			if err != nil {
 				return err

@@ -327,3 +327,13 @@ func publishTo(c *procCluster, o *originNode, key string, body []byte, query str
 	}
 	return a, nil
 }
+
+// statusOf is o's GET /v1/status.
+func (c *procCluster) statusOf(o *originNode) (origin.Status, bool) {
+	g, err := c.get(o.url()+"/v1/status", true)
+	if err != nil || g.status != 200 {
+		return origin.Status{}, false
+	}
+	var st origin.Status
+	return st, json.Unmarshal(g.body, &st) == nil
+}
