@@ -1,14 +1,11 @@
 package origin
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -24,6 +21,7 @@ const (
 	bucketRequests = "requests" // request id → 8-byte LSN it was committed as
 	bucketReqOrder = "reqorder" // 8-byte sequence → request id, oldest first
 	bucketMissing  = "missing"  // digest → 8-byte size: named by the catalog, content not here yet
+	bucketInline   = "inline"   // digest → content of up to maxInline bytes, held in the catalog itself
 
 	metaRaftIndex = "raftindex" // 8-byte big-endian raft index applied last
 	metaReqSeq    = "reqseq"    // 8-byte big-endian sequence of the last request recorded
@@ -48,13 +46,13 @@ const syncParallel = 32
 // LSN; every node refuses it alike. An error from apply itself means
 // nothing was applied (the disk failed) and the whole call may be retried.
 //
-// Content is put in place before the transaction that names it commits:
-// staged files are renamed into place and their directories synced, in
-// parallel; inline content is written without fsync, since the raft log
-// holds it, and flushDirty makes it durable before a snapshot lets raft
-// drop those entries. A put whose content this node has neither staged
-// nor inline (it missed the leader's stream) is recorded as missing, for
-// fetchMissing to bring from a peer.
+// Staged content is put in place before the transaction that names it
+// commits: renamed, and its directory synced, several at once. Inline
+// content (up to maxInline bytes) is kept in the catalog itself, written
+// by the same transaction: no file, no directory, no fsync of its own. A
+// put whose content this node has neither staged nor inline (it missed the
+// leader's stream) is recorded as missing, for fetchMissing to bring from
+// a peer.
 func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -70,7 +68,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.catalogPath, err)
 	}
-	missing, dirs, err := s.placeAll(cmds, dup)
+	missing, inFile, dirs, err := s.placeAll(cmds, dup)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +107,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 				// with the rest.
 				touched[c.Entry.Digest] = true
 			}
-			e, ops, err := applyCommand(b, c, last, missing[i], touched)
+			e, ops, err := applyCommand(b, c, last, missing[i], inFile[i], touched)
 			if err != nil {
 				if errors.Is(err, ErrNotFound) || errors.Is(err, wire.ErrMalformed) || errors.Is(err, errBadCommand) {
 					results[i].Err = err
@@ -127,12 +125,24 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 			}
 		}
 		for d := range touched {
-			if b.refs.Get(d[:]) == nil {
-				garbage = append(garbage, d)
-				if err := b.missing.Delete(d[:]); err != nil {
+			if b.refs.Get(d[:]) != nil {
+				continue
+			}
+			if err := b.missing.Delete(d[:]); err != nil {
+				return err
+			}
+			if b.inline.Get(d[:]) != nil {
+				// Held in the catalog: gone with this commit. It has no
+				// file, unless an older run left one.
+				if err := b.inline.Delete(d[:]); err != nil {
 					return err
 				}
+				if err := b.gc.Delete(d[:]); err != nil {
+					return err
+				}
+				continue
 			}
+			garbage = append(garbage, d)
 		}
 		if err := b.meta.Put([]byte(metaLSN), binary.BigEndian.AppendUint64(nil, last)); err != nil {
 			return err
@@ -167,7 +177,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 
 // buckets are the catalog buckets apply works in.
 type buckets struct {
-	catalog, refs, gc, missing, requests, order, meta *bolt.Bucket
+	catalog, refs, gc, missing, inline, requests, order, meta *bolt.Bucket
 }
 
 func txBuckets(tx *bolt.Tx) buckets {
@@ -176,6 +186,7 @@ func txBuckets(tx *bolt.Tx) buckets {
 		refs:     tx.Bucket([]byte(bucketRefs)),
 		gc:       tx.Bucket([]byte(bucketGC)),
 		missing:  tx.Bucket([]byte(bucketMissing)),
+		inline:   tx.Bucket([]byte(bucketInline)),
 		requests: tx.Bucket([]byte(bucketRequests)),
 		order:    tx.Bucket([]byte(bucketReqOrder)),
 		meta:     tx.Bucket([]byte(bucketMeta)),
@@ -189,8 +200,9 @@ type treeOp struct {
 }
 
 // applyCommand commits c's entry as the LSN after last. touched collects
-// the digests whose reference counts moved.
-func applyCommand(b buckets, c *command, last uint64, missing bool, touched map[wire.Digest]bool) (wire.LogEntry, []treeOp, error) {
+// the digests whose reference counts moved. Inline content not held as a
+// file (inFile) is kept in the inline bucket.
+func applyCommand(b buckets, c *command, last uint64, missing, inFile bool, touched map[wire.Digest]bool) (wire.LogEntry, []treeOp, error) {
 	e := c.Entry
 	if e.Op == wire.OpPurge {
 		_, err := appendLog(b.catalog.Tx(), &e, last)
@@ -236,6 +248,14 @@ func applyCommand(b buckets, c *command, last uint64, missing bool, touched map[
 			return wire.LogEntry{}, nil, err
 		}
 		touched[e.Digest] = true
+		if missing && b.inline.Get(e.Digest[:]) != nil {
+			missing = false // an earlier put left it in the catalog
+		}
+		if c.Inline != nil && !inFile && b.inline.Get(e.Digest[:]) == nil {
+			if err := b.inline.Put(e.Digest[:], c.Inline); err != nil {
+				return wire.LogEntry{}, nil, err
+			}
+		}
 		if missing {
 			if err := b.missing.Put(e.Digest[:], binary.BigEndian.AppendUint64(nil, e.Size)); err != nil {
 				return wire.LogEntry{}, nil, err
@@ -295,21 +315,16 @@ func loggedEntry(tx *bolt.Tx, lsn uint64) wire.LogEntry {
 	return wire.LogEntry{LSN: lsn}
 }
 
-// placeAll puts the content of the batch's puts in place and reports
-// which this node lacks, and the directories to sync before the commit.
-//
-// Staged content is renamed into place, and its directory (and any it
-// created) synced before the commit, as the catalog will name it. Inline
-// content is written straight to its path without fsync, several files at
-// once: the raft log holds it, a replay after a crash writes again what
-// did not survive (reapply), and flushDirty makes it durable before a
-// snapshot lets raft drop those entries. Content already in place is
-// reused; a staged copy of it is dropped.
-func (s *store) placeAll(cmds []*command, dup []bool) (missing []bool, dirs map[string]bool, err error) {
-	missing = make([]bool, len(cmds))
+// placeAll puts the staged content of the batch's puts in place and
+// reports which puts this node lacks the content of, which inline puts
+// find their content already held as a file (inFile), and the directories
+// to sync before the commit: a staged file is renamed into place, and its
+// directory (and any it created) synced, as the catalog will name it.
+// Content already in place is reused; a staged copy of it is dropped.
+func (s *store) placeAll(cmds []*command, dup []bool) (missing, inFile []bool, dirs map[string]bool, err error) {
+	missing, inFile = make([]bool, len(cmds)), make([]bool, len(cmds))
 	dirs = map[string]bool{}
 	var stagedDirs []string
-	writes := map[wire.Digest]*command{}
 	for i, c := range cmds {
 		if c.Entry.Op != wire.OpPut {
 			continue
@@ -320,31 +335,28 @@ func (s *store) placeAll(cmds []*command, dup []bool) (missing []bool, dirs map[
 			}
 			continue
 		}
-		d := c.Entry.Digest
-		dst := s.blobPath(d)
+		dst := s.blobPath(c.Entry.Digest)
 		switch {
-		case writes[d] != nil:
-			// An earlier put of the batch writes the same content.
+		case c.Inline != nil:
+			inFile[i] = s.blobPresent(dst, int64(c.Entry.Size))
 		case s.blobPresent(dst, int64(c.Entry.Size)):
 			if c.Stage != "" {
 				s.unstage(c.Stage)
-				// Its data was synced before it was put in place, but
-				// its name may have appeared in a run that died before
-				// syncing the directory: sync again rather than trust it.
-				dirs[filepath.Dir(dst)] = true
 			}
-		case c.Inline != nil:
-			if uint64(len(c.Inline)) == c.Entry.Size && sha256.Sum256(c.Inline) == d {
-				writes[d] = c
-			} // else refused by applyCommand
+			// Its data was synced before it was put in place, but its
+			// name may have appeared in a run that died before syncing
+			// the directory: sync again rather than trust it.
+			dirs[filepath.Dir(dst)] = true
 		case c.Stage != "" && validStageName(c.Stage):
 			stagedDirs = append(stagedDirs, filepath.Dir(dst))
 		default:
+			// Held inline by an earlier put, or missed: decided in the
+			// transaction, which sees the inline bucket.
 			missing[i] = true
 		}
 	}
 	if err := s.ensureDirsLocked(stagedDirs); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for i, c := range cmds {
 		if c.Entry.Op != wire.OpPut || dup[i] || missing[i] || c.Inline != nil || c.Stage == "" || !validStageName(c.Stage) {
@@ -360,58 +372,17 @@ func (s *store) placeAll(cmds []*command, dup []bool) (missing []bool, dirs map[
 			missing[i] = true
 			continue
 		} else if err != nil {
-			return nil, nil, fmt.Errorf("link blob: %w", err)
+			return nil, nil, nil, fmt.Errorf("link blob: %w", err)
 		}
 		dirs[filepath.Dir(dst)] = true
 	}
-	var g errgroup.Group
-	g.SetLimit(inlineParallel)
-	for d, c := range writes {
-		dir := filepath.Dir(s.blobPath(d))
-		if !s.durableDirs[dir] && !s.madeDirs[dir] {
-			if err := s.fs.MkdirAll(dir, 0o755); err != nil {
-				return nil, nil, fmt.Errorf("create blob dir: %w", err)
-			}
-			s.madeDirs[dir] = true
-		}
-		g.Go(func() error { return s.writeInline(s.blobPath(d), c.Inline) })
-	}
-	if err := g.Wait(); err != nil {
-		return nil, nil, err
-	}
-	return missing, dirs, nil
+	return missing, inFile, dirs, nil
 }
-
-// inlineParallel bounds the inline blobs an apply writes at once.
-const inlineParallel = 8
 
 // blobPresent reports whether a blob of size is in place at path.
 func (s *store) blobPresent(path string, size int64) bool {
 	fi, err := s.fs.Stat(path)
 	return err == nil && fi.Mode().IsRegular() && fi.Size() == size
-}
-
-// writeInline writes content to dst, without fsync: the raft log entry
-// that carries it is durable, and the file is recorded as dirty for
-// flushDirty. No reader can see the file half written: no committed entry
-// names its digest until the transaction that follows.
-func (s *store) writeInline(dst string, content []byte) error {
-	f, err := s.fs.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("write blob: %w", err)
-	}
-	_, err = f.Write(content)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		s.fs.Remove(dst)
-		return fmt.Errorf("write blob: %w", err)
-	}
-	s.dirtyMu.Lock()
-	s.dirty = append(s.dirty, dst)
-	s.dirtyMu.Unlock()
-	return nil
 }
 
 // syncDirs fsyncs every directory in dirs, several at once.
@@ -427,107 +398,6 @@ func (s *store) syncDirs(dirs map[string]bool) error {
 		})
 	}
 	return g.Wait()
-}
-
-// flushDirty makes the inline content written so far durable: each file
-// and then each directory is fsynced, several at once. A file collected
-// meanwhile is skipped. Until flushDirty returns, the raft log entries
-// carrying that content must be kept.
-func (s *store) flushDirty() error {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.dirtyMu.Lock()
-	files := s.dirty
-	s.dirty = nil
-	s.dirtyMu.Unlock()
-	if len(files) == 0 {
-		return nil
-	}
-	var g errgroup.Group
-	g.SetLimit(syncParallel)
-	dirs := map[string]bool{}
-	for _, p := range files {
-		// The file's directory, and the directories above it up to the
-		// blob dir, which the write may have created.
-		for d := filepath.Dir(p); d != s.blobDir && d != filepath.Dir(d); d = filepath.Dir(d) {
-			dirs[d] = true
-		}
-		dirs[s.blobDir] = true
-		g.Go(func() error {
-			f, err := s.fs.OpenFile(p, os.O_RDONLY, 0)
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			} else if err != nil {
-				return fmt.Errorf("flush blob: %w", err)
-			}
-			defer f.Close()
-			if err := f.Sync(); err != nil {
-				return fmt.Errorf("flush blob %s: %w", p, err)
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	if err == nil {
-		err = s.syncDirs(dirs)
-	}
-	if err != nil {
-		// Try them all again next time.
-		s.dirtyMu.Lock()
-		s.dirty = append(files, s.dirty...)
-		s.dirtyMu.Unlock()
-	}
-	return err
-}
-
-// reapply is apply for commands at or below the raft index the catalog
-// already holds, replayed by raft after a restart: the catalog has them,
-// but inline content written without fsync may have been lost in a crash,
-// so each inline blob still referenced is checked and written again if it
-// is not intact.
-func (s *store) reapply(cmds []*command) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range cmds {
-		if c.Entry.Op != wire.OpPut || c.Inline == nil {
-			continue
-		}
-		dst := s.blobPath(c.Entry.Digest)
-		if s.blobIntact(dst, c.Entry.Digest) {
-			continue
-		}
-		referenced := false
-		if err := s.db.View(func(tx *bolt.Tx) error {
-			referenced = tx.Bucket([]byte(bucketRefs)).Get(c.Entry.Digest[:]) != nil
-			return nil
-		}); err != nil {
-			return err
-		}
-		if !referenced {
-			continue
-		}
-		if err := s.fs.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("create blob dir: %w", err)
-		}
-		if err := s.writeInline(dst, c.Inline); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// blobIntact reports whether the blob at path hashes to d.
-func (s *store) blobIntact(path string, d wire.Digest) bool {
-	f, err := s.fs.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return false
-	}
-	return bytes.Equal(h.Sum(nil), d[:])
 }
 
 // removeBlobsLocked removes the blobs of ds durably: every file first,

@@ -186,7 +186,7 @@ func TestClusterReplicatesAndForwards(t *testing.T) {
 			if ent.Digest != wire.Digest(sha256.Sum256(body)) {
 				t.Errorf("%s: %s has digest %s", n.cfg.ID, key, ent.Digest)
 			}
-			if !n.store.blobIntact(n.store.blobPath(ent.Digest), ent.Digest) {
+			if !n.store.holds(ent.Digest) {
 				t.Errorf("%s: %s: blob not held intact", n.cfg.ID, key)
 			}
 		}
@@ -309,7 +309,7 @@ func TestClusterFollowerRebuiltFromSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rebuilt follower: %s: %v", key, err)
 		}
-		if !n.store.blobIntact(n.store.blobPath(ent.Digest), ent.Digest) || ent.Size != uint64(len(body)) {
+		if !n.store.holds(ent.Digest) || ent.Size != uint64(len(body)) {
 			t.Fatalf("rebuilt follower: %s: blob not brought", key)
 		}
 	}

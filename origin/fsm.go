@@ -19,8 +19,8 @@ import (
 // The catalog is persistent: it records the raft index it has applied, and
 // raft is configured not to restore a snapshot at start
 // (NoSnapshotRestoreOnStart). Raft then replays the entries after its
-// latest snapshot; those the catalog already holds are only checked for
-// their inline content (store.reapply).
+// latest snapshot; those the catalog already holds, content included, are
+// skipped.
 type fsm struct {
 	s   *store
 	log *slog.Logger
@@ -60,9 +60,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	applied := f.s.applied.Load()
 	var (
-		cmds, replay []*command
-		at           []int
-		last         uint64
+		cmds []*command
+		at   []int
+		last uint64
 	)
 	for i, l := range logs {
 		last = max(last, l.Index)
@@ -76,15 +76,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		if l.Index <= applied {
-			replay = append(replay, c)
 			out[i] = applyResult{Err: errReplayed}
 			continue
 		}
 		cmds = append(cmds, c)
 		at = append(at, i)
-	}
-	if len(replay) > 0 {
-		f.retry("check replayed content", func() error { return f.s.reapply(replay) })
 	}
 	if last <= applied {
 		return out
@@ -157,19 +153,13 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 // fsmSnapshot is a catalog snapshot: the whole bbolt file as one read
-// transaction saw it. Raft drops the log entries it covers once it is
-// persisted, and some carried inline content written without fsync, so
-// Persist flushes that content first.
+// transaction saw it, inline content included.
 type fsmSnapshot struct {
 	s  *store
 	tx *bolt.Tx
 }
 
 func (sn *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := sn.s.flushDirty(); err != nil {
-		sink.Cancel()
-		return fmt.Errorf("snapshot: %w", err)
-	}
 	if _, err := sn.tx.WriteTo(sink); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("snapshot: write catalog: %w", err)

@@ -73,7 +73,7 @@ func TestPublishInlineAndStaged(t *testing.T) {
 		if code != http.StatusCreated {
 			t.Fatalf("publish %s: %d %+v", key, code, res)
 		}
-		f, err := to.store.openBlob(wire.Digest(sha256.Sum256(body)))
+		f, err := to.store.openBlob(wire.Digest(sha256.Sum256(body))) // a file or the catalog
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -198,44 +198,40 @@ func TestGroupCommit(t *testing.T) {
 	t.Logf("%d concurrent publishes applied in %d catalog transactions", n, batches)
 }
 
-// TestReapplyRewritesLostInlineContent: inline content is written without
-// fsync; after a crash raft replays its entries, and content that did not
-// survive is written again from them.
-func TestReapplyRewritesLostInlineContent(t *testing.T) {
+// TestInlineContentInTheCatalog: content carried inside a command is kept
+// in the catalog by the transaction that names it, not as a file; it is
+// read back after a reopen, shared by the keys that name it, and goes with
+// the last of them.
+func TestInlineContentInTheCatalog(t *testing.T) {
 	ts := newTestStore(t)
 	body := []byte("inline content")
 	d := wire.Digest(sha256.Sum256(body))
-	c := &command{Entry: wire.LogEntry{Op: wire.OpPut, Namespace: "default", Key: "k", Digest: d, Size: uint64(len(body))}, Inline: body}
-	if _, err := ts.apply(7, []*command{c}); err != nil {
-		t.Fatal(err)
+	put := func(index uint64, key string) {
+		t.Helper()
+		c := &command{Entry: wire.LogEntry{Op: wire.OpPut, Namespace: "default", Key: key, Digest: d, Size: uint64(len(body))}, Inline: body}
+		if res, err := ts.apply(index, []*command{c}); err != nil || res[0].Err != nil {
+			t.Fatalf("apply: %v %v", err, res)
+		}
 	}
-	if ts.applied.Load() != 7 {
-		t.Fatalf("applied index %d, want 7", ts.applied.Load())
+	put(7, "a")
+	put(8, "b")
+	if _, err := os.Stat(ts.blobPath(d)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("inline content has a file: %v", err)
 	}
 	ts.reopen(t)
-	if ts.applied.Load() != 7 {
-		t.Fatalf("applied index after reopen %d, want 7", ts.applied.Load())
+	if ts.applied.Load() != 8 {
+		t.Fatalf("applied index after reopen %d, want 8", ts.applied.Load())
 	}
-	// What a crash can leave of a file written without fsync.
-	if err := os.WriteFile(ts.blobPath(d), []byte("torn"), 0o600); err != nil {
-		t.Fatal(err)
+	if !ts.holds(d) {
+		t.Fatal("inline content not read back after a reopen")
 	}
-	if err := ts.reapply([]*command{c}); err != nil {
-		t.Fatal(err)
+	ts.del(t, "a")
+	if !ts.holds(d) {
+		t.Fatal("inline content gone while b still names it")
 	}
-	if !ts.blobIntact(ts.blobPath(d), d) {
-		t.Fatal("replayed inline content was not written again")
-	}
-	if err := ts.flushDirty(); err != nil {
-		t.Fatal(err)
-	}
-	// Content no longer referenced is not brought back.
-	ts.del(t, "k")
-	if err := ts.reapply([]*command{c}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(ts.blobPath(d)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("reapply brought back unreferenced content: %v", err)
+	ts.del(t, "b")
+	if ts.holds(d) {
+		t.Fatal("inline content kept after the last key naming it went")
 	}
 }
 
@@ -270,7 +266,7 @@ func TestApplyMissingContent(t *testing.T) {
 	if missing, _ := ts.missingBlobs(); len(missing) != 0 {
 		t.Fatalf("still missing after the fetch: %+v", missing)
 	}
-	if !ts.blobIntact(ts.blobPath(d), d) {
+	if !ts.holds(d) {
 		t.Fatal("fetched content not in place")
 	}
 }
@@ -318,7 +314,7 @@ func TestSnapshotRestore(t *testing.T) {
 		if srcObjs[i].LSN != dstObjs[i].LSN || srcObjs[i].Digest != dstObjs[i].Digest {
 			t.Errorf("object %d: restored %+v, want %+v", i, dstObjs[i], srcObjs[i])
 		}
-		if !dst.blobIntact(dst.blobPath(dstObjs[i].Digest), dstObjs[i].Digest) {
+		if !dst.holds(dstObjs[i].Digest) {
 			t.Errorf("object %s: blob not brought", dstObjs[i].Key)
 		}
 	}

@@ -63,7 +63,11 @@ func (s *store) restore(r io.Reader, fetch fetcher, log *slog.Logger) error {
 		}); err != nil {
 			return err
 		}
+		inline := tx.Bucket([]byte(bucketInline))
 		for d, size := range sizes {
+			if inline != nil && inline.Get(d[:]) != nil {
+				continue // the snapshot carries it
+			}
 			if !s.blobPresent(s.blobPath(d), int64(size)) {
 				need = append(need, blobRef{d, size})
 			}
@@ -163,7 +167,7 @@ func replaceBuckets(tx, from *bolt.Tx) error {
 func (s *store) reload() error {
 	tree := aetree.New()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing} {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline} {
 			if tx.Bucket([]byte(name)) == nil {
 				return fmt.Errorf("catalog has no bucket %s", name)
 			}

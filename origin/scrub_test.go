@@ -145,7 +145,9 @@ func TestScrubFindsCorruptBlob(t *testing.T) {
 		c.Logger = slog.New(logs)
 		c.Registry = reg
 	})
-	bad := []byte(strings.Repeat("content that rots on disk\n", 1000))
+	// Larger than maxInline, so that it is a file on disk (inline content
+	// lives in the catalog).
+	bad := []byte(strings.Repeat("content that rots on disk\n", 3000))
 	good := []byte("content that stays intact\n")
 	for key, body := range map[string][]byte{"a.txt": bad, "copy-of-a.txt": bad, "b.txt": good} {
 		if code, res := to.publish(t, key, body, ""); code != http.StatusCreated {

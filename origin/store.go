@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -123,18 +124,9 @@ type store struct {
 	// parents this process has synced. After a crash a directory may exist
 	// without being durable, so each one is synced once per process.
 	durableDirs map[string]bool
-	// madeDirs are fan-out directories this process created for inline
-	// content without syncing them (flushDirty does).
-	madeDirs map[string]bool
 	// collected are digests whose blobs were removed durably; the next
 	// commit clears them from bucketGC.
 	collected []wire.Digest
-
-	// dirty lists inline blobs written without fsync (see writeInline);
-	// flushMu makes one flushDirty run at a time.
-	dirtyMu sync.Mutex
-	dirty   []string
-	flushMu sync.Mutex
 }
 
 // openStore opens (creating if needed) the store with blobs under blobDir
@@ -151,7 +143,6 @@ func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
 			return &b
 		}},
 		durableDirs: map[string]bool{},
-		madeDirs:    map[string]bool{},
 	}
 	s.tmpDir = filepath.Join(s.blobDir, "tmp")
 	s.stageDir = filepath.Join(s.blobDir, "stage")
@@ -245,7 +236,7 @@ func (s *store) sweepStage(cutoff time.Time) error {
 
 func (s *store) initCatalog() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing} {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("open catalog %s: bucket %s: %w", s.catalogPath, name, err)
 			}
@@ -669,14 +660,44 @@ func (s *store) get(ns, key string) (wire.LogEntry, error) {
 	return e, nil
 }
 
-// openBlob opens the content with digest d for reading. On fsys.OS the
-// file is an *os.File.
+// openBlob opens the content with digest d for reading: its file (on
+// fsys.OS an *os.File), or, for content the catalog holds inline, a
+// read-only copy in memory.
 func (s *store) openBlob(d wire.Digest) (fsys.File, error) {
 	f, err := s.fs.OpenFile(s.blobPath(d), os.O_RDONLY, 0)
-	if err != nil {
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
-	return f, nil
+	var b []byte
+	if verr := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(bucketInline)).Get(d[:]); v != nil {
+			b = bytes.Clone(v)
+		}
+		return nil
+	}); verr != nil {
+		return nil, fmt.Errorf("open blob: %w", verr)
+	}
+	if b == nil {
+		return nil, fmt.Errorf("open blob: %w", err)
+	}
+	return newMemBlob(d.String(), b), nil
+}
+
+// holds reports whether this store holds content d, intact.
+func (s *store) holds(d wire.Digest) bool {
+	f, err := s.openBlob(d)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return bytes.Equal(h.Sum(nil), d[:])
 }
 
 // lastLSN returns the LSN of the last committed mutation (0 if none).
