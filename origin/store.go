@@ -155,7 +155,7 @@ func openStore(files fsys.FS, blobDir, catalogPath string) (*store, error) {
 	_, statErr := os.Stat(catalogPath)
 	// The timeout turns a second origin on the same data dir into an
 	// error instead of a hang on bbolt's file lock.
-	db, err := bolt.Open(catalogPath, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(catalogPath, 0o600, boltOptions())
 	if err != nil {
 		return nil, fmt.Errorf("open catalog %s: %w", catalogPath, err)
 	}
