@@ -76,7 +76,8 @@ func (c *compactor) keepFrom(r LogRetention, last uint64, now time.Time) uint64 
 	return keep
 }
 
-// compactLoop compacts the log every compactInterval until ctx ends.
+// compactLoop compacts the log, and sweeps staged content left unnamed,
+// every compactInterval until ctx ends.
 func (o *Origin) compactLoop(ctx context.Context) {
 	var c compactor
 	t := o.clk.NewTicker(compactInterval)
@@ -87,6 +88,11 @@ func (o *Origin) compactLoop(ctx context.Context) {
 			o.log.Error("log compaction", "err", err)
 		} else if n > 0 {
 			o.log.Info("log compacted", "entries", n, "first_lsn", o.store.firstLSN())
+		}
+		// Staged content no command named (a leader that died between
+		// streaming it and proposing) goes once it is too old to be.
+		if err := o.store.sweepStage(time.Now().Add(-stageKeep)); err != nil {
+			o.log.Warn("sweep staged content", "err", err)
 		}
 		select {
 		case <-t.C():

@@ -339,3 +339,30 @@ type memSink struct {
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { m.cancelled = true; return nil }
 func (m *memSink) Close() error  { return nil }
+
+// TestSweepStage: staged content no command named goes once it is older
+// than stageKeep; fresh staged content stays.
+func TestSweepStage(t *testing.T) {
+	ts := newTestStore(t)
+	old, err := ts.stage(context.Background(), strings.NewReader("proposed by a leader that died"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := ts.stage(context.Background(), strings.NewReader("about to be proposed"), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-stageKeep - time.Minute)
+	if err := os.Chtimes(ts.stagePath(old.name), past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.sweepStage(time.Now().Add(-stageKeep)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(ts.stagePath(old.name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("old staged content kept: %v", err)
+	}
+	if _, err := os.Stat(ts.stagePath(fresh.name)); err != nil {
+		t.Errorf("fresh staged content swept: %v", err)
+	}
+}
