@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,16 +79,7 @@ func (tc *testCluster) start(i int, ln net.Listener) {
 		t.Fatalf("start %s: %v", id, err)
 	}
 	to := &testOrigin{Origin: o, ca: tc.ca, token: tc.token, events: &eventLog{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Run(ctx) }()
-	to.stop = sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s: Run: %v", id, err)
-		}
-	})
-	t.Cleanup(to.stop)
+	to.run(t)
 	tc.nodes[i] = to
 }
 

@@ -146,17 +146,22 @@ func startTestOrigin(t *testing.T, mod func(*Config)) *testOrigin {
 		t.Fatalf("origin.New: %v", err)
 	}
 	to.Origin = o
+	to.run(t)
+	return to
+}
+
+// run runs to's origin until to.stop or the test's end.
+func (to *testOrigin) run(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- o.Run(ctx) }()
+	go func() { done <- to.Origin.Run(ctx) }()
 	to.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("origin.Run: %v", err)
+			t.Errorf("%s: Run: %v", to.cfg.ID, err)
 		}
 	})
 	t.Cleanup(to.stop)
-	return to
 }
 
 // issue makes a certificate of to's CA.

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -306,26 +304,7 @@ func TestOriginClusterLeaderKill9(t *testing.T) {
 
 // publishTo sends PUT /v1/objects/KEY to origin o.
 func publishTo(c *procCluster, o *originNode, key string, body []byte, query string) (publishAnswer, error) {
-	req, err := http.NewRequest(http.MethodPut, o.url()+"/v1/objects/"+key+"?"+query, bytes.NewReader(body))
-	if err != nil {
-		return publishAnswer{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return publishAnswer{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return publishAnswer{}, err
-	}
-	a := publishAnswer{status: resp.StatusCode}
-	if err := json.Unmarshal(raw, &a.res); err != nil {
-		return a, fmt.Errorf("decode publish answer %q: %w", raw, err)
-	}
-	return a, nil
+	return c.publishAt(o.url(), key, body, query)
 }
 
 // statusOf is o's GET /v1/status.

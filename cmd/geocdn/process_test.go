@@ -568,7 +568,12 @@ type publishAnswer struct {
 
 // publish sends PUT /v1/objects/KEY; a transport error is returned as is.
 func (c *procCluster) publish(key string, body []byte, query string) (publishAnswer, error) {
-	u := c.originURL() + "/v1/objects/" + key
+	return c.publishAt(c.originURL(), key, body, query)
+}
+
+// publishAt is publish to the origin whose admin API is at base.
+func (c *procCluster) publishAt(base, key string, body []byte, query string) (publishAnswer, error) {
+	u := base + "/v1/objects/" + key
 	if query != "" {
 		u += "?" + query
 	}
