@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -315,4 +316,66 @@ func (c *procCluster) statusOf(o *originNode) (origin.Status, bool) {
 	}
 	var st origin.Status
 	return st, json.Unmarshal(g.body, &st) == nil
+}
+
+// TestOriginClusterFollowerWiped: a follower process loses its data
+// directory and is started again on its addresses: it rejoins, receives
+// the log, fetches the content staged on the others, and serves every
+// object from its own catalog.
+func TestOriginClusterFollowerWiped(t *testing.T) {
+	c := newCluster(t)
+	nodes := c.startOrigins(3)
+	leader := leaderOf(c, nodes, nodes[0])
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	digests := map[string]string{}
+	var last uint64
+	for i := range 24 {
+		body := randomBytes(rng, 100+rng.IntN(2<<10))
+		if i%4 == 0 {
+			body = randomBytes(rng, 80<<10) // staged, not inline
+		}
+		key := fmt.Sprintf("wiped/%02d", i)
+		a, err := publishTo(c, nodes[i%3], key, body, "")
+		if err != nil || a.status != http.StatusCreated {
+			t.Fatalf("publish %s: %d %+v %v", key, a.status, a.res, err)
+		}
+		digests[key], last = a.res.Digest, max(last, a.res.LSN)
+	}
+	var f *originNode
+	for _, n := range nodes {
+		if n != leader && n.join != "" {
+			f = n
+			break
+		}
+	}
+	if f == nil {
+		t.Fatal("no follower that joins")
+	}
+	f.p.kill9(t)
+	f.p.wait(t)
+	if err := os.RemoveAll(f.data); err != nil {
+		t.Fatal(err)
+	}
+	c.startOriginNode(f)
+	waitFor(t, f.id+" caught up from an empty data directory", func() bool {
+		cs, ok := c.clusterStatus(leader)
+		if !ok {
+			return false
+		}
+		for _, m := range cs.Members {
+			if m.ID == f.id {
+				return m.LSN >= last && m.MissingBlobs == 0
+			}
+		}
+		return false
+	}, f.p)
+	for key, d := range digests {
+		g, err := c.get(f.url()+"/v1/objects/"+key, true)
+		if err != nil || g.status != 200 || digestOf(g.body) != d {
+			t.Fatalf("%s after its wipe: %s: status %d err %v", f.id, key, g.status, err)
+		}
+	}
 }
