@@ -3,7 +3,6 @@ package origin
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -80,14 +79,6 @@ func (o *Origin) publish(ctx context.Context, id requestID, ns, key string, body
 		o.store.unstage(c.Stage)
 	}
 	return ent, err
-}
-
-// newRequestID makes a request id for a write that came without one, so
-// that forwarding it can be retried safely.
-func newRequestID() requestID {
-	var id requestID
-	rand.Read(id[:])
-	return id
 }
 
 // errNotCommitted is a write refused before anything was proposed.

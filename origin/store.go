@@ -576,13 +576,6 @@ func deleteEntry(ns, key string, modTime time.Time) wire.LogEntry {
 	return wire.LogEntry{Op: wire.OpDelete, Namespace: ns, Key: key, ModTime: modTime}
 }
 
-// purge commits a purge entry outside raft: it gets the next LSN and is
-// appended to the log, and changes no catalog entry or blob.
-func (s *store) purge(e wire.LogEntry) (wire.LogEntry, error) {
-	e.Op = wire.OpPurge
-	return s.applyOne(&command{Entry: e})
-}
-
 // appendLog gives e the LSN after last, checks it and appends it to the
 // log in tx. It returns e's encoding.
 func appendLog(tx *bolt.Tx, e *wire.LogEntry, last uint64) ([]byte, error) {

@@ -87,12 +87,9 @@ func TestFailoverTimes(t *testing.T) {
 				break
 			}
 		}
-		mu.Lock()
-		since, firstOK = time.Time{}, time.Time{}
-		mu.Unlock()
 		killed := time.Now()
 		mu.Lock()
-		since = killed
+		since, firstOK = killed, time.Time{}
 		mu.Unlock()
 		leader.p.kill9(t)
 		leader.p.wait(t)

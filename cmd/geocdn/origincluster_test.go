@@ -18,16 +18,19 @@ import (
 	"github.com/geocdn/geocdn/origin"
 )
 
+// testRaftTimeout is the election timeout of the process clusters: short,
+// so failovers are quick, yet long enough for a loaded 2-core machine.
+const testRaftTimeout = "500ms"
+
 // originNode is one origin process of a cluster.
 type originNode struct {
-	id                 string
-	data, readyFile    string
-	http, quic, raft   string
-	cert, key          string
-	p                  *proc
-	starts             int
-	join               string // admin URL to join, "" for the first
-	raftTimeoutFlagArg string
+	id               string
+	data, readyFile  string
+	http, quic, raft string
+	cert, key        string
+	p                *proc
+	starts           int
+	join             string // admin URL to join, "" for the first
 }
 
 func (o *originNode) url() string { return "http://" + o.http }
@@ -40,7 +43,7 @@ func (c *procCluster) startOrigins(n int, extra ...string) []*originNode {
 	t.Helper()
 	var nodes []*originNode
 	for i := range n {
-		o := &originNode{id: fmt.Sprintf("o%d", i+1), raftTimeoutFlagArg: "500ms"}
+		o := &originNode{id: fmt.Sprintf("o%d", i+1)}
 		o.data = filepath.Join(c.dir, "origin-"+o.id)
 		o.readyFile = filepath.Join(c.dir, "origin-"+o.id+".ready.json")
 		o.cert, o.key = c.pki.issue(t, "origin", o.id)
@@ -77,7 +80,7 @@ func (c *procCluster) startOriginNode(o *originNode, extra ...string) {
 	t := c.t
 	t.Helper()
 	args := append([]string{"origin", "--id", o.id, "--data", o.data, "--ca", c.pki.dir, "--cert", o.cert, "--key", o.key,
-		"--token-file", c.tokenFile, "--raft-timeout", o.raftTimeoutFlagArg}, extra...)
+		"--token-file", c.tokenFile, "--raft-timeout", testRaftTimeout}, extra...)
 	if o.join != "" {
 		args = append(args, "--join", o.join)
 	}
