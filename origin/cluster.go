@@ -310,7 +310,7 @@ func (o *Origin) verifyRead(ctx context.Context) error {
 		return &errNotLeader{}
 	}
 	commit := o.raft.r.CommitIndex()
-	for o.raft.r.AppliedIndex() < commit {
+	for o.raft.r.AppliedIndex() < commit || !o.raft.fsm.settled() {
 		t := o.clk.NewTimer(time.Millisecond)
 		select {
 		case <-ctx.Done():

@@ -39,6 +39,12 @@ type raftNode struct {
 // timeout nobody else can interrupt.
 const aloneTimeout = 50 * time.Millisecond
 
+// logCacheSize is how many of the newest raft entries are kept in memory,
+// so that replicating them to followers and applying them reads no disk:
+// four appends of MaxAppendEntries, more than a follower that keeps up
+// trails by.
+const logCacheSize = 1024
+
 // raftConfig is the raft configuration of this origin.
 func (o *Origin) raftConfig(timeout time.Duration) *raft.Config {
 	c := raft.DefaultConfig()
@@ -80,6 +86,7 @@ func (o *Origin) openRaft() error {
 		return fmt.Errorf("open raft log %s: %w", filepath.Join(dir, "raft.db"), err)
 	}
 	fail := func(err error) error {
+		n.fsm.stopApplier()
 		n.logs.Close()
 		return err
 	}
@@ -102,7 +109,7 @@ func (o *Origin) openRaft() error {
 		s:        o.store,
 		log:      o.log,
 		stopping: o.stopping,
-		applied:  func([]applyResult) { o.committed() },
+		applied:  func(int) { o.committed() },
 		fetch:    o.fetchFromPeers,
 		restored: o.restored,
 		oneByOne: o.cfg.NoGroupCommit,
@@ -118,12 +125,37 @@ func (o *Origin) openRaft() error {
 			return fail(err)
 		}
 	}
+	if !has && o.store.lastLSN() > 0 {
+		// The catalog (from before the cluster, or outliving its raft
+		// log) holds what the new log will not.
+		if err := o.store.setBase(); err != nil {
+			return fail(err)
+		}
+	}
 	if has {
 		if err := o.restoreIfBehind(n); err != nil {
 			return fail(err)
 		}
 	}
-	n.r, err = raft.NewRaft(o.raftConfig(n.timeout), n.fsm, n.logs, n.logs, n.snaps, n.trans)
+	if !o.cfg.NoGroupCommit {
+		// Group commit for the catalog: merged transactions, and no
+		// fsync of its own where raft can rebuild it (checkpoint.go).
+		snaps, err := n.snaps.List()
+		if err != nil {
+			return fail(fmt.Errorf("raft snapshots: %w", err))
+		}
+		if len(snaps) > 0 || !o.store.hasBase() {
+			if err := o.store.stopSyncing(); err != nil {
+				return fail(err)
+			}
+		}
+		n.fsm.startApplier()
+	}
+	logs, err := raft.NewLogCache(logCacheSize, n.logs)
+	if err != nil {
+		return fail(fmt.Errorf("raft log cache: %w", err))
+	}
+	n.r, err = raft.NewRaft(o.raftConfig(n.timeout), n.fsm, logs, n.logs, n.snaps, n.trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
@@ -165,6 +197,7 @@ func (o *Origin) closeRaft() {
 	if err := o.raft.r.Shutdown().Error(); err != nil {
 		o.log.Warn("raft shutdown", "err", err)
 	}
+	o.raft.fsm.stopApplier()
 	if err := o.raft.logs.Close(); err != nil {
 		o.log.Warn("close raft log", "err", err)
 	}
@@ -212,9 +245,13 @@ func (o *Origin) propose(ctx context.Context, c *command) (wire.LogEntry, error)
 	case err != nil:
 		return wire.LogEntry{}, fmt.Errorf("raft: %w", err)
 	}
-	res, ok := f.Response().(applyResult)
+	resp := f.Response()
+	if p, ok := resp.(pendingResult); ok {
+		resp = p.wait()
+	}
+	res, ok := resp.(applyResult)
 	if !ok {
-		return wire.LogEntry{}, fmt.Errorf("raft: unexpected apply result %T", f.Response())
+		return wire.LogEntry{}, fmt.Errorf("raft: unexpected apply result %T", resp)
 	}
 	return res.Entry, res.Err
 }
@@ -266,6 +303,7 @@ func (o *Origin) tookLead(ctx context.Context) {
 		o.log.Warn("took the lead but could not apply the log before it", "err", err)
 		return
 	}
+	o.raft.fsm.flush()
 	// A lease granted by the previous leader lasts at most a term from its
 	// grant, and that leader stopped granting at most a raft leader lease
 	// after it lost its quorum, before this election could start. The
@@ -388,7 +426,7 @@ func (o *Origin) caughtUp() bool {
 	if _, lid := r.LeaderWithID(); lid == "" || lid == raft.ServerID(o.cfg.ID) {
 		return false
 	}
-	return r.AppliedIndex() >= r.CommitIndex()
+	return r.AppliedIndex() >= r.CommitIndex() && o.raft.fsm.settled()
 }
 
 // awaitCaughtUp waits, at most for requestWait, until caughtUp, and

@@ -168,12 +168,12 @@ func TestGroupCommit(t *testing.T) {
 	var batches, entries int
 	var mu sync.Mutex
 	prev := to.raft.fsm.applied
-	to.raft.fsm.applied = func(res []applyResult) {
+	to.raft.fsm.applied = func(commands int) {
 		mu.Lock()
 		batches++
-		entries += len(res)
+		entries += commands
 		mu.Unlock()
-		prev(res)
+		prev(commands)
 	}
 	const n = 200
 	var wg sync.WaitGroup

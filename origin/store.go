@@ -127,6 +127,9 @@ type store struct {
 	// collected are digests whose blobs were removed durably; the next
 	// commit clears them from bucketGC.
 	collected []wire.Digest
+	// unsynced is set when the catalog's transactions skip fsync (see
+	// checkpoint.go).
+	unsynced bool
 }
 
 // openStore opens (creating if needed) the store with blobs under blobDir
@@ -802,8 +805,11 @@ func (s *store) forEachObject(fn func(wire.LogEntry) error) error {
 
 // close closes the catalog. Calls in flight must have returned.
 func (s *store) close() error {
+	// A failed final sync leaves the marker, and the next start after a
+	// machine failure rebuilds the catalog from raft.
+	serr := s.syncAndUnmark()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close catalog %s: %w", s.catalogPath, err)
 	}
-	return nil
+	return serr
 }
