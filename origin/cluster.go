@@ -277,6 +277,16 @@ func (o *Origin) toLeader(w http.ResponseWriter, r *http.Request, next http.Hand
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Time{})
 	rc.SetWriteDeadline(time.Time{})
+	// A read this origin can answer by itself, if less fully (the status:
+	// edges connect to the leader), is not left waiting on a leader that
+	// accepts connections but does not answer (stopped, or cut off after
+	// the dial): after statusForwardWait it is answered here.
+	local := r.Method == http.MethodGet && r.URL.Path == "/v1/status"
+	if local {
+		ctx, cancel := context.WithTimeout(r.Context(), statusForwardWait)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(&url.URL{Scheme: "http", Host: peerHost(string(lid))})
@@ -285,6 +295,10 @@ func (o *Origin) toLeader(w http.ResponseWriter, r *http.Request, next http.Hand
 		Transport: o.clusterClient.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			o.log.Warn("forward to the leader", "leader", lid, "method", r.Method, "path", r.URL.Path, "err", err)
+			if local {
+				next.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+				return
+			}
 			if errors.As(err, new(*dialError)) {
 				// The request never reached the leader: nothing was
 				// written.
@@ -301,6 +315,10 @@ func (o *Origin) toLeader(w http.ResponseWriter, r *http.Request, next http.Hand
 	}
 	proxy.ServeHTTP(w, r)
 }
+
+// statusForwardWait bounds the wait for the leader's answer to a status
+// request forwarded to it; then the origin answers with its own.
+const statusForwardWait = 3 * time.Second
 
 // verifyRead makes a consistent=true read linearizable: this origin must
 // still lead (a round of heartbeats to a quorum), and have applied every

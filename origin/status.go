@@ -28,9 +28,15 @@ func (o *Origin) Status() Status {
 	}
 }
 
+// memberStatusWait bounds the wait for the other origins' answers in a
+// status: one that has not answered by then is listed with the error.
+// Shorter than statusForwardWait, so a leader answering a forwarded
+// status is not cut off for a member of its own that does not answer.
+const memberStatusWait = 2 * time.Second
+
 func (o *Origin) handleStatus(w http.ResponseWriter, r *http.Request) {
 	st := o.Status()
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), memberStatusWait)
 	defer cancel()
 	st.Cluster = o.clusterStatus(ctx)
 	writeJSON(w, http.StatusOK, st)

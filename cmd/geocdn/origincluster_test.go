@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -379,6 +380,140 @@ func TestOriginClusterFollowerWiped(t *testing.T) {
 		g, err := c.get(f.url()+"/v1/objects/"+key, true)
 		if err != nil || g.status != 200 || digestOf(g.body) != d {
 			t.Fatalf("%s after its wipe: %s: status %d err %v", f.id, key, g.status, err)
+		}
+	}
+}
+
+// TestOriginClusterPausedLeader: the leader process is stopped (SIGSTOP)
+// with publishes in flight to it, as a leader cut off from the others
+// would be. The two others elect a new leader and go on acknowledging
+// publishes; then the old leader resumes, finds it leads no more, and
+// answers the publishes that waited on it without acknowledging any the
+// cluster did not commit. Every acknowledged publish is then on all three
+// origins under the LSN it was acknowledged with.
+func TestOriginClusterPausedLeader(t *testing.T) {
+	c := newCluster(t)
+	nodes := c.startOrigins(3)
+	old := leaderOf(c, nodes, nodes[0])
+	if old == nil {
+		t.Fatal("no leader")
+	}
+	var others []*originNode
+	for _, n := range nodes {
+		if n != old {
+			others = append(others, n)
+		}
+	}
+	// Publishes to the others give up after a while, so they go on while
+	// a request forwarded to the stopped leader hangs; those to the old
+	// leader wait for it (the client's timeout only guards a hang).
+	quick := &http.Client{Timeout: 3 * time.Second}
+	t.Cleanup(quick.CloseIdleConnections)
+
+	var (
+		mu                sync.Mutex
+		acked             []ackedPublish
+		ackedN, othersN   atomic.Int64
+		fromOld, oldAcked atomic.Int64
+		paused, resumed   atomic.Bool
+		stop              = make(chan struct{})
+		wg                sync.WaitGroup
+	)
+	publisher := func(g int, toOld bool) {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(uint64(g), 11))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			key := fmt.Sprintf("p/g%d/%04d", g, i)
+			body := randomBytes(rng, 1+rng.IntN(2<<10))
+			query := "" // acknowledged once committed: there are no edges
+			to, client := old, c.http
+			if !toOld {
+				to, client = others[i%2], quick
+			}
+			a, err := c.publishVia(client, to.url(), key, body, query)
+			if toOld && resumed.Load() {
+				fromOld.Add(1)
+			}
+			if err != nil || a.status != http.StatusCreated {
+				if !paused.Load() {
+					t.Errorf("publish %s to %s before the pause: %d %+v %v", key, to.id, a.status, a.res, err)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			mu.Lock()
+			acked = append(acked, ackedPublish{key: key, digest: a.res.Digest, lsn: a.res.LSN, query: query})
+			mu.Unlock()
+			ackedN.Add(1)
+			if toOld && paused.Load() {
+				oldAcked.Add(1)
+			}
+			if !toOld && paused.Load() && !resumed.Load() {
+				othersN.Add(1)
+			}
+		}
+	}
+	for g := range 4 {
+		wg.Add(1)
+		go publisher(g, g < 2)
+	}
+	waitFor(t, "50 acknowledged publishes", func() bool { return ackedN.Load() >= 50 }, old.p)
+	paused.Store(true)
+	old.p.signal(t, syscall.SIGSTOP)
+	t.Cleanup(func() { old.p.signal(t, syscall.SIGCONT) })
+	var next *originNode
+	waitFor(t, "a new leader among the others", func() bool {
+		next = leaderOf(c, nodes, others[0])
+		return next != nil && next != old
+	}, others[0].p, others[1].p)
+	waitFor(t, "30 publishes acknowledged while the old leader is stopped", func() bool { return othersN.Load() >= 30 }, others[0].p, others[1].p)
+	resumed.Store(true)
+	old.p.signal(t, syscall.SIGCONT)
+	waitFor(t, old.id+" following "+next.id, func() bool {
+		l := leaderOf(c, nodes, old)
+		return l != nil && l != old
+	}, old.p)
+	waitFor(t, "the publishes that waited on the old leader answered", func() bool { return fromOld.Load() >= 4 }, old.p)
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d publishes acknowledged; %d while %s was stopped; %d answers from %s after it resumed, %d of them acknowledged",
+		len(acked), othersN.Load(), old.id, fromOld.Load(), old.id, oldAcked.Load())
+
+	lsns := map[uint64]string{}
+	var last uint64
+	for _, a := range acked {
+		if prev, dup := lsns[a.lsn]; dup {
+			t.Fatalf("LSN %d acknowledged for both %s and %s", a.lsn, prev, a.key)
+		}
+		lsns[a.lsn] = a.key
+		last = max(last, a.lsn)
+	}
+	waitFor(t, "every origin at the last acknowledged LSN", func() bool {
+		cs, ok := c.clusterStatus(next)
+		caught := 0
+		for _, m := range cs.Members {
+			if m.LSN >= last {
+				caught++
+			}
+		}
+		return ok && caught == 3
+	}, old.p, others[0].p, others[1].p)
+	for _, n := range nodes {
+		for _, a := range acked {
+			g, err := c.get(n.url()+"/v1/objects/"+a.key, true)
+			if err != nil || g.status != 200 || digestOf(g.body) != a.digest || g.hdr.Get(origin.HeaderLSN) != strconv.FormatUint(a.lsn, 10) {
+				t.Fatalf("origin %s: %s (%s, acknowledged as lsn %d): status %d lsn %q err %v",
+					n.id, a.key, a.query, a.lsn, g.status, g.hdr.Get(origin.HeaderLSN), err)
+			}
 		}
 	}
 }

@@ -573,6 +573,11 @@ func (c *procCluster) publish(key string, body []byte, query string) (publishAns
 
 // publishAt is publish to the origin whose admin API is at base.
 func (c *procCluster) publishAt(base, key string, body []byte, query string) (publishAnswer, error) {
+	return c.publishVia(c.http, base, key, body, query)
+}
+
+// publishVia is publishAt through client.
+func (c *procCluster) publishVia(client *http.Client, base, key string, body []byte, query string) (publishAnswer, error) {
 	u := base + "/v1/objects/" + key
 	if query != "" {
 		u += "?" + query
@@ -583,7 +588,7 @@ func (c *procCluster) publishAt(base, key string, body []byte, query string) (pu
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return publishAnswer{}, err
 	}
