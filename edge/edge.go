@@ -49,9 +49,10 @@ type Config struct {
 	PublicURL string
 
 	// Origins are the QUIC addresses of every origin: one, or each node of
-	// a raft cluster of origins, of which only the leader serves edges. A
-	// follower refuses the edge naming the leader, which the edge dials
-	// next; the edge dials the origin of its last session first, then the
+	// a raft cluster of origins, of which only the leader serves the log
+	// (a follower also serves fills by digest: see fillconn.go). A
+	// follower refuses the edge's session naming the leader, which the
+	// edge dials next; the edge dials the origin of its last session first, then the
 	// others in this order (see connectLoop). At least one of Origins and
 	// Origin is required; no entry may be nil or listed twice.
 	Origins []net.Addr
@@ -279,6 +280,9 @@ type Edge struct {
 
 	mu   sync.Mutex
 	sess *session
+	// fillc is the fill connection to a follower, while there is one
+	// (fillconn.go).
+	fillc *fillConn
 	// plan is the placement plan in force (nil: none applied); planLSN
 	// is the LSN of its log entry.
 	plan    atomic.Pointer[placement.Plan]

@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -26,15 +28,39 @@ func (e *Edge) fill(ctx context.Context, ns, key string, want wire.Digest) (wire
 }
 
 // fetch runs one fill request: want as for fill, have the digest held.
+// A fill by digest goes to the follower the edge fills from, when there is
+// one, and to the leader when that follower declines or fails (see
+// fillconn.go); a fill of the current version goes to the leader.
 func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest) (wire.LogEntry, error) {
 	e.mu.Lock()
-	s := e.sess
+	s, fc := e.sess, e.fillc
 	e.mu.Unlock()
 	if s == nil {
 		return wire.LogEntry{}, errNoOrigin
 	}
+	if fc != nil && !want.IsZero() {
+		// Which version is current is the leader's to say; a version
+		// named by digest any origin holding it can serve.
+		ent, err := e.fetchFrom(ctx, fc.conn, true, ns, key, want, have)
+		if err == nil || ctx.Err() != nil {
+			e.metrics.fillFrom("follower")
+			return ent, err
+		}
+		e.metrics.fillFrom("follower_declined")
+		e.log.Debug("follower declined a fill; asking the leader", "origin", fc.id, "ns", ns, "key", key, "err", err)
+	}
+	e.metrics.fillFrom("leader")
+	return e.fetchFrom(ctx, s.data, false, ns, key, want, have)
+}
+
+// errDeclined is a fill a follower left to the leader.
+var errDeclined = errors.New("the follower left the fill to the leader")
+
+// fetchFrom runs one fill request over conn, a follower's fill connection
+// when follower is set (whose "not found" only means it does not know).
+func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns, key string, want, have wire.Digest) (wire.LogEntry, error) {
 	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
-	st, err := s.data.OpenStreamSync(octx)
+	st, err := conn.OpenStreamSync(octx)
 	cancel()
 	if err != nil {
 		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
@@ -66,6 +92,12 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	resp, ok := f.(wire.FillResponse)
 	if !ok {
 		return wire.LogEntry{}, fmt.Errorf("fill: unexpected %T", f)
+	}
+	switch resp.Status {
+	case wire.FillNotFound, wire.FillError:
+		if follower {
+			return wire.LogEntry{}, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
+		}
 	}
 	switch resp.Status {
 	case wire.FillNotFound:

@@ -41,6 +41,10 @@ type leaderNet struct {
 
 	mu  sync.Mutex
 	log []string
+	// fills are the fill-connection hellos followers saw ("<host> hello
+	// fill"), kept out of log: the edge asks for them once a session
+	// runs, alongside the session's own dialling.
+	fills []string
 }
 
 // newLeaderNet makes hosts "edge" and every name in hosts, all in one
@@ -165,7 +169,13 @@ func (n *leaderNet) refuse(f *follower, conn *quic.Conn, reject wire.Reject) {
 		n.record("%s bad hello: %T", f.host, fr)
 		return
 	}
-	n.record("%s hello %s", f.host, hello.Kind)
+	if hello.Kind == wire.ConnFill {
+		n.mu.Lock()
+		n.fills = append(n.fills, fmt.Sprintf("%s hello %s", f.host, hello.Kind))
+		n.mu.Unlock()
+	} else {
+		n.record("%s hello %s", f.host, hello.Kind)
+	}
 	wire.WriteFrame(st, reject)
 	st.Close()
 	select {
@@ -327,6 +337,24 @@ func checkLog(t *testing.T, n *leaderNet, mark int, want ...string) {
 	}
 }
 
+// waitFills waits until the fill-connection hellos followers saw are, once
+// each, want (in any order).
+func waitFills(t *testing.T, n *leaderNet, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	var got []string
+	for range 100 {
+		n.mu.Lock()
+		got = slices.Compact(slices.Sorted(slices.Values(n.fills)))
+		n.mu.Unlock()
+		if slices.Equal(got, want) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("fill connections the followers were asked for:\n got %q\nwant %q", got, want)
+}
+
 // An edge given followers ahead of the leader ends connected to the
 // leader. A follower's hint is dialled next, even when the list names
 // other origins first or does not name the leader at all; an empty hint
@@ -386,6 +414,18 @@ func TestEdgeFindsTheLeader(t *testing.T) {
 				e := n.startEdge(n.addrs(tc.origins...)...)
 				waitConnected(t, e, n.addr("leader"))
 				checkLog(t, n, 0, tc.want...)
+				// With the session running, the edge asks every other
+				// origin listed for a fill connection; these refuse.
+				var fills []string
+				for _, o := range tc.origins {
+					if o != "leader" {
+						fills = append(fills, o+" hello fill")
+					}
+				}
+				waitFills(t, n, fills...)
+				if got := e.FillOrigin(); got != "" {
+					t.Errorf("filling from %q, which refused", got)
+				}
 			})
 		})
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	misses         prometheus.Counter
 	servedBytes    prometheus.Counter
 	fills          *prometheus.CounterVec
+	fillsFrom      *prometheus.CounterVec
 	fillBytes      prometheus.Counter
 	fillDuration   prometheus.Histogram
 	pushes         *prometheus.CounterVec
@@ -54,6 +55,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "geocdn_edge_fills_total",
 			Help: "Fills from the origin by result: ok, not_found, error.",
 		}, []string{"result"}),
+		fillsFrom: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "geocdn_edge_fill_requests_total",
+			Help: "Fill requests by where they went: follower (answered by the follower the edge fills from), follower_declined (left to the leader), leader.",
+		}, []string{"to"}),
 		fillBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "geocdn_edge_fill_bytes_total",
 			Help: "Content bytes stored by successful fills.",
@@ -105,6 +110,9 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, r := range []string{"ok", "not_found", "error"} {
 		m.fills.WithLabelValues(r)
 	}
+	for _, r := range []string{"follower", "follower_declined", "leader"} {
+		m.fillsFrom.WithLabelValues(r)
+	}
 	for _, r := range []string{"stored", "have", "bad_digest", "disk_full", "failed"} {
 		m.pushes.WithLabelValues(r)
 	}
@@ -114,7 +122,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	for _, r := range []string{"scrub", "read"} {
 		m.scrubCorrupt.WithLabelValues(r)
 	}
-	reg.MustRegister(m.hits, m.misses, m.servedBytes, m.fills, m.fillBytes,
+	reg.MustRegister(m.hits, m.misses, m.servedBytes, m.fills, m.fillsFrom, m.fillBytes,
 		m.fillDuration, m.pushes, m.purgedVersions, m.watermark, m.logLag,
 		m.resyncs, m.resyncDiffs, m.resyncBytes, m.resyncSeconds, m.scrubCorrupt)
 	return m
@@ -157,6 +165,13 @@ func (m *metrics) miss() {
 func (m *metrics) served(n int64) {
 	if m != nil && n > 0 {
 		m.servedBytes.Add(float64(n))
+	}
+}
+
+// fillFrom counts a fill request by where it went.
+func (m *metrics) fillFrom(to string) {
+	if m != nil {
+		m.fillsFrom.WithLabelValues(to).Inc()
 	}
 }
 

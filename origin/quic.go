@@ -90,6 +90,10 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 		ID: hello.EdgeID, Region: hello.Region, Lat: hello.Lat, Lon: hello.Lon,
 		FaultDomain: hello.FaultDomain, PublicURL: hello.PublicURL,
 	}
+	if hello.Kind == wire.ConnFill {
+		o.serveFillConn(ctx, info, conn, st)
+		return
+	}
 	// Only the leader serves edges: the log, leases and pushes are its. A
 	// follower still records the edge, so that it knows it if it leads
 	// next.
@@ -284,6 +288,77 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 			o.serveStream(e, conn, st)
 		}()
 	}
+}
+
+// serveFillConn runs a fill connection (wire.ConnFill), which any origin
+// takes, leader or not: every stream is one fill. Content is addressed by
+// digest, so a follower serves any version it holds (followerDeclines);
+// the edge asks the leader for what it declines.
+func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Conn, st *quic.Stream) {
+	welcome := wire.Welcome{
+		Version:           wire.ProtocolVersion,
+		OriginID:          o.cfg.ID,
+		CurrentLSN:        o.store.lastLSN(),
+		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
+		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
+		FirstLSN:          o.store.firstLSN(),
+	}
+	if err := wire.WriteFrame(st, welcome); err != nil {
+		conn.CloseWithError(codeProtocol, "write welcome")
+		return
+	}
+	st.Close()
+	st.CancelRead(0)
+	e := o.edges.get(info.ID)
+	if e == nil {
+		e = &edge{info: info}
+	}
+	for {
+		st, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			f, err := wire.ReadFrame(st)
+			req, ok := f.(wire.FillRequest)
+			if err != nil || !ok {
+				st.CancelRead(0)
+				st.CancelWrite(0)
+				conn.CloseWithError(codeProtocol, "a fill connection carries fill requests only")
+				return
+			}
+			if why := o.followerDeclines(req); why != "" {
+				st.CancelRead(0)
+				wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: why})
+				st.Close()
+				return
+			}
+			o.serveFill(e, st, req)
+		}()
+	}
+}
+
+// followerDeclines says why this origin, unless it leads, leaves the fill
+// req to the leader, or is empty if it serves it. A follower serves
+// content by digest, which it holds or not; which version is current is
+// the leader's to say, since a follower's catalog may trail the log the
+// edge follows, and which strong versions edges may see depends on the
+// leases the leader grants.
+func (o *Origin) followerDeclines(req wire.FillRequest) string {
+	if o.isLeader() {
+		return ""
+	}
+	if req.Digest.IsZero() {
+		return "the current version is the leader's to say"
+	}
+	f, err := o.store.openBlob(req.Digest)
+	if err != nil {
+		return "content not held by this origin"
+	}
+	f.Close()
+	return ""
 }
 
 // fillAttempts bounds the catalog reads of one fill (see serveFill).

@@ -103,6 +103,7 @@ func validFrames() []frameCase {
 	return []frameCase{
 		{name: "hello", in: Hello{Version: ProtocolVersion, Kind: ConnControl, EdgeID: "edge-fra-1", Region: "eu-central", Lat: 50.11, Lon: 8.68, FaultDomain: "fra-az1", PublicURL: "https://fra.cdn.example", Watermark: 1234}},
 		{name: "hello/empty", in: Hello{Kind: ConnData}},
+		{name: "hello/fill", in: Hello{Version: ProtocolVersion, Kind: ConnFill, EdgeID: "edge-fra-1", Watermark: 7}},
 		{name: "hello/extremes", in: Hello{Version: 255, Kind: ConnData, EdgeID: strings.Repeat("x", MaxStringLen), Region: "南极", Lat: -90, Lon: 180, Watermark: MaxVarint}},
 		{name: "hello/negative-zero", in: Hello{Kind: ConnControl, Lat: math.Copysign(0, -1), Lon: -180}},
 		{name: "welcome", in: Welcome{Version: 1, OriginID: "origin-1", CurrentLSN: 99, LeaseMillis: 2000, HeartbeatInterval: 500}},
@@ -497,7 +498,7 @@ func TestMalformed(t *testing.T) {
 		detail string
 	}{
 		{"hello/kind 0", AppendFrame(nil, Hello{Kind: 0}), "connection kind"},
-		{"hello/kind 3", AppendFrame(nil, Hello{Kind: 3}), "connection kind"},
+		{"hello/kind 4", AppendFrame(nil, Hello{Kind: 4}), "connection kind"},
 		{"hello/lat NaN", AppendFrame(nil, Hello{Kind: ConnData, Lat: math.NaN()}), "latitude"},
 		{"hello/lat 90.5", AppendFrame(nil, Hello{Kind: ConnData, Lat: 90.5}), "latitude"},
 		{"hello/lon -181", AppendFrame(nil, Hello{Kind: ConnData, Lon: -181}), "longitude"},

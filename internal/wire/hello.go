@@ -31,6 +31,12 @@ const (
 	ConnControl ConnKind = 1
 	// ConnData carries pushes and fills.
 	ConnData ConnKind = 2
+	// ConnFill carries fills only, and any origin of a cluster takes it,
+	// a follower included: an edge fills from the origin nearest to it
+	// while it follows the leader's log. A follower serves the versions it
+	// holds, asked for by digest, and declines the rest (a fill of the
+	// current version, content it lacks); the edge then asks the leader.
+	ConnFill ConnKind = 3
 )
 
 func (k ConnKind) String() string {
@@ -39,6 +45,8 @@ func (k ConnKind) String() string {
 		return "control"
 	case ConnData:
 		return "data"
+	case ConnFill:
+		return "fill"
 	}
 	return "conn-kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -155,7 +163,7 @@ func parseHello(b []byte) (Hello, error) {
 	}
 	if d.err == nil {
 		switch {
-		case h.Kind != ConnControl && h.Kind != ConnData:
+		case h.Kind != ConnControl && h.Kind != ConnData && h.Kind != ConnFill:
 			d.failf("unknown connection kind %d", h.Kind)
 		// Placement and routing compute distances from these; NaN would
 		// poison every comparison it takes part in.
