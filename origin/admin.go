@@ -324,9 +324,7 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		ModTime:       o.clk.Now(),
 	}
 	strong := cons == wire.Strong
-	var told []string
 	if strong {
-		told = o.liveEdges()
 		o.strongReserve(ns, key)
 	}
 	body := &deadlineReader{r: r.Body, rc: http.NewResponseController(w), now: o.clk.Now}
@@ -360,7 +358,7 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 	var visible <-chan struct{}
 	if strong {
 		sw := o.strongCommitted(ent)
-		o.strongVisible(ns, key, sw, told)
+		o.strongVisible(ns, key, sw)
 		visible = sw.visible
 	}
 	aw := o.acks.wait(ent.LSN, eligible, need)

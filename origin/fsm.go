@@ -330,11 +330,14 @@ func (f *fsm) applyJobs(batch []*applyJob, n int) {
 	if last > f.through.Load() {
 		f.through.Store(last)
 	}
-	for _, j := range batch {
-		close(j.done)
-	}
+	// Before any write learns its result: what applied does (the commit
+	// time the lease rule measures by, waking the pushers) must have
+	// happened when the write is acknowledged, as with a synchronous FSM.
 	if ok && f.applied != nil && n > 0 {
 		f.applied(n)
+	}
+	for _, j := range batch {
+		close(j.done)
 	}
 }
 

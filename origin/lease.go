@@ -7,15 +7,11 @@ import "time"
 // knows of each edge's lease, and waiting on the injected clock and the
 // ack signal until an entry is settled.
 
-// liveEdges lists the edges not known to be down now: the ones a strong
-// write or a waiting purge must hear from.
-func (o *Origin) liveEdges() []string {
-	now := o.clk.Now()
+// edgeIDs is every edge the origin knows, up or not.
+func (o *Origin) edgeIDs() []string {
 	var ids []string
 	for _, e := range o.edges.all() {
-		if e.state(now, o.stateRule()) != EdgeDown {
-			ids = append(ids, e.info.ID)
-		}
+		ids = append(ids, e.info.ID)
 	}
 	return ids
 }
@@ -33,21 +29,28 @@ func (o *Origin) leaseOf(id string) (watermark uint64, expires time.Time) {
 	return e.watermark, e.leaseExpires
 }
 
-// awaitSettled waits until the entry lsn is settled with the edges told of
-// it (every one applied it or lost its lease, and the grace period is
-// over), and returns Grantor.Settled's answer at the last check: ok is
-// false if deadline passed first (a zero deadline never does) or done
-// closed. Strong writes and wait=true purges both wait here.
+// awaitSettled waits until the entry lsn is settled with every edge the
+// origin knows (every one applied it or lost its lease, and the grace
+// period is over), and returns Grantor.Settled's answer at the last check:
+// ok is false if deadline passed first (a zero deadline never does) or
+// done closed. Strong writes and wait=true purges both wait here.
+//
+// Every edge, not only those up when the write began, and read anew at
+// each check: an edge that was down (paused, cut off) can come back and
+// have its lease renewed before the entry commits, with an answer naming
+// an older LSN, and would then serve what the entry replaced as current.
+// A down edge whose lease ran out counts as expired, so it delays
+// nothing.
 //
 // Nothing signals a lease running out or the grace ending, so besides
 // acks it re-checks every heartbeat interval.
-func (o *Origin) awaitSettled(lsn uint64, told []string, deadline time.Time, done <-chan struct{}) (acked, expired []string, ok bool) {
+func (o *Origin) awaitSettled(lsn uint64, deadline time.Time, done <-chan struct{}) (acked, expired []string, ok bool) {
 	tick := o.clk.NewTicker(o.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for {
 		acks := o.acked.C()
 		now := o.clk.Now()
-		acked, expired, ok = o.grantor.Settled(lsn, told, o.leaseOf, now)
+		acked, expired, ok = o.grantor.Settled(lsn, o.edgeIDs(), o.leaseOf, now)
 		if ok || !deadline.IsZero() && !now.Before(deadline) {
 			return acked, expired, ok
 		}

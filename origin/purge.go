@@ -22,11 +22,13 @@ type PurgeRequest struct {
 // PurgeResult is the answer to POST /v1/purge.
 type PurgeResult struct {
 	LSN uint64 `json:"lsn"`
-	// Edges are the edges told: every edge not known to be down.
+	// Edges are the edges the purge is settled with: every edge the
+	// origin knows, down ones included (one whose lease has run out
+	// counts as expired at once).
 	Edges []string `json:"edges"`
 	// Acked are the edges whose log has reached the purge.
 	Acked []string `json:"acked"`
-	// Expired are told edges that lost their lease instead of acking
+	// Expired are edges that lost their lease instead of acking
 	// (wait=true only): they will not serve the purged objects unchecked.
 	Expired []string `json:"expired,omitempty"`
 	TookMS  int64    `json:"took_ms"`
@@ -38,7 +40,7 @@ const maxPurgeBody = 1 << 20
 
 // handlePurge commits a purge to the log; edges evict (or, with soft=true,
 // mark stale) the matching objects when they apply it. With wait=true it
-// answers once every edge told has acknowledged the purge or lost its
+// answers once every edge has acknowledged the purge or lost its
 // lease, and, after an origin start, not before one lease term plus margin
 // has passed, since leases granted before the restart may still run.
 func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
@@ -91,7 +93,6 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := o.clk.Now()
-	told := o.liveEdges()
 	ent, err := o.propose(r.Context(), &command{ID: requestIDFrom(r), Entry: wire.LogEntry{
 		Op: wire.OpPurge, Namespace: ns, PurgeKeys: req.Keys, PurgePrefixes: req.Prefixes, PurgeTags: req.Tags,
 		Soft: soft, ModTime: now,
@@ -105,17 +106,17 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	res := PurgeResult{LSN: ent.LSN, Edges: told}
+	res := PurgeResult{LSN: ent.LSN, Edges: o.edgeIDs()}
 	status := http.StatusOK
 	if wait {
 		var ok bool
-		res.Acked, res.Expired, ok = o.awaitSettled(res.LSN, told, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
+		res.Acked, res.Expired, ok = o.awaitSettled(res.LSN, o.clk.Now().Add(o.cfg.PublishTimeout), r.Context().Done())
 		if !ok {
 			status = http.StatusGatewayTimeout
 			res.Error = fmt.Sprintf("not every edge acknowledged the purge or lost its lease within %v; the purge is committed", o.cfg.PublishTimeout)
 		}
 	} else {
-		res.Acked, _, _ = o.grantor.Settled(res.LSN, told, o.leaseOf, o.clk.Now())
+		res.Acked, _, _ = o.grantor.Settled(res.LSN, res.Edges, o.leaseOf, o.clk.Now())
 	}
 	if res.Edges == nil {
 		res.Edges = []string{}

@@ -193,11 +193,11 @@ func (o *Origin) servePending(w io.Writer, h *heldBlob) (int64, error) {
 // strongVisible runs a strong write's wait in the background and makes it
 // visible at the end. The wait ends by the lease rules alone: an edge that
 // does not acknowledge stops being renewed and its lease runs out.
-func (o *Origin) strongVisible(ns, key string, w *strongWrite, told []string) {
+func (o *Origin) strongVisible(ns, key string, w *strongWrite) {
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
-		if _, _, ok := o.awaitSettled(w.lsn, told, time.Time{}, o.stopping); ok {
+		if _, _, ok := o.awaitSettled(w.lsn, time.Time{}, o.stopping); ok {
 			o.makeVisible(ns, key, w.lsn)
 		}
 	}()

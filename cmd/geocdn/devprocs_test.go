@@ -64,7 +64,14 @@ type devPIDs struct {
 func newDevPIDs(t *testing.T) *devPIDs {
 	d := &devPIDs{}
 	t.Cleanup(func() {
+		// The kernel's SIGKILL (Pdeathsig) reaches a node as its dev
+		// process dies, and the node may take a moment to be gone (in
+		// the middle of an fsync, say): that is not outliving it.
+		deadline := time.Now().Add(5 * time.Second)
 		for _, pid := range d.all() {
+			for alive(pid) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
 			if !alive(pid) {
 				continue
 			}
