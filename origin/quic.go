@@ -198,20 +198,31 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			wm := e.watermark
 			e.mu.Unlock()
 			renew := o.grantor.MayRenew(wm, o.store.lastLSN(), o.clk.Now())
+			if renew {
+				// The lease is recorded before the answer that grants it
+				// goes out, and the LSN the answer names is read after:
+				// a strong write settled while the edge's lease looked
+				// run out (Settled read it before this) has committed,
+				// so the answer names it and the edge knows it is
+				// behind; one settled later sees the lease and waits for
+				// the edge. Recorded the other way round, the write
+				// could settle between the two and the edge be granted a
+				// lease with an LSN before it, serving the replaced
+				// version as current. The edge counts its lease from
+				// before it sent the heartbeat, so the origin never
+				// believes it ends earlier than the edge does.
+				e.mu.Lock()
+				if exp := o.grantor.Expiry(o.clk.Now()); exp.After(e.leaseExpires) {
+					e.leaseExpires = exp
+				}
+				e.mu.Unlock()
+			}
 			ack := wire.HeartbeatAck{Seq: m.Seq, LSN: o.store.lastLSN()}
 			if renew {
 				ack.LeaseMillis = uint64(o.grantor.Term() / time.Millisecond)
 			}
 			if err := e.writeControl(st, ack); err != nil {
 				return err
-			}
-			if renew {
-				// The lease the edge now holds is stamped at or after the
-				// grant was sent, so the origin never believes it expires
-				// earlier than the edge does.
-				e.mu.Lock()
-				e.leaseExpires = o.grantor.Expiry(o.clk.Now())
-				e.mu.Unlock()
 			}
 		case wire.Ack:
 			e.mu.Lock()
