@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"time"
@@ -56,9 +57,14 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 			e.mu.Unlock()
 			e.log.Info("filling from a follower", "origin", fc.id, "addr", fc.origin.String(),
 				"rtt", fc.conn.ConnectionStats().SmoothedRTT, "leader_rtt", s.data.ConnectionStats().SmoothedRTT)
+			moved := make(chan *leaderMovedError, 1)
+			go e.readLeaderNews(ctx, fc, s, moved)
+			var err error
 			select {
 			case <-ctx.Done():
 			case <-fc.conn.Context().Done():
+			case lm := <-moved:
+				err = lm
 			}
 			e.mu.Lock()
 			if e.fillc == fc {
@@ -66,6 +72,9 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 			}
 			e.mu.Unlock()
 			fc.conn.CloseWithError(0, "")
+			if err != nil {
+				return err // ends the session: the edge dials the new leader
+			}
 		}
 		t := e.clk.NewTimer(fillOriginRetry)
 		select {
@@ -121,4 +130,51 @@ func (e *Edge) FillOrigin() string {
 		return ""
 	}
 	return e.fillc.id
+}
+
+// leaderMovedError ends a session whose origin no longer leads, as the
+// fill origin said: addr is the new leader's, which the edge dials next.
+type leaderMovedError struct {
+	id   string
+	addr net.Addr
+}
+
+func (l *leaderMovedError) Error() string {
+	return "origin " + l.id + " at " + l.addr.String() + " leads now"
+}
+
+// leaderNewsWait bounds the read of one wire.LeaderChanged.
+const leaderNewsWait = 5 * time.Second
+
+// readLeaderNews reads the leaders fc's origin announces, and sends on
+// moved (once, then returns) the first that is not the origin of session
+// s. It returns when the connection ends or it sends something it cannot
+// read.
+func (e *Edge) readLeaderNews(ctx context.Context, fc *fillConn, s *session, moved chan<- *leaderMovedError) {
+	for {
+		st, err := fc.conn.AcceptUniStream(ctx)
+		if err != nil {
+			return
+		}
+		st.SetReadDeadline(time.Now().Add(leaderNewsWait))
+		f, err := wire.ReadFrame(st)
+		st.CancelRead(0)
+		lc, ok := f.(wire.LeaderChanged)
+		if err != nil || !ok {
+			e.log.Warn("fill origin sent something other than a leader change; closing the fill connection", "origin", fc.id, "frame", fmt.Sprintf("%T", f), "err", err)
+			fc.conn.CloseWithError(0, "unexpected frame on a fill connection")
+			return
+		}
+		addr, err := resolveLeader(lc.QUIC)
+		if err != nil {
+			e.log.Warn("fill origin named a leader that does not resolve", "origin", fc.id, "leader", lc.QUIC, "err", err)
+			continue
+		}
+		if sameAddr(addr, s.origin) {
+			continue
+		}
+		e.log.Info("the fill origin names a new leader; leaving the old one", "from", fc.id, "leader", lc.OriginID, "addr", addr.String(), "session", s.origin.String())
+		moved <- &leaderMovedError{id: lc.OriginID, addr: addr}
+		return
+	}
 }

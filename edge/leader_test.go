@@ -511,3 +511,127 @@ func TestEdgeRefusals(t *testing.T) {
 		})
 	}
 }
+
+// newsFollower is a fake follower that also takes fill connections: it
+// refuses sessions naming hint as the leader, welcomes a fill connection,
+// and announces on it (wire.LeaderChanged) the leader set by announce, at
+// once and whenever it changes.
+type newsFollower struct {
+	*follower
+	mu      sync.Mutex
+	leader  string // host:port announced; "" none yet
+	changed chan struct{}
+}
+
+func (n *leaderNet) startNewsFollower(host, hint string) *newsFollower {
+	t := n.t
+	t.Helper()
+	cert, err := n.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: host}, time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := n.wan.Listen(host, leaderPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf := &newsFollower{follower: &follower{host: host, tr: &quic.Transport{Conn: pc}}, changed: make(chan struct{})}
+	nf.ln, err = nf.tr.Listen(pki.ServerTLS(n.ca, cert, pki.RoleEdge, time.Now), &quic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reject := wire.Reject{Code: wire.RejectNotLeader, Reason: hint}
+	nf.wg.Go(func() {
+		for {
+			conn, err := nf.ln.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			nf.wg.Go(func() { nf.serve(n, conn, reject) })
+		}
+	})
+	t.Cleanup(nf.stop)
+	return nf
+}
+
+// announce makes leader (a host:port) the leader nf names from now on.
+func (nf *newsFollower) announce(leader string) {
+	nf.mu.Lock()
+	defer nf.mu.Unlock()
+	nf.leader = leader
+	close(nf.changed)
+	nf.changed = make(chan struct{})
+}
+
+func (nf *newsFollower) serve(n *leaderNet, conn *quic.Conn, reject wire.Reject) {
+	defer conn.CloseWithError(0, "")
+	st, err := conn.AcceptStream(context.Background())
+	if err != nil {
+		return
+	}
+	fr, err := wire.ReadFrame(st)
+	hello, ok := fr.(wire.Hello)
+	if err != nil || !ok {
+		n.record("%s bad hello: %v %T", nf.host, err, fr)
+		return
+	}
+	if hello.Kind != wire.ConnFill {
+		n.record("%s hello %s", nf.host, hello.Kind)
+		wire.WriteFrame(st, reject)
+		st.Close()
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(time.Second):
+		}
+		return
+	}
+	wire.WriteFrame(st, wire.Welcome{Version: wire.ProtocolVersion, OriginID: nf.host, LeaseMillis: 2000, HeartbeatInterval: 250})
+	st.Close()
+	sent := ""
+	for {
+		nf.mu.Lock()
+		leader, changed := nf.leader, nf.changed
+		nf.mu.Unlock()
+		if leader != "" && leader != sent {
+			us, err := conn.OpenUniStreamSync(conn.Context())
+			if err != nil {
+				return
+			}
+			wire.WriteFrame(us, wire.LeaderChanged{OriginID: "new-leader", QUIC: leader})
+			us.Close()
+			sent = leader
+		}
+		select {
+		case <-changed:
+		case <-conn.Context().Done():
+			return
+		}
+	}
+}
+
+// TestEdgeMovesOnLeaderNews: the edge's session is with a leader that
+// then falls silent (isolated); the follower the edge fills from names a
+// new leader, which neither the edge's list nor any refusal's hint names,
+// and the edge ends its session and connects to it, without waiting to
+// miss the old leader's heartbeats.
+func TestEdgeMovesOnLeaderNews(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newLeaderNet(t, "f1", "leader", "leader2")
+		n.startOrigin("leader", t.TempDir())
+		n.startOrigin("leader2", t.TempDir())
+		f1 := n.startNewsFollower("f1", n.addr("leader").String())
+		e := n.startEdge(n.addrs("leader", "f1")...)
+		waitConnected(t, e, n.addr("leader"))
+		waitUntil(t, "filling from f1", func() bool { return e.FillOrigin() == "f1" })
+		// Naming the session's own origin changes nothing.
+		f1.announce(n.addr("leader").String())
+		time.Sleep(time.Second)
+		if a := e.OriginAddr(); a == nil || a.String() != n.addr("leader").String() {
+			t.Fatalf("the edge left %v after news naming it", n.addr("leader"))
+		}
+		if err := n.wan.Isolate("leader"); err != nil {
+			t.Fatal(err)
+		}
+		f1.announce(n.addr("leader2").String())
+		waitConnected(t, e, n.addr("leader2"))
+	})
+}

@@ -239,6 +239,10 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 			if unreachable(err) {
 				order.timedOut(addr)
 			}
+			if lm := (*leaderMovedError)(nil); errors.As(err, &lm) {
+				// A follower named the new leader: it comes first.
+				order.welcomed(lm.addr)
+			}
 			e.log.Warn("origin session ended", "origin", addr.String(), "err", err)
 			return true, err
 		}

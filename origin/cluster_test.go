@@ -310,8 +310,14 @@ func TestClusterFollowerRebuiltFromSnapshot(t *testing.T) {
 	tc.start(f, nil)
 	tc.converged(last)
 	n := tc.nodes[f]
-	if idx := n.raft.r.Stats()["last_snapshot_index"]; idx == "" || idx == "0" {
-		t.Fatalf("the rebuilt follower did not install a snapshot (last_snapshot_index %q)", idx)
+	// Raft records the installed snapshot just after the catalog restored
+	// from it shows the LSNs converged looks for.
+	deadline := time.Now().Add(20 * time.Second)
+	for idx := n.raft.r.Stats()["last_snapshot_index"]; idx == "" || idx == "0"; idx = n.raft.r.Stats()["last_snapshot_index"] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rebuilt follower did not install a snapshot (last_snapshot_index %q)", idx)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for key, body := range bodies {
 		ent, err := n.store.get("default", key)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/quic-go/quic-go"
 
 	"github.com/geocdn/geocdn/internal/fsys"
@@ -320,6 +321,11 @@ func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Co
 	}
 	st.Close()
 	st.CancelRead(0)
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.announceLeaders(ctx, conn)
+	}()
 	e := o.edges.get(info.ID)
 	if e == nil {
 		e = &edge{info: info}
@@ -349,6 +355,50 @@ func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Co
 			o.serveFill(e, st, req)
 		}()
 	}
+}
+
+// announceLeaders tells the edge at the other end of conn, a fill
+// connection, which origin leads (wire.LeaderChanged): at once, and at
+// every change this origin learns of, until the connection ends. An edge
+// that fills from a follower so learns of a new leader as soon as the
+// follower does, instead of by missing the old leader's heartbeats.
+func (o *Origin) announceLeaders(ctx context.Context, conn *quic.Conn) {
+	var sent raft.ServerID
+	for {
+		wait := o.leaderChanged.C()
+		if _, lid := o.raft.r.LeaderWithID(); lid != "" && lid != sent {
+			addr := o.edgeAddrOf(lid)
+			if lid == raft.ServerID(o.cfg.ID) {
+				addr = o.QUICAddr().String()
+			}
+			if addr != "" {
+				if err := sendUni(ctx, conn, wire.LeaderChanged{OriginID: string(lid), QUIC: addr}); err != nil {
+					return
+				}
+				sent = lid
+			}
+		}
+		select {
+		case <-wait:
+		case <-conn.Context().Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// sendUni sends f alone on a new unidirectional stream of conn.
+func sendUni(ctx context.Context, conn *quic.Conn, f wire.Frame) error {
+	st, err := conn.OpenUniStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	if err := wire.WriteFrame(st, f); err != nil {
+		st.CancelWrite(0)
+		return err
+	}
+	return st.Close()
 }
 
 // followerDeclines says why this origin, unless it leads, leaves the fill

@@ -13,18 +13,20 @@ import (
 type FrameType uint8
 
 const (
-	FrameHello        FrameType = 0x01
-	FrameWelcome      FrameType = 0x02
-	FrameReject       FrameType = 0x03
-	FrameHeartbeat    FrameType = 0x10
-	FrameHeartbeatAck FrameType = 0x11
-	FrameAck          FrameType = 0x12
-	FrameLogEntry     FrameType = 0x20
-	FramePushOffer    FrameType = 0x30
-	FramePushReply    FrameType = 0x31
-	FramePushResult   FrameType = 0x32
-	FrameFillRequest  FrameType = 0x40
-	FrameFillResponse FrameType = 0x41
+	FrameHello   FrameType = 0x01
+	FrameWelcome FrameType = 0x02
+	FrameReject  FrameType = 0x03
+	// FrameLeaderChanged is sent on a fill connection (see LeaderChanged).
+	FrameLeaderChanged FrameType = 0x04
+	FrameHeartbeat     FrameType = 0x10
+	FrameHeartbeatAck  FrameType = 0x11
+	FrameAck           FrameType = 0x12
+	FrameLogEntry      FrameType = 0x20
+	FramePushOffer     FrameType = 0x30
+	FramePushReply     FrameType = 0x31
+	FramePushResult    FrameType = 0x32
+	FrameFillRequest   FrameType = 0x40
+	FrameFillResponse  FrameType = 0x41
 
 	FrameTreeRequest     FrameType = 0x50
 	FrameTreeNodes       FrameType = 0x51
@@ -82,6 +84,8 @@ func (t FrameType) String() string {
 		return "resync-end"
 	case FrameResyncReport:
 		return "resync-report"
+	case FrameLeaderChanged:
+		return "leader-changed"
 	case FrameResyncNow:
 		return "resync-now"
 	case FrameLogGap:
@@ -139,6 +143,7 @@ var (
 	_ Frame = ResyncEnd{}
 	_ Frame = ResyncReport{}
 	_ Frame = ResyncNow{}
+	_ Frame = LeaderChanged{}
 	_ Frame = LogGap{}
 	_ Frame = ScrubProgress{}
 )
@@ -273,6 +278,8 @@ func parsePayload(t FrameType, p []byte) (Frame, error) {
 		return asFrame(parseResyncReport(p))
 	case FrameResyncNow:
 		return asFrame(parseResyncNow(p))
+	case FrameLeaderChanged:
+		return asFrame(parseLeaderChanged(p))
 	case FrameLogGap:
 		return asFrame(parseLogGap(p))
 	case FrameScrubProgress:

@@ -104,6 +104,8 @@ func validFrames() []frameCase {
 		{name: "hello", in: Hello{Version: ProtocolVersion, Kind: ConnControl, EdgeID: "edge-fra-1", Region: "eu-central", Lat: 50.11, Lon: 8.68, FaultDomain: "fra-az1", PublicURL: "https://fra.cdn.example", Watermark: 1234}},
 		{name: "hello/empty", in: Hello{Kind: ConnData}},
 		{name: "hello/fill", in: Hello{Version: ProtocolVersion, Kind: ConnFill, EdgeID: "edge-fra-1", Watermark: 7}},
+		{name: "leader-changed", in: LeaderChanged{OriginID: "o2", QUIC: "10.0.0.2:4433"}},
+		{name: "leader-changed/empty", in: LeaderChanged{}},
 		{name: "hello/extremes", in: Hello{Version: 255, Kind: ConnData, EdgeID: strings.Repeat("x", MaxStringLen), Region: "南极", Lat: -90, Lon: 180, Watermark: MaxVarint}},
 		{name: "hello/negative-zero", in: Hello{Kind: ConnControl, Lat: math.Copysign(0, -1), Lon: -180}},
 		{name: "welcome", in: Welcome{Version: 1, OriginID: "origin-1", CurrentLSN: 99, LeaseMillis: 2000, HeartbeatInterval: 500}},
@@ -371,7 +373,7 @@ type failingWriter struct{ err error }
 func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
 
 func TestUnknownFrame(t *testing.T) {
-	for _, typ := range []FrameType{0x00, 0x04, 0x13, 0x42, 0xff} {
+	for _, typ := range []FrameType{0x00, 0x05, 0x13, 0x42, 0xff} {
 		t.Run(typ.String(), func(t *testing.T) {
 			// The unknown frame is consumed whole, so the next one reads.
 			stream := append(frameBytes(typ, []byte("future")), AppendFrame(nil, Ack{Watermark: 9})...)
@@ -548,6 +550,8 @@ func TestMalformed(t *testing.T) {
 		{"fill response/not found with entry", frameBytes(FrameFillResponse, appendString([]byte{byte(FillNotFound), 0}, string(fullEntry().Append(nil)))), "with an entry"},
 		{"fill response/bad entry", AppendFrame(nil, FillResponse{Status: FillOK, Entry: LogEntry{}}), "log entry: unknown op 0"},
 		{"scrub progress/running 2", frameBytes(FrameScrubProgress, append([]byte{1, 2}, make([]byte, 10)...)), "running: invalid boolean"},
+		{"leader changed/truncated id", frameBytes(FrameLeaderChanged, []byte{5, 'o'}), "origin id"},
+		{"leader changed/trailing", frameBytes(FrameLeaderChanged, []byte{0, 0, 1}), "trailing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

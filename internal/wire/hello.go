@@ -234,3 +234,36 @@ func parseReject(b []byte) (Reject, error) {
 	}
 	return r, nil
 }
+
+// LeaderChanged is what an origin sends an edge on a unidirectional stream
+// of the edge's fill connection (ConnFill) when it learns of a cluster
+// leader, and on connecting: OriginID leads, and edges reach it at QUIC.
+// An edge whose session is with another origin ends it and dials QUIC at
+// once, rather than wait to miss the old leader's heartbeats.
+//
+// Layout: origin id | QUIC address (host:port).
+type LeaderChanged struct {
+	OriginID string
+	QUIC     string
+}
+
+func (LeaderChanged) Type() FrameType { return FrameLeaderChanged }
+
+func (l LeaderChanged) Len() int { return stringLen(l.OriginID) + stringLen(l.QUIC) }
+
+func (l LeaderChanged) Append(b []byte) []byte {
+	b = appendString(b, l.OriginID)
+	return appendString(b, l.QUIC)
+}
+
+func parseLeaderChanged(b []byte) (LeaderChanged, error) {
+	d := decoder{msg: "leader changed", b: b}
+	l := LeaderChanged{
+		OriginID: d.string("origin id", MaxStringLen),
+		QUIC:     d.string("quic address", MaxStringLen),
+	}
+	if err := d.finish(); err != nil {
+		return LeaderChanged{}, err
+	}
+	return l, nil
+}
