@@ -32,9 +32,13 @@ type fillConn struct {
 	id     string // the origin's id, from its welcome
 }
 
-// fillOriginRetry is the wait before another fill origin is chosen after
-// the fill connection closed or none would do.
+// fillOriginRetry is the wait before the edge looks for a fill origin
+// again when none would do. One that goes away is replaced at once.
 const fillOriginRetry = 5 * time.Second
+
+// fillConnSteady is how long a fill connection must have lasted for the
+// edge to replace it at once when it ends.
+const fillConnSteady = time.Second
 
 // fillOriginSlack is how much farther than the leader a follower may be
 // and still take the edge's fills: near-ties go to a follower, to leave
@@ -52,6 +56,7 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 	}
 	for {
 		if fc := e.pickFillOrigin(ctx, s); fc != nil {
+			picked := e.clk.Now()
 			e.mu.Lock()
 			e.fillc = fc
 			e.mu.Unlock()
@@ -75,6 +80,12 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 			if err != nil {
 				return err // ends the session: the edge dials the new leader
 			}
+			if ctx.Err() == nil && e.clk.Since(picked) >= fillConnSteady {
+				// That origin went away: pick another at once, so that
+				// the next leader change finds a fill connection. One
+				// that closes as soon as it is made waits the retry.
+				continue
+			}
 		}
 		t := e.clk.NewTimer(fillOriginRetry)
 		select {
@@ -86,39 +97,83 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 	}
 }
 
-// pickFillOrigin dials every configured origin but the leader of s, and
-// keeps the connection to the one with the shortest round trip, if it is
-// within fillOriginSlack of the leader's; nil if none is.
+// pickFillOrigin dials every configured origin but the leader of s, all
+// at once, and keeps the connection to the one with the shortest round
+// trip among those that answered within pickWindow of the first, if it is
+// within fillOriginSlack of the leader's; nil if none is. An origin that
+// is down does not hold the choice up: the others are not kept waiting
+// for its handshake to time out.
 func (e *Edge) pickFillOrigin(ctx context.Context, s *session) *fillConn {
 	leaderRTT := s.data.ConnectionStats().SmoothedRTT
-	var best *fillConn
-	var bestRTT time.Duration
+	results := make(chan *fillConn)
+	dials := 0
 	for _, addr := range e.cfg.Origins {
 		if addr.String() == s.origin.String() {
 			continue
 		}
-		conn, st, welcome, err := e.dial(ctx, addr, wire.ConnFill, quickHandshake)
-		if err != nil {
-			e.log.Debug("no fill connection", "origin", addr.String(), "err", err)
+		dials++
+		go func() {
+			conn, st, welcome, err := e.dial(ctx, addr, wire.ConnFill, quickHandshake)
+			if err != nil {
+				e.log.Debug("no fill connection", "origin", addr.String(), "err", err)
+				results <- nil
+				return
+			}
+			st.Close()
+			st.CancelRead(0)
+			results <- &fillConn{conn: conn, origin: addr, id: welcome.OriginID}
+		}()
+	}
+	var (
+		best     *fillConn
+		deadline <-chan time.Time
+	)
+	rtt := func(fc *fillConn) time.Duration { return fc.conn.ConnectionStats().SmoothedRTT }
+	for ; dials > 0; dials-- {
+		var fc *fillConn
+		select {
+		case fc = <-results:
+		case <-deadline:
+			// Too late to be chosen: close whatever still comes.
+			go func(n int) {
+				for range n {
+					if fc := <-results; fc != nil {
+						fc.conn.CloseWithError(0, "")
+					}
+				}
+			}(dials)
+			dials = 0
+		}
+		if dials == 0 {
+			break
+		}
+		if fc == nil {
 			continue
 		}
-		st.Close()
-		st.CancelRead(0)
-		rtt := conn.ConnectionStats().SmoothedRTT
-		if best == nil || rtt < bestRTT {
+		if best == nil {
+			deadline = time.After(pickWindow(rtt(fc)))
+		}
+		if best == nil || rtt(fc) < rtt(best) {
 			if best != nil {
 				best.conn.CloseWithError(0, "")
 			}
-			best, bestRTT = &fillConn{conn: conn, origin: addr, id: welcome.OriginID}, rtt
-			continue
+			best = fc
+		} else {
+			fc.conn.CloseWithError(0, "")
 		}
-		conn.CloseWithError(0, "")
 	}
-	if best != nil && bestRTT > leaderRTT+fillOriginSlack(leaderRTT) {
+	if best != nil && rtt(best) > leaderRTT+fillOriginSlack(leaderRTT) {
 		best.conn.CloseWithError(0, "")
 		return nil
 	}
 	return best
+}
+
+// pickWindow is how long, after the first origin answered a fill
+// connection, the others may take to be considered: nearer ones answer
+// sooner, so a few of the first one's round trips are enough.
+func pickWindow(first time.Duration) time.Duration {
+	return max(4*first, 20*time.Millisecond)
 }
 
 // FillOrigin is the id of the origin the edge sends its fills to first,

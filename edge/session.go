@@ -82,6 +82,12 @@ const (
 	dialTimeout    = 5 * time.Second
 	welcomeTimeout = 5 * time.Second
 	quickHandshake = time.Second
+	// Once an origin has refused the edge in a round, the others get
+	// answeredRTTs of its round trips to answer, at least
+	// minQuickHandshake (a handshake is two round trips, plus the
+	// origin's own work).
+	answeredRTTs      = 20
+	minQuickHandshake = 250 * time.Millisecond
 )
 
 // permanentError is a refusal no retry can cure; the edge stops with it.
@@ -96,6 +102,8 @@ func (p *permanentError) Unwrap() error { return p.err }
 type notLeaderError struct {
 	origin net.Addr
 	hint   string
+	// rtt is the round trip QUIC measured to the refusing origin.
+	rtt time.Duration
 }
 
 func (n *notLeaderError) Error() string {
@@ -215,6 +223,11 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 	tried := make(map[string]bool, len(queue))
 	var errs []error
 	answered := false
+	// quick is the handshake allowed an origin once another answered: a
+	// few of the round trips the answering origins took, so that a leader
+	// a follower still names after it died costs little, never more than
+	// quickHandshake.
+	quick := quickHandshake
 	for len(queue) > 0 && ctx.Err() == nil {
 		addr := queue[0]
 		queue = queue[1:]
@@ -224,7 +237,7 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 		tried[addr.String()] = true
 		handshake := dialTimeout
 		if answered || slices.ContainsFunc(queue, func(a net.Addr) bool { return !tried[a.String()] }) {
-			handshake = quickHandshake
+			handshake = quick
 		}
 		welcomed, err := e.runSession(ctx, addr, handshake)
 		// An origin that answered, if only to refuse, shows the cluster's
@@ -252,6 +265,9 @@ func (e *Edge) round(ctx context.Context, order *dialOrder) (bool, error) {
 		}
 		errs = append(errs, err)
 		var nl *notLeaderError
+		if errors.As(err, &nl) && nl.rtt > 0 {
+			quick = min(quick, max(answeredRTTs*nl.rtt, minQuickHandshake))
+		}
 		switch {
 		case errors.As(err, &nl) && nl.hint != "":
 			leader, rerr := resolveLeader(nl.hint)
@@ -338,7 +354,7 @@ func (e *Edge) dial(ctx context.Context, addr net.Addr, kind wire.ConnKind, hand
 		return conn, st, m, nil
 	case wire.Reject:
 		if m.Code == wire.RejectNotLeader {
-			return fail(&notLeaderError{origin: addr, hint: m.Reason})
+			return fail(&notLeaderError{origin: addr, hint: m.Reason, rtt: conn.ConnectionStats().SmoothedRTT})
 		}
 		err := fmt.Errorf("origin %s refused the edge (%s): %s", addr, m.Code, m.Reason)
 		if m.Code == wire.RejectIdentity || m.Code == wire.RejectVersion {
