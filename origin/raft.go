@@ -393,7 +393,9 @@ func (o *Origin) raftStats() raftStats {
 // same data directory fails instead of waiting on the file lock, and the
 // free list is not written with every commit (it is rebuilt by a scan when
 // the file is opened), which takes pages off every commit's fsync: 12-15%
-// more writes per second with three origins on one disk.
+// more writes per second with three origins on one disk. The scan costs
+// the open: a catalog of a million objects (570 MiB) opens in 0.58 s
+// against 0.11 s with the free list synced (BenchmarkCatalogOpen).
 func boltOptions() *bolt.Options {
 	return &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
 }
