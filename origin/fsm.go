@@ -325,6 +325,11 @@ func (f *fsm) applyJobs(batch []*applyJob, n int) {
 		} else if len(res) >= len(j.cmds) {
 			copy(j.res, res)
 			res = res[len(j.cmds):]
+		} else {
+			// Not applied here: the catalog was already past them.
+			for i := range j.res {
+				j.res[i] = applyResult{Err: errReplayed}
+			}
 		}
 	}
 	if last > f.through.Load() {
