@@ -38,7 +38,7 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	if s == nil {
 		return wire.LogEntry{}, errNoOrigin
 	}
-	if fc != nil && !want.IsZero() {
+	if fc != nil && fc.fills && !want.IsZero() {
 		// Which version is current is the leader's to say; a version
 		// named by digest any origin holding it can serve.
 		ent, err := e.fetchFrom(ctx, fc.conn, true, ns, key, want, have)

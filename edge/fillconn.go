@@ -24,17 +24,31 @@ import (
 // answers every fill of a key's current version. So an edge fills from
 // the origin of its own region where there is one, and the leader's
 // capacity goes to writes and the log.
+//
+// The same connection brings leader news (wire.LeaderChanged): the origin
+// names the leader at once and whenever raft tells it of a new one, and
+// the edge leaves a session with any other origin for it. The edge keeps
+// the connection for the news even when that origin is too far to fill
+// from.
 
 // fillConn is a fill connection to an origin other than the leader.
 type fillConn struct {
 	conn   *quic.Conn
 	origin net.Addr
 	id     string // the origin's id, from its welcome
+	// fills is set when the origin is near enough to fill from (within
+	// fillOriginSlack of the leader); otherwise the connection only
+	// brings leader news.
+	fills bool
 }
 
 // fillOriginRetry is the wait before the edge looks for a fill origin
 // again when none would do. One that goes away is replaced at once.
 const fillOriginRetry = 5 * time.Second
+
+// newsOnlyRecheck is how long the edge keeps a fill connection that only
+// brings leader news before it looks for a nearer origin again.
+const newsOnlyRecheck = 30 * time.Second
 
 // fillConnSteady is how long a fill connection must have lasted for the
 // edge to replace it at once when it ends.
@@ -42,14 +56,17 @@ const fillConnSteady = time.Second
 
 // fillOriginSlack is how much farther than the leader a follower may be
 // and still take the edge's fills: near-ties go to a follower, to leave
-// the leader to writes.
+// the leader to writes. Handshake RTTs carry the handshake's own work, a
+// few milliseconds on a busy machine, so nothing closer than 5 ms apart
+// counts as farther.
 func fillOriginSlack(leader time.Duration) time.Duration {
-	return max(leader/5, time.Millisecond)
+	return max(leader/2, 5*time.Millisecond)
 }
 
 // fillOrigins keeps a fill connection to the nearest origin other than the
-// leader of session s while s runs. It never ends the session: without a
-// fill connection every fill goes to the leader.
+// leader of session s while s runs. It ends the session only when that
+// origin names another leader; without a fill connection every fill goes
+// to the leader, and a dead leader is found by its missed heartbeats.
 func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 	if !slices.ContainsFunc(e.cfg.Origins, func(a net.Addr) bool { return a.String() != s.origin.String() }) {
 		return nil // no other origin to fill from
@@ -60,17 +77,26 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 			e.mu.Lock()
 			e.fillc = fc
 			e.mu.Unlock()
-			e.log.Info("filling from a follower", "origin", fc.id, "addr", fc.origin.String(),
-				"rtt", fc.conn.ConnectionStats().SmoothedRTT, "leader_rtt", s.data.ConnectionStats().SmoothedRTT)
+			e.log.Info("fill connection", "origin", fc.id, "addr", fc.origin.String(), "fills", fc.fills,
+				"rtt", fc.conn.ConnectionStats().SmoothedRTT, "leader_rtt", s.dialRTT)
 			moved := make(chan *leaderMovedError, 1)
 			go e.readLeaderNews(ctx, fc, s, moved)
+			// A connection that only brings news is looked at again
+			// later for one near enough to fill from (a busy moment may
+			// have made a near origin's handshake look slow).
+			recheck := e.clk.NewTimer(newsOnlyRecheck)
+			if fc.fills {
+				recheck.Stop()
+			}
 			var err error
 			select {
 			case <-ctx.Done():
 			case <-fc.conn.Context().Done():
+			case <-recheck.C():
 			case lm := <-moved:
 				err = lm
 			}
+			recheck.Stop()
 			e.mu.Lock()
 			if e.fillc == fc {
 				e.fillc = nil
@@ -81,9 +107,10 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 				return err // ends the session: the edge dials the new leader
 			}
 			if ctx.Err() == nil && e.clk.Since(picked) >= fillConnSteady {
-				// That origin went away: pick another at once, so that
-				// the next leader change finds a fill connection. One
-				// that closes as soon as it is made waits the retry.
+				// That origin went away, or it is time to look again:
+				// pick at once, so that the next leader change finds a
+				// fill connection. One that closes as soon as it is
+				// made waits the retry.
 				continue
 			}
 		}
@@ -99,12 +126,14 @@ func (e *Edge) fillOrigins(ctx context.Context, s *session) error {
 
 // pickFillOrigin dials every configured origin but the leader of s, all
 // at once, and keeps the connection to the one with the shortest round
-// trip among those that answered within pickWindow of the first, if it is
-// within fillOriginSlack of the leader's; nil if none is. An origin that
-// is down does not hold the choice up: the others are not kept waiting
-// for its handshake to time out.
+// trip among those that answered within pickWindow of the first (nil if
+// none did), to fill from if it is within fillOriginSlack of the leader's.
+// An origin that is down does not hold the choice up: the others are not
+// kept waiting for its handshake to time out.
 func (e *Edge) pickFillOrigin(ctx context.Context, s *session) *fillConn {
-	leaderRTT := s.data.ConnectionStats().SmoothedRTT
+	// Handshake against handshake: a connection in use has a smoothed
+	// RTT without the handshake's own work in it.
+	leaderRTT := s.dialRTT
 	results := make(chan *fillConn)
 	dials := 0
 	for _, addr := range e.cfg.Origins {
@@ -162,9 +191,8 @@ func (e *Edge) pickFillOrigin(ctx context.Context, s *session) *fillConn {
 			fc.conn.CloseWithError(0, "")
 		}
 	}
-	if best != nil && rtt(best) > leaderRTT+fillOriginSlack(leaderRTT) {
-		best.conn.CloseWithError(0, "")
-		return nil
+	if best != nil {
+		best.fills = rtt(best) <= leaderRTT+fillOriginSlack(leaderRTT)
 	}
 	return best
 }
@@ -181,7 +209,7 @@ func pickWindow(first time.Duration) time.Duration {
 func (e *Edge) FillOrigin() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.fillc == nil {
+	if e.fillc == nil || !e.fillc.fills {
 		return ""
 	}
 	return e.fillc.id

@@ -28,6 +28,9 @@ type session struct {
 	ctrlMu        sync.Mutex // serialises frames written on ctrl
 	heartbeat     time.Duration
 	term          time.Duration
+	// dialRTT is the data connection's round trip as its handshake
+	// measured it, to compare other origins' handshakes with.
+	dialRTT time.Duration
 
 	answerMu   sync.Mutex
 	lastAnswer time.Time // when the last heartbeat answer arrived
@@ -407,6 +410,7 @@ func (e *Edge) runSession(ctx context.Context, addr net.Addr, handshake time.Dur
 		control: control, data: data, ctrl: ctrl,
 		heartbeat: time.Duration(welcome.HeartbeatInterval) * time.Millisecond,
 		term:      time.Duration(welcome.LeaseMillis) * time.Millisecond,
+		dialRTT:   data.ConnectionStats().SmoothedRTT,
 	}
 	if s.heartbeat <= 0 || s.term <= 0 {
 		return false, fmt.Errorf("origin %s sent heartbeat %v and lease %v", addr, s.heartbeat, s.term)
