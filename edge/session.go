@@ -69,8 +69,12 @@ const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = time.Second
 	// longSession is how long a session must have lasted for the
-	// backoff to start again from minBackoff.
-	longSession = 5 * time.Second
+	// backoff to start again from minBackoff: longer than the longest
+	// backoff, so an origin that welcomes the edge and drops it at once
+	// is still dialled at most about once a second. Leaders can change
+	// every few seconds in a bad hour; a session that served that long
+	// says nothing against the next leader.
+	longSession = maxBackoff
 )
 
 // Dial limits. An origin may hold a Hello for up to two election timeouts
