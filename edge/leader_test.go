@@ -108,11 +108,16 @@ func (n *leaderNet) since(mark int) []string {
 // follower is a fake raft follower: it reads the Hello of every
 // connection, answers with a Reject (RejectNotLeader and its hint), and
 // closes as the origin does, once the edge has closed or after a second.
+// With news, it welcomes fill connections instead and names the leader
+// on them.
 type follower struct {
 	host string
 	tr   *quic.Transport
 	ln   *quic.Listener
 	wg   sync.WaitGroup
+	// news, when set, makes the follower take fill connections and name
+	// on them the leader news.announce sets.
+	news *leaderNews
 }
 
 // startFollower starts a follower on host that names hint as the leader
@@ -125,6 +130,13 @@ func (n *leaderNet) startFollower(host, hint string) *follower {
 // startRefuser starts a fake origin on host that answers every Hello
 // with reject.
 func (n *leaderNet) startRefuser(host string, reject wire.Reject) *follower {
+	n.t.Helper()
+	return n.startFake(host, reject, nil)
+}
+
+// startFake starts a fake origin on host that answers every Hello with
+// reject, except a fill connection's when news is set.
+func (n *leaderNet) startFake(host string, reject wire.Reject, news *leaderNews) *follower {
 	t := n.t
 	t.Helper()
 	cert, err := n.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: host}, time.Now(), 24*time.Hour)
@@ -135,7 +147,7 @@ func (n *leaderNet) startRefuser(host string, reject wire.Reject) *follower {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &follower{host: host, tr: &quic.Transport{Conn: pc}}
+	f := &follower{host: host, tr: &quic.Transport{Conn: pc}, news: news}
 	f.ln, err = f.tr.Listen(pki.ServerTLS(n.ca, cert, pki.RoleEdge, time.Now), &quic.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +179,10 @@ func (n *leaderNet) refuse(f *follower, conn *quic.Conn, reject wire.Reject) {
 	hello, ok := fr.(wire.Hello)
 	if !ok {
 		n.record("%s bad hello: %T", f.host, fr)
+		return
+	}
+	if hello.Kind == wire.ConnFill && f.news != nil {
+		f.news.serve(f.host, conn, st)
 		return
 	}
 	if hello.Kind == wire.ConnFill {
@@ -512,85 +528,42 @@ func TestEdgeRefusals(t *testing.T) {
 	}
 }
 
-// newsFollower is a fake follower that also takes fill connections: it
-// refuses sessions naming hint as the leader, welcomes a fill connection,
-// and announces on it (wire.LeaderChanged) the leader set by announce, at
-// once and whenever it changes.
-type newsFollower struct {
-	*follower
+// leaderNews is what a news-taking fake follower names on its fill
+// connections (wire.LeaderChanged): the leader set by announce, at once
+// and whenever it changes.
+type leaderNews struct {
 	mu      sync.Mutex
 	leader  string // host:port announced; "" none yet
 	changed chan struct{}
 }
 
-func (n *leaderNet) startNewsFollower(host, hint string) *newsFollower {
-	t := n.t
-	t.Helper()
-	cert, err := n.ca.Issue(pki.Identity{Role: pki.RoleOrigin, ID: host}, time.Now(), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := n.wan.Listen(host, leaderPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nf := &newsFollower{follower: &follower{host: host, tr: &quic.Transport{Conn: pc}}, changed: make(chan struct{})}
-	nf.ln, err = nf.tr.Listen(pki.ServerTLS(n.ca, cert, pki.RoleEdge, time.Now), &quic.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reject := wire.Reject{Code: wire.RejectNotLeader, Reason: hint}
-	nf.wg.Go(func() {
-		for {
-			conn, err := nf.ln.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			nf.wg.Go(func() { nf.serve(n, conn, reject) })
-		}
-	})
-	t.Cleanup(nf.stop)
-	return nf
+// startNewsFollower starts a fake follower that refuses sessions naming
+// hint as the leader, and welcomes fill connections to bring leader news.
+func (n *leaderNet) startNewsFollower(host, hint string) *follower {
+	n.t.Helper()
+	return n.startFake(host, wire.Reject{Code: wire.RejectNotLeader, Reason: hint}, &leaderNews{changed: make(chan struct{})})
 }
 
-// announce makes leader (a host:port) the leader nf names from now on.
-func (nf *newsFollower) announce(leader string) {
-	nf.mu.Lock()
-	defer nf.mu.Unlock()
-	nf.leader = leader
-	close(nf.changed)
-	nf.changed = make(chan struct{})
+// announce makes leader (a host:port) the leader the news names from now
+// on.
+func (l *leaderNews) announce(leader string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leader = leader
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
-func (nf *newsFollower) serve(n *leaderNet, conn *quic.Conn, reject wire.Reject) {
-	defer conn.CloseWithError(0, "")
-	st, err := conn.AcceptStream(context.Background())
-	if err != nil {
-		return
-	}
-	fr, err := wire.ReadFrame(st)
-	hello, ok := fr.(wire.Hello)
-	if err != nil || !ok {
-		n.record("%s bad hello: %v %T", nf.host, err, fr)
-		return
-	}
-	if hello.Kind != wire.ConnFill {
-		n.record("%s hello %s", nf.host, hello.Kind)
-		wire.WriteFrame(st, reject)
-		st.Close()
-		select {
-		case <-conn.Context().Done():
-		case <-time.After(time.Second):
-		}
-		return
-	}
-	wire.WriteFrame(st, wire.Welcome{Version: wire.ProtocolVersion, OriginID: nf.host, LeaseMillis: 2000, HeartbeatInterval: 250})
+// serve welcomes the fill connection conn, whose hello came on st, and
+// names the leader on it until it closes.
+func (l *leaderNews) serve(host string, conn *quic.Conn, st *quic.Stream) {
+	wire.WriteFrame(st, wire.Welcome{Version: wire.ProtocolVersion, OriginID: host, LeaseMillis: 2000, HeartbeatInterval: 250})
 	st.Close()
 	sent := ""
 	for {
-		nf.mu.Lock()
-		leader, changed := nf.leader, nf.changed
-		nf.mu.Unlock()
+		l.mu.Lock()
+		leader, changed := l.leader, l.changed
+		l.mu.Unlock()
 		if leader != "" && leader != sent {
 			us, err := conn.OpenUniStreamSync(conn.Context())
 			if err != nil {
@@ -623,7 +596,7 @@ func TestEdgeMovesOnLeaderNews(t *testing.T) {
 		waitConnected(t, e, n.addr("leader"))
 		waitUntil(t, "filling from f1", func() bool { return e.FillOrigin() == "f1" })
 		// Naming the session's own origin changes nothing.
-		f1.announce(n.addr("leader").String())
+		f1.news.announce(n.addr("leader").String())
 		time.Sleep(time.Second)
 		if a := e.OriginAddr(); a == nil || a.String() != n.addr("leader").String() {
 			t.Fatalf("the edge left %v after news naming it", n.addr("leader"))
@@ -631,7 +604,7 @@ func TestEdgeMovesOnLeaderNews(t *testing.T) {
 		if err := n.wan.Isolate("leader"); err != nil {
 			t.Fatal(err)
 		}
-		f1.announce(n.addr("leader2").String())
+		f1.news.announce(n.addr("leader2").String())
 		waitConnected(t, e, n.addr("leader2"))
 	})
 }
