@@ -113,16 +113,7 @@ func (o *Origin) serveConn(ctx context.Context, conn *quic.Conn) {
 	if known == nil || known.info != info {
 		o.edgesChanged.Broadcast()
 	}
-	welcome := wire.Welcome{
-		Version:           wire.ProtocolVersion,
-		OriginID:          o.cfg.ID,
-		CurrentLSN:        o.store.lastLSN(),
-		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
-		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
-		FirstLSN:          o.store.firstLSN(),
-	}
-	if err := wire.WriteFrame(st, welcome); err != nil {
-		conn.CloseWithError(codeProtocol, "write welcome")
+	if !o.welcome(conn, st) {
 		return
 	}
 	switch hello.Kind {
@@ -302,21 +293,30 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 	}
 }
 
-// serveFillConn runs a fill connection (wire.ConnFill), which any origin
-// takes, leader or not: every stream is one fill. Content is addressed by
-// digest, so a follower serves any version it holds (followerDeclines);
-// the edge asks the leader for what it declines.
-func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Conn, st *quic.Stream) {
-	welcome := wire.Welcome{
+// welcome answers an edge's accepted Hello on st; on failure it closes
+// conn and reports false.
+func (o *Origin) welcome(conn *quic.Conn, st *quic.Stream) bool {
+	err := wire.WriteFrame(st, wire.Welcome{
 		Version:           wire.ProtocolVersion,
 		OriginID:          o.cfg.ID,
 		CurrentLSN:        o.store.lastLSN(),
 		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
 		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
 		FirstLSN:          o.store.firstLSN(),
-	}
-	if err := wire.WriteFrame(st, welcome); err != nil {
+	})
+	if err != nil {
 		conn.CloseWithError(codeProtocol, "write welcome")
+		return false
+	}
+	return true
+}
+
+// serveFillConn runs a fill connection (wire.ConnFill), which any origin
+// takes, leader or not: every stream is one fill. Content is addressed by
+// digest, so a follower serves any version it holds (followerDeclines);
+// the edge asks the leader for what it declines.
+func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Conn, st *quic.Stream) {
+	if !o.welcome(conn, st) {
 		return
 	}
 	st.Close()
