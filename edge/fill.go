@@ -42,8 +42,11 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 		// Which version is current is the leader's to say; a version
 		// named by digest any origin holding it can serve.
 		ent, err := e.fetchFrom(ctx, fc.conn, true, ns, key, want, have)
-		if err == nil || ctx.Err() != nil {
+		if err == nil {
 			e.metrics.fillFrom("follower")
+			return ent, nil
+		}
+		if ctx.Err() != nil {
 			return ent, err
 		}
 		e.metrics.fillFrom("follower_declined")
@@ -93,11 +96,8 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns
 	if !ok {
 		return wire.LogEntry{}, fmt.Errorf("fill: unexpected %T", f)
 	}
-	switch resp.Status {
-	case wire.FillNotFound, wire.FillError:
-		if follower {
-			return wire.LogEntry{}, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
-		}
+	if follower && (resp.Status == wire.FillNotFound || resp.Status == wire.FillError) {
+		return wire.LogEntry{}, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
 	}
 	switch resp.Status {
 	case wire.FillNotFound:
