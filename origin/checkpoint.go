@@ -57,39 +57,39 @@ func bootID() []byte {
 }
 
 // setAsideTornCatalog moves the catalog at catalogPath aside when its
-// marker shows the machine stopped while it had unsynced transactions,
-// and reports whether it did. It does so only when raftDir holds a raft
+// marker shows the machine stopped while it had unsynced transactions.
+// It does so only when raftDir holds a raft
 // log to rebuild it from; otherwise the catalog is the best there is, and
 // it is kept with a warning.
-func setAsideTornCatalog(catalogPath, raftDir string, log *slog.Logger) (bool, error) {
+func setAsideTornCatalog(catalogPath, raftDir string, log *slog.Logger) error {
 	mark, err := os.ReadFile(markerPath(catalogPath))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return nil
 	case err != nil:
-		return false, fmt.Errorf("read %s: %w", markerPath(catalogPath), err)
+		return fmt.Errorf("read %s: %w", markerPath(catalogPath), err)
 	}
 	if boot := bootID(); len(boot) > 0 && bytes.Equal(bytes.TrimSpace(mark), boot) {
-		return false, nil // the process stopped, the machine did not
+		return nil // the process stopped, the machine did not
 	}
 	if _, err := os.Stat(filepath.Join(raftDir, "raft.db")); err != nil {
 		log.Warn("the machine stopped while the catalog had unsynced writes, and there is no raft log to rebuild it from; keeping it as it is",
 			"catalog", catalogPath, "err", err)
-		return false, nil
+		return nil
 	}
 	aside := catalogPath + ".untrusted"
 	if err := os.Rename(catalogPath, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
+		return fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
 	}
 	if err := os.Remove(markerPath(catalogPath)); err != nil {
-		return false, fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
+		return fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
 	}
 	if err := fsys.OS().SyncDir(filepath.Dir(catalogPath)); err != nil {
-		return false, fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
+		return fmt.Errorf("set aside catalog %s: %w", catalogPath, err)
 	}
 	log.Warn("the machine stopped while the catalog had unsynced writes; it was set aside and is rebuilt from the raft snapshot and log",
 		"catalog", catalogPath, "set_aside", aside)
-	return true, nil
+	return nil
 }
 
 // hasBase reports whether the catalog holds content raft cannot rebuild.

@@ -133,7 +133,7 @@ func New(cfg Config) (*Origin, error) {
 	started := o.clk.Now()
 	var err error
 	catalogPath := filepath.Join(cfg.DataDir, "catalog.db")
-	if _, err := setAsideTornCatalog(catalogPath, filepath.Join(cfg.DataDir, "raft"), o.log); err != nil {
+	if err := setAsideTornCatalog(catalogPath, filepath.Join(cfg.DataDir, "raft"), o.log); err != nil {
 		return nil, err
 	}
 	o.store, err = openStore(cfg.FS, filepath.Join(cfg.DataDir, "blobs"), catalogPath)
