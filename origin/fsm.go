@@ -59,8 +59,9 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies a batch of committed raft entries. With an applier
 // running (see startApplier) it hands them over and returns a pending
-// result for each command; otherwise it applies them in one catalog
-// transaction before it returns.
+// result for each command; otherwise it applies them (applyJobs) before
+// it returns, in one catalog transaction, or one per command with group
+// commit off.
 //
 // Raft cannot take "no" from an FSM: an entry committed must be applied,
 // or this origin's state would part from the others'. So a transaction the
@@ -96,8 +97,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if last <= applied {
 		return out
 	}
+	job := &applyJob{last: last, cmds: cmds, done: make(chan struct{})}
 	if f.jobs != nil {
-		job := &applyJob{last: last, cmds: cmds, done: make(chan struct{})}
 		f.enqueued.Store(last)
 		f.jobs <- job
 		for j, i := range at {
@@ -105,24 +106,24 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		return out
 	}
+	jobs := []*applyJob{job}
+	if f.oneByOne && len(cmds) > 1 {
+		// Group commit off: a transaction, and an fsync, per command,
+		// each recording its own raft index; the last records the
+		// batch's.
+		jobs = jobs[:0]
+		for j, i := range at {
+			jobs = append(jobs, &applyJob{last: logs[i].Index, cmds: cmds[j : j+1], done: make(chan struct{})})
+		}
+		jobs[len(jobs)-1].last = last
+	}
 	var res []applyResult
-	if !f.retry("apply", func() (err error) {
-		if f.oneByOne && len(cmds) > 1 {
-			return f.applyOneByOne(logs, &res)
-		}
-		res, err = f.s.apply(last, cmds)
-		return err
-	}) {
-		for _, i := range at {
-			out[i] = applyResult{Err: errShuttingDown}
-		}
-		return out
+	for _, j := range jobs {
+		f.applyJobs([]*applyJob{j}, len(j.cmds))
+		res = append(res, j.res...)
 	}
 	for j, i := range at {
 		out[i] = res[j]
-	}
-	if f.applied != nil && len(res) > 0 {
-		f.applied(len(res))
 	}
 	return out
 }
@@ -191,27 +192,6 @@ func (sn *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (sn *fsmSnapshot) Release() { sn.tx.Rollback() }
-
-// applyOneByOne applies the commands of logs one transaction each, the
-// raft index of each with it. A retry after a failure goes on where the
-// failed one stopped.
-func (f *fsm) applyOneByOne(logs []*raft.Log, res *[]applyResult) error {
-	for _, l := range logs {
-		if l.Type != raft.LogCommand || l.Index <= f.s.applied.Load() {
-			continue
-		}
-		c, err := decodeCommand(l.Data)
-		if err != nil {
-			continue
-		}
-		r, err := f.s.apply(l.Index, []*command{c})
-		if err != nil {
-			return err
-		}
-		*res = append(*res, r...)
-	}
-	return nil
-}
 
 // The applier: group commit for the catalog.
 //
