@@ -125,6 +125,80 @@ func decodeCommand(b []byte) (*command, error) {
 	return c, nil
 }
 
+// A raft entry carries one command, or several that concurrent requests
+// proposed together (see proposer). A batch is laid out as
+//
+//	batchVersion (1 byte) | count (uvarint)
+//	| count × (uvarint length + one command's encoding)
+//
+// and its commands are applied in order, each with its own LSN and result,
+// as if raft had carried them one by one.
+const batchVersion = 2
+
+// maxBatchCommands bounds the commands of one raft entry.
+const maxBatchCommands = 1024
+
+// encodeCommands encodes cs for one raft entry: a single command as
+// itself, several as a batch.
+func encodeCommands(cs []*command) []byte {
+	enc := make([][]byte, len(cs))
+	for i, c := range cs {
+		enc[i] = c.encode()
+	}
+	return encodeBatch(enc)
+}
+
+// encodeBatch lays out the encoded commands enc as one raft entry.
+func encodeBatch(enc [][]byte) []byte {
+	if len(enc) == 1 {
+		return enc[0]
+	}
+	size := 1 + binary.MaxVarintLen64
+	for _, e := range enc {
+		size += binary.MaxVarintLen64 + len(e)
+	}
+	b := binary.AppendUvarint(append(make([]byte, 0, size), batchVersion), uint64(len(enc)))
+	for _, e := range enc {
+		b = binary.AppendUvarint(b, uint64(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// decodeCommands parses what encodeCommands wrote. The commands alias b.
+func decodeCommands(b []byte) ([]*command, error) {
+	if len(b) == 0 || b[0] != batchVersion {
+		c, err := decodeCommand(b)
+		if err != nil {
+			return nil, err
+		}
+		return []*command{c}, nil
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n < 2 || n > maxBatchCommands {
+		return nil, fmt.Errorf("%w: batch count", errBadCommand)
+	}
+	b = b[k:]
+	cs := make([]*command, 0, n)
+	for range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("%w: batch member %d: length", errBadCommand, len(cs))
+		}
+		c, err := decodeCommand(b[k : k+int(l)])
+		if err != nil {
+			return nil, fmt.Errorf("batch member %d: %w", len(cs), err)
+		}
+		cs = append(cs, c)
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes after the batch", errBadCommand, len(b))
+	}
+	return cs, nil
+}
+
 // applyResult is what applying a command gives the proposer: the entry as
 // committed, with its LSN, or why it was refused (ErrNotFound for a
 // delete of nothing). Every node computes the same result.
