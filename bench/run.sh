@@ -15,7 +15,7 @@
 #   BENCH_THREADS     wrk -t [2]
 #   BENCH_CONNS       wrk -c [64]
 #   BENCH_COUNT       URLs (objects) per size [1000]
-#   BENCH_PORT_BASE   first of 7 loopback ports used [18100]
+#   BENCH_PORT_BASE   first of 13 loopback ports used (7 to 12: etcd) [18100]
 #   BENCH_TMP         tmpfs for content, nginx and ATS caches and the origin's data [/dev/shm]
 #   BENCH_EDGE_DATA   directory on disk for the geocdn edge's store [/var/tmp]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
@@ -676,6 +676,46 @@ origin_case() {
 	printf '| %s | %d | %s | %.0f | %.0f |\n' "$label" "$n" "$gc" "$pub" "$pur" >>"$OUT/origin-table.md"
 }
 
+# etcd_case: the same client and the same 64 concurrent HTTP/1.1 writers
+# against a three-member etcd (Debian's etcd-server, raft with a fsynced
+# WAL), through its JSON gateway: puts of 1 KiB beside the publishes, and
+# of 16 bytes beside the purges, which are commands of about that size.
+# etcd cannot report ports it bound, so its six are $PORT + 7 to + 12.
+etcd_case() {
+	local dir i cluster="" pids=() pub pur
+	command -v etcd >/dev/null || install_pkgs etcd-server || { log "etcd-server not installed; no etcd row"; return 0; }
+	for ((i = 0; i < 6; i++)); do
+		port_free $((PORT + 7 + i)) || { log "port $((PORT + 7 + i)) in use; no etcd row"; return 0; }
+	done
+	dir=$(mktemp -d "$ORIGIN_TMP/geocdn-bench-etcd.XXXXXX")
+	for ((i = 0; i < 3; i++)); do
+		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((PORT + 10 + i))"
+	done
+	for ((i = 0; i < 3; i++)); do
+		etcd --name "e$i" --data-dir "$dir/e$i" --log-level warn \
+			--listen-client-urls "http://127.0.0.1:$((PORT + 7 + i))" --advertise-client-urls "http://127.0.0.1:$((PORT + 7 + i))" \
+			--listen-peer-urls "http://127.0.0.1:$((PORT + 10 + i))" --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 10 + i))" \
+			--initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token geocdn-bench >"$dir/e$i.log" 2>&1 &
+		pids+=($!)
+		PIDS+=($!)
+	done
+	local url=http://127.0.0.1:$((PORT + 7)) leader=""
+	for ((i = 0; i < 300; i++)); do
+		leader=$(ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$((PORT + 7)),127.0.0.1:$((PORT + 8)),127.0.0.1:$((PORT + 9))" endpoint status -w table 2>/dev/null |
+			awk -F'|' '$6 ~ /true/ {gsub(/ /, "", $2); print $2}' | head -1) || true
+		[[ -n $leader ]] && break
+		sleep 0.1
+	done
+	[[ -n $leader ]] && url="http://$leader"
+	pub=$("$TOOL" writes -origin "$url" -op etcd-put -size 1024 -count "$WRITES" -clients 64 | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+	pur=$("$TOOL" writes -origin "$url" -op etcd-put -size 16 -prefix bench/small -count "$WRITES" -clients 64 | sed 's/.*"per_second":\([0-9.]*\).*/\1/')
+	for i in "${pids[@]}"; do
+		stop_pid "$i"
+	done
+	rm -rf "$dir"
+	printf '| etcd %s, puts to the leader (1 KiB; 16 B) | 3 | raft | %.0f | %.0f |\n' "$(etcd --version | awk '/etcd Version/{print $3}')" "$pub" "$pur" >>"$OUT/origin-table.md"
+}
+
 run_origin() {
 	local base=$OUT/baseline
 	log "origin benchmark: $WRITES publishes and purges, 64 clients, against 1 and 3 origins (data under $ORIGIN_TMP)"
@@ -691,6 +731,7 @@ run_origin() {
 	origin_case "this commit" 1 on "$GEOCDN"
 	origin_case "this commit" 3 off "$GEOCDN"
 	origin_case "this commit" 3 on "$GEOCDN"
+	etcd_case
 	log "failover benchmark: the leader of 3 origins killed $FAILOVER_KILLS times"
 	timeout 1500 $GO test -run "^TestFailoverTimes$" -timeout 24m -v ./cmd/geocdn/ \
 		-args -geocdn.failoverkills="$FAILOVER_KILLS" >"$OUT/failover.txt" 2>&1 || { cat "$OUT/failover.txt" >&2; exit 1; }

@@ -19,26 +19,35 @@ import (
 // clients, and prints one JSON line: the operation, the count and the
 // rate. Bounded by -count and -timeout; the first failure stops it.
 //
-//	benchtool writes -origin URL -token-file F [-op publish|purge] [-count 20000] [-clients 64]
+// -op etcd-put instead puts -size bytes under a distinct key through an
+// etcd member's JSON gateway (POST /v3/kv/put): the same client, the same
+// HTTP/1.1 requests, against a proven raft store, for a side-by-side
+// figure (bench/etcd.sh).
+//
+//	benchtool writes -origin URL -token-file F [-op publish|purge|etcd-put] [-count 20000] [-clients 64]
 func writes(args []string) error {
 	fs := flag.NewFlagSet("writes", flag.ExitOnError)
 	origin := fs.String("origin", "", "origin admin URL")
 	tokenFile := fs.String("token-file", "", "admin token file")
-	op := fs.String("op", "publish", "publish or purge")
+	op := fs.String("op", "publish", "publish, purge or etcd-put")
 	count := fs.Int("count", 20000, "operations in all")
 	clients := fs.Int("clients", 64, "concurrent clients")
 	size := fs.Int("size", 1024, "bytes per publish")
 	prefix := fs.String("prefix", "bench/writes", "key prefix")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	fs.Parse(args)
-	if *origin == "" || *tokenFile == "" || (*op != "publish" && *op != "purge") || *size < 16 {
-		return fmt.Errorf("writes: -origin, -token-file and -op publish|purge are required, -size at least 16")
+	etcd := *op == "etcd-put"
+	if *origin == "" || (*tokenFile == "" && !etcd) || (*op != "publish" && *op != "purge" && !etcd) || *size < 16 {
+		return fmt.Errorf("writes: -origin, -op publish|purge|etcd-put and (but for etcd-put) -token-file are required, -size at least 16")
 	}
-	tok, err := os.ReadFile(*tokenFile)
-	if err != nil {
-		return err
+	var auth string
+	if !etcd {
+		tok, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return err
+		}
+		auth = "Bearer " + strings.TrimSpace(string(tok))
 	}
-	auth := "Bearer " + strings.TrimSpace(string(tok))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}, Timeout: time.Minute}
 	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(*timeout)
@@ -58,14 +67,22 @@ func writes(args []string) error {
 					return
 				}
 				var req *http.Request
-				if *op == "publish" {
+				switch *op {
+				case "publish":
 					copy(body, fmt.Sprintf("%016d", i))
 					req, _ = http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v1/objects/%s/%d", *origin, *prefix, i), bytes.NewReader(body))
-				} else {
+				case "purge":
 					req, _ = http.NewRequest(http.MethodPost, *origin+"/v1/purge", strings.NewReader(fmt.Sprintf(`{"keys":["%s/%d"]}`, *prefix, i)))
 					req.Header.Set("Content-Type", "application/json")
+				case "etcd-put":
+					copy(body, fmt.Sprintf("%016d", i))
+					put, _ := json.Marshal(map[string][]byte{"key": fmt.Appendf(nil, "%s/%d", *prefix, i), "value": body})
+					req, _ = http.NewRequest(http.MethodPost, *origin+"/v3/kv/put", bytes.NewReader(put))
+					req.Header.Set("Content-Type", "application/json")
 				}
-				req.Header.Set("Authorization", auth)
+				if auth != "" {
+					req.Header.Set("Authorization", auth)
+				}
 				resp, err := client.Do(req)
 				if err != nil {
 					failed.Store(err)
