@@ -490,8 +490,9 @@ func TestMalformed(t *testing.T) {
 	// A list count far beyond the bytes that follow must fail before
 	// anything is allocated for it.
 	hugeCount := fullEntry().Append(nil)
-	// Strip the replicas and the (empty) purge section of format 2 after them.
-	hugeCount = hugeCount[:len(hugeCount)-len(appendString(appendString([]byte{2}, "edge-fra-1"), "edge-iad-2"))-4]
+	// Strip the replicas, the (empty) purge section of format 2 and the
+	// pulled flag of format 3 after them.
+	hugeCount = hugeCount[:len(hugeCount)-len(appendString(appendString([]byte{2}, "edge-fra-1"), "edge-iad-2"))-5]
 	hugeCount = quicvarint.Append(hugeCount, MaxReplicas)
 
 	tests := []struct {
@@ -519,7 +520,15 @@ func TestMalformed(t *testing.T) {
 		{"reject/code 0", AppendFrame(nil, Reject{Code: 0}), "reject code"},
 		{"reject/code 6", AppendFrame(nil, Reject{Code: RejectNotLeader + 1}), "reject code 6"},
 		{"log entry/version 0", withVersion(0), "format version 0"},
-		{"log entry/version 3", withVersion(LogEntryVersion + 1), "format version 3"},
+		{"log entry/version 4", withVersion(LogEntryVersion + 1), "format version 4"},
+		{"log entry/pulled flag 2", withLastByte(LogEntry{Op: OpPut}, 2), "pulled flag 2"},
+		{"log entry/pulled status 99", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 99} }), "status 99"},
+		{"log entry/pulled status 600", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 600} }), "status 600"},
+		{"log entry/pulled on a delete", entry(func(e *LogEntry) { e.Op = OpDelete; e.Pulled = &Pulled{Status: 200} }), "carries a pulled response"},
+		{"log entry/pulled header name", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: []HeaderField{{"Bad Name", "x"}}} }), "not a token"},
+		{"log entry/pulled empty header name", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: []HeaderField{{"", "x"}}} }), "not a token"},
+		{"log entry/pulled header CRLF", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: []HeaderField{{"X-A", "a\r\nX-B: b"}}} }), "CR, LF or NUL"},
+		{"log entry/pulled too many fields", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: make([]HeaderField, MaxHeaderFields+1)} }), "header fields: 257 entries"},
 		{"log entry/op 0", entry(func(e *LogEntry) { e.Op = 0 }), "op 0"},
 		{"log entry/op 4", entry(func(e *LogEntry) { e.Op = 4 }), "op 4"},
 		{"log entry/consistency 5", entry(func(e *LogEntry) { e.Consistency = Strong + 1 }), "consistency 5"},

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,7 +133,7 @@ func ParseConsistency(s string) (Consistency, time.Duration, error) {
 // LogEntryVersion is the format version written into every new log entry.
 // Decoders accept every version up to and including it, so a rolling
 // upgrade can read entries written by an older origin.
-const LogEntryVersion = 2
+const LogEntryVersion = 3
 
 // DigestSize is the size of a content digest (sha256).
 const DigestSize = 32
@@ -224,6 +226,66 @@ type LogEntry struct {
 	PurgePrefixes []string
 	PurgeTags     []string
 	Soft          bool
+
+	// Pulled describes a version fetched from the namespace's upstream
+	// web server (pull-through) rather than published: nil for published
+	// versions and for every other op.
+	Pulled *Pulled
+}
+
+// Pulled is what a shared cache keeps of an upstream response besides its
+// body (RFC 9111 §3): the status, the end-to-end header fields, and when
+// the origin sent the request and received the response, from which every
+// node computes the response's age (§4.2.3).
+type Pulled struct {
+	// Status is the upstream's status code, 200 to 599.
+	Status int
+	// Header holds the stored response header fields, in the order the
+	// upstream sent them, without hop-by-hop fields or Content-Length
+	// (the version's Size is the length).
+	Header []HeaderField
+	// Requested and Received are the origin's clock readings when it sent
+	// the request upstream and when the response's head arrived.
+	Requested, Received time.Time
+}
+
+// HeaderField is one HTTP header field line.
+type HeaderField struct{ Name, Value string }
+
+// Limits of a pulled response's header, as a decoder enforces them.
+const (
+	// MaxHeaderFields bounds the fields of a stored response.
+	MaxHeaderFields = 256
+	// MaxHeaderBytes bounds the names and values of a stored response
+	// together.
+	MaxHeaderBytes = 64 << 10
+)
+
+// HTTPHeader returns the stored fields as an http.Header (a new map).
+func (p *Pulled) HTTPHeader() http.Header {
+	h := make(http.Header, len(p.Header))
+	for _, f := range p.Header {
+		k := http.CanonicalHeaderKey(f.Name)
+		h[k] = append(h[k], f.Value)
+	}
+	return h
+}
+
+// HeaderFields returns h's fields in a stable order (sorted by name; the
+// values of a name in their order).
+func HeaderFields(h http.Header) []HeaderField {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var fs []HeaderField
+	for _, k := range names {
+		for _, v := range h[k] {
+			fs = append(fs, HeaderField{Name: k, Value: v})
+		}
+	}
+	return fs
 }
 
 // ObjectID identifies the entry's object across namespaces. Decoders refuse
@@ -240,7 +302,15 @@ func (e LogEntry) Len() int {
 		n += stringLen(k)
 	}
 	n += 1 + varintLen(boundMillis(e.Bound)) + 8 + stringsLen(e.Replicas)
-	return n + stringsLen(e.PurgeKeys) + stringsLen(e.PurgePrefixes) + stringsLen(e.PurgeTags) + 1
+	n += stringsLen(e.PurgeKeys) + stringsLen(e.PurgePrefixes) + stringsLen(e.PurgeTags) + 1
+	n++ // the pulled flag
+	if p := e.Pulled; p != nil {
+		n += varintLen(uint64(max(p.Status, 0))) + varintLen(uint64(len(p.Header))) + 16
+		for _, f := range p.Header {
+			n += stringLen(f.Name) + stringLen(f.Value)
+		}
+	}
+	return n
 }
 
 // stringsLen is the encoded size of a counted list of strings.
@@ -287,7 +357,21 @@ func (e LogEntry) Append(b []byte) []byte {
 	if e.Soft {
 		soft = 1
 	}
-	return append(b, soft)
+	b = append(b, soft)
+	// Format version 3: a pulled response, after a presence byte.
+	if e.Pulled == nil {
+		return append(b, 0)
+	}
+	p := e.Pulled
+	b = append(b, 1)
+	b = quicvarint.Append(b, uint64(max(p.Status, 0)))
+	b = quicvarint.Append(b, uint64(len(p.Header)))
+	for _, f := range p.Header {
+		b = appendString(b, f.Name)
+		b = appendString(b, f.Value)
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Requested)))
+	return binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Received)))
 }
 
 // ParseLogEntry decodes an entry written by Append in any format version
@@ -316,7 +400,8 @@ func parseLogEntryWith(b []byte, intern func([]byte) string) (LogEntry, error) {
 		return LogEntry{}, d.err
 	}
 	// Version 2 added OpPurge and the purge selectors after the replicas;
-	// version 1 entries end at the replicas.
+	// version 1 entries end at the replicas. Version 3 added the pulled
+	// response after the soft flag.
 	version := d.uint8("format version")
 	if d.err == nil && (version == 0 || version > LogEntryVersion) {
 		d.failf("format version %d not supported (want 1 to %d)", version, LogEntryVersion)
@@ -364,6 +449,18 @@ func parseLogEntryWith(b []byte, intern func([]byte) string) (LogEntry, error) {
 			e.Soft = soft == 1
 		}
 	}
+	if version >= 3 {
+		switch has := d.uint8("pulled"); {
+		case d.err != nil:
+		case has > 1:
+			d.failf("pulled flag %d is not 0 or 1", has)
+		case has == 1:
+			e.Pulled = d.pulled()
+			if d.err == nil && e.Op != OpPut {
+				d.failf("a %v entry carries a pulled response", e.Op)
+			}
+		}
+	}
 	if err := d.finish(); err != nil {
 		return LogEntry{}, err
 	}
@@ -395,6 +492,53 @@ func (e LogEntry) Validate() error {
 	_, err := parseLogEntry(e.Append(nil))
 	return err
 }
+
+// pulled reads a pulled response (format version 3).
+func (d *decoder) pulled() *Pulled {
+	p := &Pulled{}
+	st := d.varint("status")
+	if d.err == nil && (st < 100 || st > 599) {
+		d.failf("pulled status %d is not 100 to 599", st)
+	}
+	p.Status = int(st)
+	if n := d.count("header fields", MaxHeaderFields); n > 0 {
+		p.Header = make([]HeaderField, n)
+		total := 0
+		for i := range p.Header {
+			f := &p.Header[i]
+			f.Name = d.shared("header name", MaxStringLen)
+			f.Value = d.shared("header value", MaxHeaderBytes)
+			total += len(f.Name) + len(f.Value)
+			if d.err == nil && !validFieldName(f.Name) {
+				d.failf("header field name %q is not a token", f.Name)
+			}
+			if d.err == nil && !validFieldValue(f.Value) {
+				d.failf("header field %s: value holds CR, LF or NUL", f.Name)
+			}
+		}
+		if d.err == nil && total > MaxHeaderBytes {
+			d.failf("header fields: %d bytes exceed %d", total, MaxHeaderBytes)
+		}
+	}
+	if ns := int64(d.uint64be("requested")); ns != 0 {
+		p.Requested = time.Unix(0, ns).UTC()
+	}
+	if ns := int64(d.uint64be("received")); ns != 0 {
+		p.Received = time.Unix(0, ns).UTC()
+	}
+	return p
+}
+
+// validFieldName reports whether s is an HTTP field name (a token).
+func validFieldName(s string) bool {
+	return s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return r >= 0x7f || !strings.ContainsRune("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", r)
+	}) < 0
+}
+
+// validFieldValue reports whether s may be sent as a field value: no CR,
+// LF or NUL (RFC 9110 §5.5).
+func validFieldValue(s string) bool { return !strings.ContainsAny(s, "\r\n\x00") }
 
 // boundMillis is the bound as written: whole milliseconds, never negative.
 func boundMillis(d time.Duration) uint64 {

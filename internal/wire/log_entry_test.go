@@ -285,7 +285,7 @@ func TestPurgeEntryRoundTrip(t *testing.T) {
 func TestParseFormatVersion1(t *testing.T) {
 	want := LogEntry{LSN: 5, Op: OpPut, Namespace: "default", Key: "k", Size: 3, Replicas: []string{"e1"}}
 	b := want.Append(nil)
-	v1 := append([]byte{1}, b[1:len(b)-4]...) // no purge section
+	v1 := append([]byte{1}, b[1:len(b)-5]...) // no purge section, no pulled flag
 	got, err := ParseLogEntry(v1)
 	if err != nil {
 		t.Fatalf("format 1 entry: %v", err)
@@ -298,6 +298,58 @@ func TestParseFormatVersion1(t *testing.T) {
 	pb[0] = 1
 	if _, err := ParseLogEntry(pb); err == nil {
 		t.Fatal("format 1 purge entry accepted; purge needs format 2")
+	}
+}
+
+// Format 2 ended at the soft flag: no pulled response.
+func TestParseFormatVersion2(t *testing.T) {
+	want := LogEntry{LSN: 8, Op: OpPurge, Namespace: "default", PurgeTags: []string{"t"}, Soft: true}
+	b := want.Append(nil)
+	v2 := append([]byte{2}, b[1:len(b)-1]...)
+	got, err := ParseLogEntry(v2)
+	if err != nil {
+		t.Fatalf("format 2 entry: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	pulled := LogEntry{LSN: 9, Op: OpPut, Namespace: "default", Key: "k", Pulled: &Pulled{Status: 200}}
+	pb := pulled.Append(nil)
+	pb[0] = 2
+	if _, err := ParseLogEntry(pb); err == nil {
+		t.Fatal("format 2 entry with a pulled response accepted; that needs format 3")
+	}
+}
+
+func TestPulledEntryRoundTrip(t *testing.T) {
+	want := LogEntry{
+		LSN: 12, Op: OpPut, Namespace: "site", Key: "blog/?page=2", Size: 5, ContentType: "text/html",
+		Pulled: &Pulled{
+			Status: 200,
+			Header: []HeaderField{{"Cache-Control", "max-age=60"}, {"Vary", "Accept-Encoding"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"X-Empty", ""}},
+			Requested: time.Unix(1700000000, 5).UTC(), Received: time.Unix(1700000001, 7).UTC(),
+		},
+	}
+	b := want.Append(nil)
+	if len(b) != want.Len() {
+		t.Fatalf("Len %d, len(Append) %d", want.Len(), len(b))
+	}
+	got, err := ParseLogEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	h := got.Pulled.HTTPHeader()
+	if h.Get("Cache-Control") != "max-age=60" || len(h["Set-Cookie"]) != 2 || h.Get("vary") != "Accept-Encoding" {
+		t.Fatalf("HTTPHeader %v", h)
+	}
+	if fs := HeaderFields(h); len(fs) != 5 || fs[0].Name != "Cache-Control" || fs[1].Value != "a=1" || fs[2].Value != "b=2" {
+		t.Fatalf("HeaderFields %v", fs)
+	}
+	if err := want.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 
