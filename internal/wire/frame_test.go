@@ -529,6 +529,7 @@ func TestMalformed(t *testing.T) {
 		{"log entry/pulled empty header name", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: []HeaderField{{"", "x"}}} }), "not a token"},
 		{"log entry/pulled header CRLF", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: []HeaderField{{"X-A", "a\r\nX-B: b"}}} }), "CR, LF or NUL"},
 		{"log entry/pulled too many fields", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Header: make([]HeaderField, MaxHeaderFields+1)} }), "header fields: 257 entries"},
+		{"log entry/pulled selecting name", entry(func(e *LogEntry) { e.Pulled = &Pulled{Status: 200, Selecting: []HeaderField{{"A:B", "x"}}} }), "selecting field name"},
 		{"log entry/op 0", entry(func(e *LogEntry) { e.Op = 0 }), "op 0"},
 		{"log entry/op 4", entry(func(e *LogEntry) { e.Op = 4 }), "op 4"},
 		{"log entry/consistency 5", entry(func(e *LogEntry) { e.Consistency = Strong + 1 }), "consistency 5"},

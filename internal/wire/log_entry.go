@@ -247,6 +247,10 @@ type Pulled struct {
 	// Requested and Received are the origin's clock readings when it sent
 	// the request upstream and when the response's head arrived.
 	Requested, Received time.Time
+	// Selecting holds the request's fields that the response's Vary names
+	// (RFC 9111 §4.1), as the request that fetched it carried them: a
+	// later request matches only if its own values are the same.
+	Selecting []HeaderField
 }
 
 // HeaderField is one HTTP header field line.
@@ -305,10 +309,8 @@ func (e LogEntry) Len() int {
 	n += stringsLen(e.PurgeKeys) + stringsLen(e.PurgePrefixes) + stringsLen(e.PurgeTags) + 1
 	n++ // the pulled flag
 	if p := e.Pulled; p != nil {
-		n += varintLen(uint64(max(p.Status, 0))) + varintLen(uint64(len(p.Header))) + 16
-		for _, f := range p.Header {
-			n += stringLen(f.Name) + stringLen(f.Value)
-		}
+		n += varintLen(uint64(max(p.Status, 0))) + 16
+		n += fieldsLen(p.Header) + fieldsLen(p.Selecting)
 	}
 	return n
 }
@@ -371,7 +373,13 @@ func (e LogEntry) Append(b []byte) []byte {
 		b = appendString(b, f.Value)
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Requested)))
-	return binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Received)))
+	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Received)))
+	b = quicvarint.Append(b, uint64(len(p.Selecting)))
+	for _, f := range p.Selecting {
+		b = appendString(b, f.Name)
+		b = appendString(b, f.Value)
+	}
+	return b
 }
 
 // ParseLogEntry decodes an entry written by Append in any format version
@@ -501,32 +509,50 @@ func (d *decoder) pulled() *Pulled {
 		d.failf("pulled status %d is not 100 to 599", st)
 	}
 	p.Status = int(st)
-	if n := d.count("header fields", MaxHeaderFields); n > 0 {
-		p.Header = make([]HeaderField, n)
-		total := 0
-		for i := range p.Header {
-			f := &p.Header[i]
-			f.Name = d.shared("header name", MaxStringLen)
-			f.Value = d.shared("header value", MaxHeaderBytes)
-			total += len(f.Name) + len(f.Value)
-			if d.err == nil && !validFieldName(f.Name) {
-				d.failf("header field name %q is not a token", f.Name)
-			}
-			if d.err == nil && !validFieldValue(f.Value) {
-				d.failf("header field %s: value holds CR, LF or NUL", f.Name)
-			}
-		}
-		if d.err == nil && total > MaxHeaderBytes {
-			d.failf("header fields: %d bytes exceed %d", total, MaxHeaderBytes)
-		}
-	}
+	p.Header = d.fields("header")
 	if ns := int64(d.uint64be("requested")); ns != 0 {
 		p.Requested = time.Unix(0, ns).UTC()
 	}
 	if ns := int64(d.uint64be("received")); ns != 0 {
 		p.Received = time.Unix(0, ns).UTC()
 	}
+	p.Selecting = d.fields("selecting")
 	return p
+}
+
+// fields reads a counted list of header fields.
+func (d *decoder) fields(what string) []HeaderField {
+	n := d.count(what+" fields", MaxHeaderFields)
+	if n <= 0 {
+		return nil
+	}
+	fs := make([]HeaderField, n)
+	total := 0
+	for i := range fs {
+		f := &fs[i]
+		f.Name = d.shared(what+" name", MaxStringLen)
+		f.Value = d.shared(what+" value", MaxHeaderBytes)
+		total += len(f.Name) + len(f.Value)
+		if d.err == nil && !validFieldName(f.Name) {
+			d.failf("%s field name %q is not a token", what, f.Name)
+		}
+		if d.err == nil && !validFieldValue(f.Value) {
+			d.failf("%s field %s: value holds CR, LF or NUL", what, f.Name)
+		}
+	}
+	if d.err == nil && total > MaxHeaderBytes {
+		d.failf("%s fields: %d bytes exceed %d", what, total, MaxHeaderBytes)
+	}
+	return fs
+}
+
+// fieldsLen is the encoded size of a counted list of header fields.
+func fieldsLen(fs []HeaderField) int {
+	n := varintLen(uint64(len(fs)))
+	for _, f := range fs {
+		n += stringLen(f.Name) + stringLen(f.Value)
+	}
+	return n
 }
 
 // validFieldName reports whether s is an HTTP field name (a token).

@@ -328,6 +328,7 @@ func TestPulledEntryRoundTrip(t *testing.T) {
 			Status: 200,
 			Header: []HeaderField{{"Cache-Control", "max-age=60"}, {"Vary", "Accept-Encoding"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"X-Empty", ""}},
 			Requested: time.Unix(1700000000, 5).UTC(), Received: time.Unix(1700000001, 7).UTC(),
+			Selecting: []HeaderField{{"Accept-Encoding", "gzip, br"}},
 		},
 	}
 	b := want.Append(nil)
