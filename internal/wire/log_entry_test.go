@@ -325,8 +325,8 @@ func TestPulledEntryRoundTrip(t *testing.T) {
 	want := LogEntry{
 		LSN: 12, Op: OpPut, Namespace: "site", Key: "blog/?page=2", Size: 5, ContentType: "text/html",
 		Pulled: &Pulled{
-			Status: 200,
-			Header: []HeaderField{{"Cache-Control", "max-age=60"}, {"Vary", "Accept-Encoding"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"X-Empty", ""}},
+			Status:    200,
+			Header:    []HeaderField{{"Cache-Control", "max-age=60"}, {"Vary", "Accept-Encoding"}, {"Set-Cookie", "a=1"}, {"Set-Cookie", "b=2"}, {"X-Empty", ""}},
 			Requested: time.Unix(1700000000, 5).UTC(), Received: time.Unix(1700000001, 7).UTC(),
 			Selecting: []HeaderField{{"Accept-Encoding", "gzip, br"}},
 		},
