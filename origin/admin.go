@@ -304,6 +304,10 @@ func (o *Origin) handlePut(w http.ResponseWriter, r *http.Request, ns, key strin
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes exceeds the limit of %d", r.ContentLength, o.cfg.MaxObjectSize))
 		return
 	}
+	if up, ok := o.ups.forNamespace(ns); ok && up.Mode == PullOnly {
+		writeError(w, http.StatusConflict, fmt.Sprintf("namespace %q: %v", ns, errPullOnly))
+		return
+	}
 	if o.isClosing() {
 		writeJSON(w, http.StatusServiceUnavailable, PublishResult{Key: key, Namespace: ns, Error: "origin shutting down"})
 		return

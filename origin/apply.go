@@ -109,7 +109,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 			}
 			e, ops, err := applyCommand(b, c, last, missing[i], inFile[i], touched)
 			if err != nil {
-				if errors.Is(err, ErrNotFound) || errors.Is(err, wire.ErrMalformed) || errors.Is(err, errBadCommand) {
+				if errors.Is(err, ErrNotFound) || errors.Is(err, wire.ErrMalformed) || errors.Is(err, errBadCommand) || errors.Is(err, errPublishedWins) || errors.Is(err, errRefreshGone) {
 					results[i].Err = err
 					continue
 				}
@@ -221,6 +221,16 @@ func applyCommand(b buckets, c *command, last uint64, missing, inFile bool, touc
 	case wire.OpPut:
 		if c.Inline != nil && (uint64(len(c.Inline)) != e.Size || sha256.Sum256(c.Inline) != e.Digest) {
 			return wire.LogEntry{}, nil, fmt.Errorf("%w: inline content does not match its digest and size", errBadCommand)
+		}
+		if e.Pulled != nil && cur != nil && cur.Pulled == nil {
+			// A published key wins over its upstream, whichever came
+			// first to the leader.
+			return wire.LogEntry{}, nil, errPublishedWins
+		}
+		if e.Pulled != nil && c.Inline == nil && c.Stage == "" && (cur == nil || cur.Digest != e.Digest) {
+			// A refresh names the content of the version it revalidated,
+			// which may have been collected once that version went.
+			return wire.LogEntry{}, nil, errRefreshGone
 		}
 	case wire.OpDelete:
 		if cur == nil {

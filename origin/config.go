@@ -11,6 +11,7 @@ import (
 
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/fsys"
+	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,8 +80,16 @@ type Config struct {
 	// there too. At least 16 bytes when set.
 	MetricsToken string
 
-	// MaxObjectSize bounds a published body (413 beyond it). Default 5 GiB.
+	// MaxObjectSize bounds a published body (413 beyond it), and the
+	// pulled bodies that are stored: a larger one is streamed through.
+	// Default 5 GiB.
 	MaxObjectSize int64
+
+	// Upstreams name the namespaces' upstream web servers (pull-through;
+	// see upstream.go), at most one per namespace.
+	Upstreams []Upstream
+	// UpstreamTimeouts bound fetches from them.
+	UpstreamTimeouts UpstreamTimeouts
 	// LeaseTerm is the edge lease term granted with every heartbeat answer.
 	// Default 2s; between 200ms and 1m.
 	LeaseTerm time.Duration
@@ -228,6 +237,18 @@ func (c Config) Validate() error {
 	}
 	if c.MaxObjectSize < 0 {
 		errs = append(errs, errors.New("max object size: must not be negative"))
+	}
+	seen := map[string]bool{}
+	for _, up := range c.Upstreams {
+		if err := objkey.ValidNamespace(up.Namespace); err != nil {
+			errs = append(errs, fmt.Errorf("upstream: %w", err))
+		} else if seen[up.Namespace] {
+			errs = append(errs, fmt.Errorf("upstream: namespace %q has two", up.Namespace))
+		}
+		seen[up.Namespace] = true
+		if err := up.validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.LeaseTerm < 200*time.Millisecond || c.LeaseTerm > time.Minute {
 		errs = append(errs, fmt.Errorf("lease: %v is outside 200ms..1m", c.LeaseTerm))

@@ -82,6 +82,9 @@ type Origin struct {
 	// stopping closes when the origin shuts down, ending background waits.
 	stopping chan struct{}
 
+	// ups are the namespaces' upstreams (pull-through); nil when none.
+	ups *upstreams
+
 	// raft replicates the log among the origins (raft.go). leading is set
 	// while this origin leads and has applied what came before;
 	// leaderChanged is signalled when leadership moves.
@@ -129,6 +132,9 @@ func New(cfg Config) (*Origin, error) {
 	}
 	if cfg.MetricsToken != "" {
 		o.metricsTokenSum = sha256.Sum256([]byte(cfg.MetricsToken))
+	}
+	if len(cfg.Upstreams) > 0 {
+		o.ups = newUpstreams(cfg.Upstreams, cfg.UpstreamTimeouts)
 	}
 	started := o.clk.Now()
 	var err error
@@ -347,6 +353,7 @@ func (o *Origin) shutdown() {
 	}
 	o.closeRaft()
 	o.closeCluster()
+	o.ups.close()
 	o.store.close()
 }
 

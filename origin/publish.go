@@ -72,6 +72,12 @@ func (o *Origin) publish(ctx context.Context, id requestID, ns, key string, body
 			return wire.LogEntry{}, &errNotCommitted{err}
 		}
 	}
+	return o.commitContent(ctx, c)
+}
+
+// commitContent proposes c, whose content is inline or staged on a quorum,
+// and removes the staged file if nothing was appended.
+func (o *Origin) commitContent(ctx context.Context, c *command) (wire.LogEntry, error) {
 	ent, err := o.propose(ctx, c)
 	var nl *errNotLeader
 	if c.Stage != "" && (errors.As(err, &nl) || errors.Is(err, errShuttingDown)) {

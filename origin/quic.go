@@ -483,6 +483,9 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 	// never takes a short body for a whole one; Close after a reset is a
 	// no-op that only reports it.
 	defer st.Close()
+	if req.Pull != nil && req.Digest.IsZero() && o.servePull(e, st, req) {
+		return
+	}
 	var (
 		err  error
 		ent  wire.LogEntry
@@ -567,4 +570,61 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 	}
 	o.metrics.fillBytes.Add(float64(n))
 	o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest, Bytes: n, Err: err})
+}
+
+// servePull answers a fill of a namespace with an upstream for a key that
+// the catalog does not hold or holds as pulled: it brings the key up to
+// date (see pull: fetched, revalidated or left fresh) and reports whether
+// it answered. A version the pull stored or kept is left to serveFill,
+// which then finds it in the catalog; a response not stored is streamed
+// through, and an upstream failure answered as such. Published keys are
+// serveFill's alone.
+func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool {
+	if _, ok := o.ups.forNamespace(req.Namespace); !ok {
+		return false
+	}
+	if cur, err := o.store.get(req.Namespace, req.Key); err == nil && cur.Pulled == nil {
+		return false // published
+	}
+	pr := pullRequest{Namespace: req.Namespace, Key: req.Key, ClientIP: req.Pull.ClientIP, Host: req.Pull.Host, Forward: req.Pull.Forward}
+	if len(req.Pull.Header) > 0 {
+		pr.Header = (&wire.Pulled{Header: req.Pull.Header}).HTTPHeader()
+	}
+	out, err := o.pull(st.Context(), pr)
+	var ue *errUpstream
+	switch {
+	case err == nil && out.Stored:
+		return false
+	case err == nil:
+		defer out.Body.Close()
+		resp := wire.FillResponse{Status: wire.FillPassThrough, Reason: out.Detail, Entry: wire.LogEntry{
+			Op: wire.OpPut, Namespace: req.Namespace, Key: req.Key,
+			Pulled: &wire.Pulled{Status: out.Status, Header: wire.HeaderFields(out.Header)},
+		}}
+		if err := resp.Entry.Validate(); err != nil {
+			// A header no log entry can carry (too many fields, too long):
+			// the edge answers 502 rather than pass on half of it.
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillBadGateway, Reason: "upstream response header: " + err.Error()})
+			return true
+		}
+		if err := wire.WriteFrame(st, resp); err != nil {
+			return true
+		}
+		n, err := io.Copy(st, out.Body)
+		if err != nil {
+			st.CancelWrite(0) // a cut body is reset, never ended as if whole
+		}
+		o.metrics.fillBytes.Add(float64(n))
+		o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
+		return true
+	case errors.Is(err, ErrNotFound):
+		return false
+	case errors.As(err, &ue) && ue.timeout():
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillGatewayTimeout, Reason: err.Error()})
+	case errors.As(err, &ue):
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillBadGateway, Reason: err.Error()})
+	default:
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+	}
+	return true
 }

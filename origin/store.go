@@ -45,6 +45,9 @@ type PutMeta struct {
 	// every edge.
 	Replicas []string
 	ModTime  time.Time
+	// Pulled describes an upstream response this version was fetched as
+	// (pull-through); nil for a publish.
+	Pulled *wire.Pulled
 }
 
 // Buckets of the catalog database.
@@ -417,6 +420,7 @@ func putEntry(ns, key string, m PutMeta) (wire.LogEntry, error) {
 		Bound:         m.Bound,
 		ModTime:       m.ModTime,
 		Replicas:      m.Replicas,
+		Pulled:        m.Pulled,
 	}
 	probe := e
 	probe.LSN, probe.Size = wire.MaxVarint, wire.MaxVarint
@@ -466,6 +470,12 @@ func (s *store) stageAs(ctx context.Context, name string, body io.Reader, limit 
 	if err != nil {
 		return staged{}, err
 	}
+	return s.stageTemp(name, tmp, d, size)
+}
+
+// stageTemp moves tmp, a synced file writeTemp wrote, durably into the
+// stage directory as name. On error tmp is removed.
+func (s *store) stageTemp(name, tmp string, d wire.Digest, size int64) (staged, error) {
 	if err := s.fs.Rename(tmp, s.stagePath(name)); err != nil {
 		s.fs.Remove(tmp)
 		return staged{}, fmt.Errorf("stage content: %w", err)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/quic-go/quic-go/quicvarint"
@@ -17,12 +18,31 @@ import (
 // if it is still current the origin answers FillNotModified and sends no
 // body (revalidation after a soft purge).
 //
-// Layout: namespace | key | digest (32 bytes) | have (32 bytes).
+// Pull, set by an edge for a namespace with an upstream (pull-through),
+// carries what the origin forwards upstream when it must fetch the object;
+// the key is then a pulled key (objkey.FromTarget).
+//
+// Layout: namespace | key | digest (32 bytes) | have (32 bytes)
+// | pull flag (1 byte: 0 none, 1 pull, 2 pull and forward)
+// [| client fields | client address | host, when the flag is not 0].
 type FillRequest struct {
 	Namespace string
 	Key       string
 	Digest    Digest
 	Have      Digest
+	Pull      *PullInfo
+}
+
+// PullInfo is a client's request as an edge passes it on for a pull.
+type PullInfo struct {
+	// Header holds the client's end-to-end request fields.
+	Header []HeaderField
+	// ClientIP is the client's address; Host the Host it asked for.
+	ClientIP, Host string
+	// Forward asks the origin to fetch from the upstream even if it
+	// stores a version: the edge found the stored response cannot answer
+	// this request (its Vary fields differ, or it has Authorization).
+	Forward bool
 }
 
 // FillStatus is the outcome of a fill.
@@ -35,6 +55,14 @@ const (
 	// FillNotModified: the content the request said it has is current;
 	// Entry describes it and no body follows.
 	FillNotModified FillStatus = 4
+	// FillPassThrough: an upstream response that is not stored (Reason
+	// says why). Entry.Pulled holds its status and header fields; the
+	// body follows until the stream ends, and is for this request only.
+	FillPassThrough FillStatus = 5
+	// FillBadGateway and FillGatewayTimeout: the upstream failed to
+	// answer, or not in time; Reason says how.
+	FillBadGateway     FillStatus = 6
+	FillGatewayTimeout FillStatus = 7
 )
 
 func (s FillStatus) String() string {
@@ -47,6 +75,12 @@ func (s FillStatus) String() string {
 		return "error"
 	case FillNotModified:
 		return "not-modified"
+	case FillPassThrough:
+		return "pass-through"
+	case FillBadGateway:
+		return "bad-gateway"
+	case FillGatewayTimeout:
+		return "gateway-timeout"
 	}
 	return "fill-status(" + strconv.Itoa(int(s)) + ")"
 }
@@ -68,14 +102,30 @@ type FillResponse struct {
 func (FillRequest) Type() FrameType { return FrameFillRequest }
 
 func (r FillRequest) Len() int {
-	return stringLen(r.Namespace) + stringLen(r.Key) + 2*DigestSize
+	n := stringLen(r.Namespace) + stringLen(r.Key) + 2*DigestSize + 1
+	if p := r.Pull; p != nil {
+		n += fieldsLen(p.Header) + stringLen(p.ClientIP) + stringLen(p.Host)
+	}
+	return n
 }
 
 func (r FillRequest) Append(b []byte) []byte {
 	b = appendString(b, r.Namespace)
 	b = appendString(b, r.Key)
 	b = append(b, r.Digest[:]...)
-	return append(b, r.Have[:]...)
+	b = append(b, r.Have[:]...)
+	p := r.Pull
+	if p == nil {
+		return append(b, 0)
+	}
+	flag := byte(1)
+	if p.Forward {
+		flag = 2
+	}
+	b = append(b, flag)
+	b = appendFields(b, p.Header)
+	b = appendString(b, p.ClientIP)
+	return appendString(b, p.Host)
 }
 
 func parseFillRequest(b []byte) (FillRequest, error) {
@@ -86,6 +136,18 @@ func parseFillRequest(b []byte) (FillRequest, error) {
 		Digest:    d.digest("digest"),
 		Have:      d.digest("have"),
 	}
+	switch flag := d.uint8("pull flag"); {
+	case d.err != nil, flag == 0:
+	case flag > 2:
+		d.failf("pull flag %d is not 0, 1 or 2", flag)
+	default:
+		r.Pull = &PullInfo{
+			Header:   d.fields("client"),
+			ClientIP: d.string("client address", MaxStringLen),
+			Host:     d.string("host", MaxStringLen),
+			Forward:  flag == 2,
+		}
+	}
 	if err := d.finish(); err != nil {
 		return FillRequest{}, err
 	}
@@ -95,7 +157,9 @@ func parseFillRequest(b []byte) (FillRequest, error) {
 func (FillResponse) Type() FrameType { return FrameFillResponse }
 
 // hasEntry reports whether a response with this status carries an entry.
-func (s FillStatus) hasEntry() bool { return s == FillOK || s == FillNotModified }
+func (s FillStatus) hasEntry() bool {
+	return s == FillOK || s == FillNotModified || s == FillPassThrough
+}
 
 // entryLen is the length of the embedded entry as Append writes it.
 func (r FillResponse) entryLen() int {
@@ -130,7 +194,7 @@ func parseFillResponse(b []byte) (FillResponse, error) {
 	entry := d.bytes("entry", d.varint("entry length"))
 	if d.err == nil {
 		switch {
-		case r.Status < FillOK || r.Status > FillNotModified:
+		case r.Status < FillOK || r.Status > FillGatewayTimeout:
 			d.failf("unknown status %d", r.Status)
 		case r.Status.hasEntry() && len(entry) == 0:
 			d.failf("status %s without an entry", r.Status)
@@ -145,6 +209,9 @@ func parseFillResponse(b []byte) (FillResponse, error) {
 		e, err := parseLogEntry(entry)
 		if err != nil {
 			return FillResponse{}, err
+		}
+		if r.Status == FillPassThrough && e.Pulled == nil {
+			return FillResponse{}, fmt.Errorf("%w: fill response: pass-through without a pulled response", ErrMalformed)
 		}
 		r.Entry = e
 	}

@@ -367,15 +367,16 @@ func (e LogEntry) Append(b []byte) []byte {
 	p := e.Pulled
 	b = append(b, 1)
 	b = quicvarint.Append(b, uint64(max(p.Status, 0)))
-	b = quicvarint.Append(b, uint64(len(p.Header)))
-	for _, f := range p.Header {
-		b = appendString(b, f.Name)
-		b = appendString(b, f.Value)
-	}
+	b = appendFields(b, p.Header)
 	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Requested)))
 	b = binary.BigEndian.AppendUint64(b, uint64(modTimeNanos(p.Received)))
-	b = quicvarint.Append(b, uint64(len(p.Selecting)))
-	for _, f := range p.Selecting {
+	return appendFields(b, p.Selecting)
+}
+
+// appendFields writes a counted list of header fields.
+func appendFields(b []byte, fs []HeaderField) []byte {
+	b = quicvarint.Append(b, uint64(len(fs)))
+	for _, f := range fs {
 		b = appendString(b, f.Name)
 		b = appendString(b, f.Value)
 	}
