@@ -91,6 +91,11 @@ type Config struct {
 	DiskBytes int64
 	// FillTimeout bounds one fill from the origin. Default 30s.
 	FillTimeout time.Duration
+	// HonorClientNoCache lets clients' Cache-Control: no-cache, max-age,
+	// min-fresh and max-stale (and Pragma: no-cache) take effect on
+	// pulled objects. Off by default, as at most CDNs: a client must not
+	// be able to send every request through to the upstream.
+	HonorClientNoCache bool
 	// DrainDelay is how long the edge reports unhealthy on shutdown before
 	// it stops accepting connections, so routers move clients away first.
 	// Default 0.
@@ -257,6 +262,9 @@ type Edge struct {
 	clk     clock.Clock
 	store   *store
 	metrics *metrics
+	// pullNS are the namespaces with an upstream, as the origin's last
+	// Welcome named them.
+	pullNS atomic.Pointer[map[string]bool]
 
 	udp     net.PacketConn
 	ownsUDP bool
@@ -361,6 +369,7 @@ func (e *Edge) listen() error {
 	h := newHandler(handlerConfig{
 		Store: e.store, Fill: e, View: e, Clock: e.clk.Now, Metrics: e.metrics,
 		Logger: e.log, Healthy: e.Healthy, FillTimeout: e.cfg.FillTimeout,
+		Pulls: e.pulls, Pull: e, HonorClientNoCache: e.cfg.HonorClientNoCache,
 	})
 	e.httpSrv = &h1.Server{
 		Handler:     h,
@@ -519,6 +528,12 @@ func (e *Edge) closeListeners() {
 
 // Healthy reports whether the edge can serve: it holds a valid lease and
 // is not draining.
+// pulls reports whether ns has an upstream web server (pull-through).
+func (e *Edge) pulls(ns string) bool {
+	m := e.pullNS.Load()
+	return m != nil && (*m)[ns]
+}
+
 func (e *Edge) Healthy() bool {
 	return !e.draining.Load() && e.leaseValid()
 }

@@ -38,10 +38,11 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	if s == nil {
 		return wire.LogEntry{}, errNoOrigin
 	}
+	req := wire.FillRequest{Namespace: ns, Key: key, Digest: want, Have: have}
 	if fc != nil && fc.fills && !want.IsZero() {
 		// Which version is current is the leader's to say; a version
 		// named by digest any origin holding it can serve.
-		ent, err := e.fetchFrom(ctx, fc.conn, true, ns, key, want, have)
+		ent, _, err := e.fetchFrom(ctx, fc.conn, true, req)
 		if err == nil {
 			e.metrics.fillFrom("follower")
 			return ent, nil
@@ -53,7 +54,60 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 		e.log.Debug("follower declined a fill; asking the leader", "origin", fc.id, "ns", ns, "key", key, "err", err)
 	}
 	e.metrics.fillFrom("leader")
-	return e.fetchFrom(ctx, s.data, false, ns, key, want, have)
+	ent, _, err := e.fetchFrom(ctx, s.data, false, req)
+	return ent, err
+}
+
+// pull is fill for a namespace with an upstream: the leader brings the
+// key up to date from the upstream if it must (info carries the client's
+// request for it) and answers with the current version, stored here like
+// any fill, or with a response that was not stored, to stream to this one
+// client.
+func (e *Edge) pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error) {
+	e.mu.Lock()
+	s := e.sess
+	e.mu.Unlock()
+	if s == nil {
+		return wire.LogEntry{}, nil, errNoOrigin
+	}
+	e.metrics.fillFrom("leader")
+	return e.fetchFrom(ctx, s.data, false, wire.FillRequest{Namespace: ns, Key: key, Have: have, Pull: info})
+}
+
+// passThrough is an upstream response the origin did not store: its
+// status and fields in entry.Pulled, why not in reason, and its body.
+type passThrough struct {
+	entry  wire.LogEntry
+	reason string
+	body   io.ReadCloser
+}
+
+// errUpstream is the origin's report that the upstream failed: no answer
+// in time (timeout), or none it could use.
+type errUpstream struct {
+	timeout bool
+	reason  string
+}
+
+func (e *errUpstream) Error() string { return "upstream: " + e.reason }
+
+// streamBody reads a pass-through body from st, each read allowed idle
+// for up to idle; Close stops the stream.
+type streamBody struct {
+	st   *quic.Stream
+	idle time.Duration
+	stop func() bool
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	b.st.SetReadDeadline(time.Now().Add(b.idle))
+	return b.st.Read(p)
+}
+
+func (b *streamBody) Close() error {
+	b.stop()
+	b.st.CancelRead(0)
+	return nil
 }
 
 // errDeclined is a fill a follower left to the leader.
@@ -61,12 +115,15 @@ var errDeclined = errors.New("the follower left the fill to the leader")
 
 // fetchFrom runs one fill request over conn, a follower's fill connection
 // when follower is set (whose "not found" only means it does not know).
-func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns, key string, want, have wire.Digest) (wire.LogEntry, error) {
+// A pull answered with a response not stored returns it as a passThrough,
+// whose body the caller must close.
+func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, req wire.FillRequest) (_ wire.LogEntry, pass *passThrough, _ error) {
+	ns, key := req.Namespace, req.Key
 	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
 	st, err := conn.OpenStreamSync(octx)
 	cancel()
 	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
 	}
 	// The stream counts against the origin's limit of streams this edge
 	// may open until both directions are finished at both ends. The
@@ -75,36 +132,40 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns
 	// return, which is a no-op where the answer was read to its end and
 	// otherwise tells the origin to stop sending (a body not needed, or
 	// one this edge could not store).
-	defer st.CancelRead(0)
 	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
-	defer stop()
+	defer func() {
+		if pass == nil { // a pass-through body is ended by its Close
+			st.CancelRead(0)
+			stop()
+		}
+	}()
 	// Stream deadlines run on the real clock (as socket deadlines do), so
 	// they are set from time.Now, not from the injected clock. FillTimeout
 	// bounds the answer; the body then gets time in proportion to its size
 	// at a floor rate of 1 MiB/s, so a large fill is not cut off.
 	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
-	if err := wire.WriteFrame(st, wire.FillRequest{Namespace: ns, Key: key, Digest: want, Have: have}); err != nil {
+	if err := wire.WriteFrame(st, req); err != nil {
 		st.CancelWrite(0)
-		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
 	}
 	st.Close()
 	f, err := wire.ReadFrame(st)
 	if err != nil {
-		return wire.LogEntry{}, fmt.Errorf("fill: %w", err)
+		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
 	}
 	resp, ok := f.(wire.FillResponse)
 	if !ok {
-		return wire.LogEntry{}, fmt.Errorf("fill: unexpected %T", f)
+		return wire.LogEntry{}, nil, fmt.Errorf("fill: unexpected %T", f)
 	}
 	if follower && (resp.Status == wire.FillNotFound || resp.Status == wire.FillError) {
-		return wire.LogEntry{}, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
+		return wire.LogEntry{}, nil, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
 	}
 	switch resp.Status {
 	case wire.FillNotFound:
 		if resp.Reason == wire.PendingReason {
-			return wire.LogEntry{}, &pendingError{notFound: true}
+			return wire.LogEntry{}, nil, &pendingError{notFound: true}
 		}
-		return wire.LogEntry{}, errNotFound
+		return wire.LogEntry{}, nil, errNotFound
 	case wire.FillNotModified:
 		if !e.store.hasBlob(resp.Entry.Digest) {
 			// Evicted (purged) since the request: ask again for the
@@ -112,12 +173,21 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns
 			// have moved on and that content been collected meanwhile.
 			// This stream is done; end it before opening the next.
 			st.CancelRead(0)
-			return e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
+			req.Digest, req.Have = wire.Digest{}, wire.Digest{}
+			if req.Pull == nil {
+				ent, err := e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
+				return ent, nil, err
+			}
+			return e.fetchFrom(ctx, conn, follower, req)
 		}
-		return resp.Entry, nil
+		return resp.Entry, nil, nil
+	case wire.FillPassThrough:
+		return resp.Entry, &passThrough{entry: resp.Entry, reason: resp.Reason, body: &streamBody{st: st, idle: e.cfg.FillTimeout, stop: stop}}, nil
+	case wire.FillBadGateway, wire.FillGatewayTimeout:
+		return wire.LogEntry{}, nil, &errUpstream{timeout: resp.Status == wire.FillGatewayTimeout, reason: resp.Reason}
 	case wire.FillOK:
 	default:
-		return wire.LogEntry{}, fmt.Errorf("fill: origin: %s", resp.Reason)
+		return wire.LogEntry{}, nil, fmt.Errorf("fill: origin: %s", resp.Reason)
 	}
 	ent := resp.Entry
 	st.SetReadDeadline(time.Now().Add(e.cfg.FillTimeout + time.Duration(ent.Size>>20)*time.Second))
@@ -136,13 +206,13 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, ns
 		err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
 		e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
 		if err != nil {
-			return wire.LogEntry{}, fmt.Errorf("fill %s: %w", key, err)
+			return wire.LogEntry{}, nil, fmt.Errorf("fill %s: %w", key, err)
 		}
 	}
 	if pending {
-		return ent, &pendingError{entry: ent}
+		return ent, nil, &pendingError{entry: ent}
 	}
-	return ent, nil
+	return ent, nil, nil
 }
 
 // pendingError reports a fill answered for a strong write that is not yet

@@ -71,11 +71,16 @@ type version struct {
 // attrs are the fields of a version that most versions share with many
 // others: namespace, headers, surrogate keys, consistency, replica set.
 // They are never changed once made.
+//
+// A pulled version's stored response (status, fields, times) is its own:
+// its attrs are made for it alone and hold it, so that published versions,
+// which share theirs, pay nothing for it.
 type attrs struct {
 	ns, contentType, cacheControl string
 	surrogateKeys, replicas       []string
 	consistency                   wire.Consistency
 	bound                         time.Duration
+	pulled                        *wire.Pulled
 }
 
 // newVersion makes the index's record of the put e, pending if strong,
@@ -134,6 +139,7 @@ func (v *version) setEntry(e *wire.LogEntry) {
 	}
 	e.Replicas = a.replicas
 	e.PurgeKeys, e.PurgePrefixes, e.PurgeTags, e.Soft = nil, nil, nil, false
+	e.Pulled = a.pulled
 }
 
 // tuple is what v contributes to the hash tree.
@@ -160,6 +166,18 @@ const maxSharedAttrs = 4096
 
 // intern returns the shared attrs of e.
 func (t *attrsTable) intern(e *wire.LogEntry) *attrs {
+	if e.Pulled != nil {
+		p := *e.Pulled
+		p.Header = slices.Clip(slices.Clone(p.Header))
+		p.Selecting = slices.Clip(slices.Clone(p.Selecting))
+		return &attrs{
+			ns: e.Namespace, contentType: e.ContentType, cacheControl: e.CacheControl,
+			surrogateKeys: slices.Clip(slices.Clone(e.SurrogateKeys)),
+			replicas:      slices.Clip(slices.Clone(e.Replicas)),
+			consistency:   e.Consistency, bound: e.Bound,
+			pulled: &p,
+		}
+	}
 	k := attrsKey{ns: e.Namespace, contentType: e.ContentType, cacheControl: e.CacheControl, consistency: e.Consistency, bound: e.Bound}
 	if len(e.SurrogateKeys)+len(e.Replicas) > 0 {
 		b := binary.AppendUvarint(nil, uint64(len(e.SurrogateKeys)))

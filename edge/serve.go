@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/geocdn/geocdn/internal/h1"
+	"github.com/geocdn/geocdn/internal/httpcache"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/invalidation"
@@ -139,6 +140,16 @@ type handlerConfig struct {
 	// FillTimeout bounds one fill, and how long a request waits for one.
 	// Default 10 s.
 	FillTimeout time.Duration
+	// Pulls reports whether a namespace has an upstream web server
+	// (pull-through), and Pull fetches its objects through the origin.
+	// Nil: no namespace pulls.
+	Pulls func(ns string) bool
+	Pull  puller
+	// HonorClientNoCache lets a client's Cache-Control: no-cache,
+	// max-age, min-fresh and max-stale (and Pragma: no-cache) take
+	// effect on pulled objects. Off, as at most CDNs: one client must
+	// not make every other's request go to the upstream.
+	HonorClientNoCache bool
 }
 
 // respHeaders are the header values of one object version, built once per
@@ -249,6 +260,9 @@ type handler struct {
 	nsFor       func(string) string
 	fillTimeout time.Duration
 	group       singleflight.Group
+	pulls       func(string) bool
+	puller      puller
+	cacheOpts   httpcache.Options
 
 	// Constant header values, shared like respHeaders.
 	hitXCache, missXCache, hitStatus, unleasedStatus []string
@@ -271,6 +285,9 @@ func newHandler(cfg handlerConfig) *handler {
 		healthy:        cfg.Healthy,
 		nsFor:          cfg.NamespaceFor,
 		fillTimeout:    cfg.FillTimeout,
+		pulls:          cfg.Pulls,
+		puller:         cfg.Pull,
+		cacheOpts:      httpcache.Options{HonorClientNoCache: cfg.HonorClientNoCache},
 		hitXCache:      []string{"HIT"},
 		missXCache:     []string{"MISS"},
 		hitStatus:      []string{statusHit},
@@ -288,6 +305,9 @@ func newHandler(cfg handlerConfig) *handler {
 	if h.fillTimeout <= 0 {
 		h.fillTimeout = defaultFillTimeout
 	}
+	if h.pulls == nil || h.puller == nil {
+		h.pulls = func(string) bool { return false }
+	}
 	return h
 }
 
@@ -300,6 +320,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveHealth(w)
 		return
 	}
+	ns := objkey.DefaultNamespace
+	if h.nsFor != nil {
+		ns = h.nsFor(r.Host)
+	}
+	if h.pulls(ns) {
+		key, err := objkey.FromTarget(path, r.URL.RawQuery)
+		if err != nil {
+			noStore(w)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !h.allowMethod(w, r) {
+			return
+		}
+		h.servePulled(w, r, ns, key)
+		return
+	}
 	key, err := objkey.FromPath(path, "/")
 	if err != nil {
 		noStore(w)
@@ -308,10 +345,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.allowMethod(w, r) {
 		return
-	}
-	ns := objkey.DefaultNamespace
-	if h.nsFor != nil {
-		ns = h.nsFor(r.Host)
 	}
 	h.serveObject(w, r, ns, key)
 }
@@ -341,8 +374,11 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 	if h.nsFor != nil {
 		ns = h.nsFor(string(r.Host))
 	}
+	if h.pulls(ns) {
+		return false // keyed by the whole target, and served by RFC 9111
+	}
 	obj, known := h.st.lookup(ns, key)
-	if !known || !obj.Present || obj.Stale {
+	if !known || !obj.Present || obj.Stale || obj.Entry.Pulled != nil {
 		return false
 	}
 	// One lease snapshot and one clock reading decide, label and age the

@@ -419,6 +419,11 @@ func (e *Edge) runSession(ctx context.Context, addr net.Addr, handshake time.Dur
 	if s.heartbeat <= 0 || s.term <= 0 {
 		return false, fmt.Errorf("origin %s sent heartbeat %v and lease %v", addr, s.heartbeat, s.term)
 	}
+	pull := make(map[string]bool, len(welcome.Pull))
+	for _, ns := range welcome.Pull {
+		pull[ns] = true
+	}
+	e.pullNS.Store(&pull)
 	e.mu.Lock()
 	e.sess = s
 	e.lease.Welcomed(welcome.CurrentLSN)

@@ -303,6 +303,7 @@ func (o *Origin) welcome(conn *quic.Conn, st *quic.Stream) bool {
 		LeaseMillis:       uint64(o.cfg.LeaseTerm / time.Millisecond),
 		HeartbeatInterval: uint64(o.cfg.HeartbeatInterval / time.Millisecond),
 		FirstLSN:          o.store.firstLSN(),
+		Pull:              o.ups.namespaces(),
 	})
 	if err != nil {
 		conn.CloseWithError(codeProtocol, "write welcome")

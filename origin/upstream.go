@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -191,6 +192,19 @@ func (u *upstreams) forNamespace(ns string) (Upstream, bool) {
 	}
 	up, ok := u.byNS[ns]
 	return up, ok
+}
+
+// namespaces lists the namespaces with an upstream, sorted.
+func (u *upstreams) namespaces() []string {
+	if u == nil {
+		return nil
+	}
+	ns := make([]string, 0, len(u.byNS))
+	for n := range u.byNS {
+		ns = append(ns, n)
+	}
+	slices.Sort(ns)
+	return ns
 }
 
 func (u *upstreams) close() {

@@ -65,6 +65,8 @@ type Config struct {
 	Logger *slog.Logger
 	// OnEvent receives the origin's replication events.
 	OnEvent func(origin.Event)
+	// Upstreams are every origin's (origin.Config): pull-through.
+	Upstreams []origin.Upstream
 }
 
 // Cluster is a running in-process cluster.
@@ -242,7 +244,7 @@ func (c *Cluster) settings() nodeSettings {
 		publishTimeout: c.cfg.PublishTimeout, maxObjectSize: c.cfg.MaxObjectSize,
 		cacheSize: c.cfg.CacheSize, diskBytes: c.cfg.DiskBytes, logger: c.cfg.Logger, onEvent: c.cfg.OnEvent,
 		logRetention: c.cfg.LogRetention, resyncInterval: c.cfg.ResyncInterval,
-		reassignAfter: c.cfg.ReassignAfter,
+		reassignAfter: c.cfg.ReassignAfter, upstreams: c.cfg.Upstreams,
 	}
 }
 

@@ -31,6 +31,7 @@ type nodeSettings struct {
 	logRetention         origin.LogRetention
 	reassignAfter        time.Duration
 	resyncInterval       time.Duration
+	upstreams            []origin.Upstream
 }
 
 // originID is the id of a harness's origin when it has only one.
@@ -56,6 +57,7 @@ func (s nodeSettings) runOrigin(id string, pc net.PacketConn, ln, raftLn net.Lis
 		MaxObjectSize: s.maxObjectSize, Logger: s.logger, OnEvent: s.onEvent,
 		LogRetention:  s.logRetention,
 		ReassignAfter: s.reassignAfter,
+		Upstreams:     s.upstreams,
 	})
 	if err != nil {
 		return nil, err

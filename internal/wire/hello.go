@@ -86,7 +86,14 @@ type Welcome struct {
 	// nothing was compacted). An edge whose watermark is below
 	// FirstLSN-1 catches up by snapshot (see LogGap).
 	FirstLSN uint64
+	// Pull lists the namespaces with an upstream web server (pull-through):
+	// a key of theirs the log does not name may still exist upstream, so
+	// the edge asks the origin instead of answering 404.
+	Pull []string
 }
+
+// MaxPullNamespaces bounds Welcome.Pull.
+const MaxPullNamespaces = 1024
 
 // RejectCode says why the origin refused a connection.
 type RejectCode uint8
@@ -183,7 +190,8 @@ func (Welcome) Type() FrameType { return FrameWelcome }
 
 func (w Welcome) Len() int {
 	return 1 + stringLen(w.OriginID) + varintLen(w.CurrentLSN) +
-		varintLen(w.LeaseMillis) + varintLen(w.HeartbeatInterval) + varintLen(w.FirstLSN)
+		varintLen(w.LeaseMillis) + varintLen(w.HeartbeatInterval) + varintLen(w.FirstLSN) +
+		stringsLen(w.Pull)
 }
 
 func (w Welcome) Append(b []byte) []byte {
@@ -192,7 +200,8 @@ func (w Welcome) Append(b []byte) []byte {
 	b = quicvarint.Append(b, w.CurrentLSN)
 	b = quicvarint.Append(b, w.LeaseMillis)
 	b = quicvarint.Append(b, w.HeartbeatInterval)
-	return quicvarint.Append(b, w.FirstLSN)
+	b = quicvarint.Append(b, w.FirstLSN)
+	return appendStrings(b, w.Pull)
 }
 
 func parseWelcome(b []byte) (Welcome, error) {
@@ -205,6 +214,7 @@ func parseWelcome(b []byte) (Welcome, error) {
 		HeartbeatInterval: d.varint("heartbeat interval"),
 		FirstLSN:          d.varint("first lsn"),
 	}
+	w.Pull = d.strings("pull namespace", MaxPullNamespaces, MaxNamespaceLen)
 	if err := d.finish(); err != nil {
 		return Welcome{}, err
 	}

@@ -1,0 +1,355 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/geocdn/geocdn/internal/httpcache"
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// Pull-through at the edge. A namespace with an upstream web server keys
+// its objects by the whole request target (objkey.FromTarget). A key the
+// log names as published is served as any published object. A pulled
+// version is served as an RFC 9111 shared cache serves a stored response:
+// fresh, it is a hit; stale, it is revalidated through the origin (or
+// served at once while a background revalidation runs, where
+// stale-while-revalidate allows); a key the edge does not hold, or whose
+// stored response cannot answer the request (Vary, Authorization), goes
+// to the origin, which fetches it from the upstream, collapsed with every
+// other edge. A response the origin did not store is streamed to the one
+// client that asked. An upstream that fails leaves a stale version
+// served where stale-if-error allows, and otherwise a 502 or 504.
+
+// puller fetches pulled objects through the origin (Edge.pull).
+type puller interface {
+	// pull brings ns/key up to date through the origin, as a fill with
+	// the client's request in info, have the content held. It returns
+	// the current version, stored, or a response not stored whose body
+	// the caller must close.
+	pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error)
+}
+
+// cacheName is the cache's name in Cache-Status.
+const cacheName = "geocdn"
+
+// storedOf is a pulled version as httpcache sees a stored response.
+func storedOf(e *wire.LogEntry) httpcache.Stored {
+	p := e.Pulled
+	return httpcache.Stored{
+		Status:  p.Status,
+		Header:  p.HTTPHeader(),
+		Request: (&wire.Pulled{Header: p.Selecting}).HTTPHeader(),
+		Times:   httpcache.Times{Request: p.Requested, Response: p.Received},
+	}
+}
+
+// pullInfo is what the origin forwards upstream of r: its end-to-end
+// fields, the client's address and the Host it asked for.
+func pullInfo(r *http.Request) *wire.PullInfo {
+	h := r.Header.Clone()
+	httpcache.RemoveHopByHop(h)
+	delete(h, minLSNKey)
+	info := &wire.PullInfo{Header: wire.HeaderFields(h), Host: r.Host}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		info.ClientIP = host
+	}
+	return info
+}
+
+// servePulled answers a GET or HEAD of key in ns, a namespace with an
+// upstream.
+func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key string) {
+	obj, known := h.st.lookup(ns, key)
+	if known && obj.Entry.Pulled == nil {
+		h.serveObject(w, r, ns, key) // published: it wins
+		return
+	}
+	info := pullInfo(r)
+	var (
+		have   wire.Digest
+		fwd    = httpcache.FwdURIMiss
+		stale  *object // a stored version to fall back on (stale-if-error)
+		stored httpcache.Stored
+	)
+	if known && obj.Present && !obj.Stale {
+		stored = storedOf(&obj.Entry)
+		d, in := httpcache.Evaluate(r, stored, h.now(), h.cacheOpts)
+		switch d {
+		case httpcache.Fresh:
+			if h.writeStored(w, r, &obj.Entry, in.Age, httpcache.CacheStatus{Cache: cacheName, Hit: true, TTL: in.TTL, TTLSet: true}, h.hitXCache) {
+				h.m.hit()
+				return
+			}
+		case httpcache.StaleWhileRevalidate:
+			if h.writeStored(w, r, &obj.Entry, in.Age, httpcache.CacheStatus{Cache: cacheName, Hit: true, TTL: in.TTL, TTLSet: true, Detail: "stale-while-revalidate"}, h.hitXCache) {
+				h.m.hit()
+				h.revalidateLater(ns, key, obj.Entry.Digest, info)
+				return
+			}
+		case httpcache.GatewayTimeout:
+			noStore(w)
+			w.Header().Set("Cache-Status", httpcache.CacheStatus{Cache: cacheName, Detail: "only-if-cached"}.String())
+			http.Error(w, "not in cache and only-if-cached", http.StatusGatewayTimeout)
+			return
+		case httpcache.Forward:
+			info.Forward = true
+			fwd = in.Fwd
+		case httpcache.Revalidate:
+			have, fwd = obj.Entry.Digest, in.Fwd
+		}
+		stale = &obj
+	}
+	e, pass, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
+	switch {
+	case err == nil && pass != nil:
+		h.m.miss()
+		h.writePassThrough(w, r, pass, fwd)
+		return
+	case err == nil:
+	case r.Context().Err() != nil:
+		return // the client left
+	case stale != nil && !errors.Is(err, errNotFound) && httpcache.StaleIfErrorAllowed(stored, r, h.now(), h.cacheOpts):
+		_, in := httpcache.Evaluate(r, stored, h.now(), h.cacheOpts)
+		if h.writeStored(w, r, &stale.Entry, in.Age, httpcache.CacheStatus{Cache: cacheName, Hit: true, TTL: in.TTL, TTLSet: true, Detail: "stale-if-error"}, h.hitXCache) {
+			h.m.hit()
+			return
+		}
+		fallthrough
+	default:
+		h.pullFailed(w, ns, key, fwd, err)
+		return
+	}
+	if e.LSN > h.st.watermark() {
+		// Committed before the origin answered: the log brings it in a
+		// moment, and then the next request here is a hit, not a pull.
+		h.view.waitLog(r.Context(), e.LSN)
+	}
+	cs := httpcache.CacheStatus{Cache: cacheName, Fwd: fwd, FwdStatus: http.StatusOK, Stored: true, StoredSet: true, Collapsed: collapsed}
+	if e.Pulled != nil {
+		cs.FwdStatus = e.Pulled.Status // else published meanwhile, which answers
+	}
+	if !have.IsZero() && e.Digest == have {
+		cs.FwdStatus, cs.Stored, cs.StoredSet = http.StatusNotModified, false, false
+		h.st.revalidated(ns, key, e.Digest)
+	}
+	age := time.Duration(0)
+	if e.Pulled != nil {
+		age = httpcache.CurrentAge(e.Pulled.HTTPHeader(), httpcache.Times{Request: e.Pulled.Requested, Response: e.Pulled.Received}, h.now())
+	}
+	h.m.miss()
+	if !h.writeStored(w, r, &e, age, cs, h.missXCache) {
+		noStore(w)
+		http.Error(w, "stored content unavailable", http.StatusBadGateway)
+	}
+}
+
+// pullFailed answers a pull that got no usable response.
+func (h *handler) pullFailed(w http.ResponseWriter, ns, key, fwd string, err error) {
+	noStore(w)
+	var ue *errUpstream
+	cs := httpcache.CacheStatus{Cache: cacheName, Fwd: fwd}
+	switch {
+	case errors.Is(err, errNotFound):
+		// The origin holds no such key and the namespace lost its
+		// upstream, or the key was published and deleted.
+		cs.FwdStatus = http.StatusNotFound
+		w.Header().Set("Cache-Status", cs.String())
+		http.Error(w, "not found", http.StatusNotFound)
+	case errors.As(err, &ue) && ue.timeout:
+		cs.Detail = "upstream-timeout"
+		w.Header().Set("Cache-Status", cs.String())
+		http.Error(w, "upstream timed out: "+ue.reason, http.StatusGatewayTimeout)
+	case errors.As(err, &ue):
+		cs.Detail = "upstream-error"
+		w.Header().Set("Cache-Status", cs.String())
+		http.Error(w, "upstream failed: "+ue.reason, http.StatusBadGateway)
+	default:
+		h.log.Warn("edge: pull failed", "ns", ns, "key", key, "err", err)
+		cs.Detail = "origin-error"
+		w.Header().Set("Cache-Status", cs.String())
+		msg := "origin unreachable"
+		if errors.Is(err, context.DeadlineExceeded) {
+			msg = "origin timed out"
+		}
+		http.Error(w, msg, http.StatusBadGateway)
+	}
+}
+
+// pullOnce runs one pull, collapsed with the concurrent pulls of the same
+// key unless info.Forward (which is for this request's own fields). A
+// response not stored streams to one client only: a request that waited
+// on another's pull and got one pulls again on its own.
+func (h *handler) pullOnce(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, bool, error) {
+	if info.Forward {
+		e, pass, err := h.pullOwn(ctx, ns, key, have, info)
+		return e, pass, false, err
+	}
+	leader := false
+	ch := h.group.DoChan("p\x00"+ns+"\x00"+key, func() (any, error) {
+		leader = true
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTimeout)
+		e, pass, err := h.puller.pull(fctx, ns, key, have, info)
+		if pass != nil {
+			pass.body = &cancelOnClose{ReadCloser: pass.body, cancel: cancel}
+		} else {
+			cancel()
+		}
+		return pulled{e, pass}, err
+	})
+	wctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
+	defer cancel()
+	select {
+	case res := <-ch:
+		p, _ := res.Val.(pulled)
+		if res.Err != nil {
+			return wire.LogEntry{}, nil, !leader, res.Err
+		}
+		if p.pass != nil && !leader {
+			e, pass, err := h.pullOwn(ctx, ns, key, have, info)
+			return e, pass, false, err
+		}
+		return p.e, p.pass, !leader, nil
+	case <-wctx.Done():
+		return wire.LogEntry{}, nil, false, wctx.Err()
+	}
+}
+
+// pulled is the result of a collapsed pull.
+type pulled struct {
+	e    wire.LogEntry
+	pass *passThrough
+}
+
+// pullOwn is one pull for this request alone.
+func (h *handler) pullOwn(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error) {
+	fctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
+	e, pass, err := h.puller.pull(fctx, ns, key, have, info)
+	if pass != nil {
+		pass.body = &cancelOnClose{ReadCloser: pass.body, cancel: cancel}
+	} else {
+		cancel()
+	}
+	return e, pass, err
+}
+
+// revalidateLater revalidates a stale version in the background
+// (stale-while-revalidate), joined with any pull of the key under way.
+func (h *handler) revalidateLater(ns, key string, have wire.Digest, info *wire.PullInfo) {
+	go func() {
+		_, pass, _, err := h.pullOnce(context.Background(), ns, key, have, info)
+		if pass != nil {
+			pass.body.Close()
+		}
+		if err != nil {
+			h.log.Debug("edge: background revalidation failed", "ns", ns, "key", key, "err", err)
+		}
+	}()
+}
+
+// cancelOnClose ends a context when the body read under it is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// writeStored sends a stored version: a pulled one with its upstream
+// status and fields, Age at age; a published one as serveObject would.
+// It reports false, having sent nothing, when the content is gone.
+func (h *handler) writeStored(w http.ResponseWriter, r *http.Request, e *wire.LogEntry, age time.Duration, cs httpcache.CacheStatus, xCache []string) bool {
+	c, err := h.st.openContent(e.Digest)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			h.log.Warn("edge: open stored object", "ns", e.Namespace, "key", e.Key, "err", err)
+		}
+		return false
+	}
+	if e.Pulled == nil {
+		h.write(w, r, e, newRespHeaders(e), c, []string{cs.String()}, xCache, 0)
+		return true
+	}
+	hd := w.Header()
+	for _, f := range e.Pulled.Header {
+		k := http.CanonicalHeaderKey(f.Name)
+		hd[k] = append(hd[k], f.Value)
+	}
+	hd["Age"] = []string{httpcache.AgeHeader(age)}
+	hd["Cache-Status"] = []string{cs.String()}
+	hd["X-Cache"] = xCache
+	hd["Geocdn-Lsn"] = []string{strconv.FormatUint(h.st.watermark(), 10)}
+	if e.Pulled.Status != http.StatusOK {
+		// Redirects, 404s and the like: as stored, preconditions aside.
+		defer c.close()
+		hd["Content-Length"] = []string{strconv.FormatInt(c.size, 10)}
+		w.WriteHeader(e.Pulled.Status)
+		if r.Method != http.MethodHead {
+			n, _ := io.Copy(w, readerOf(c))
+			h.m.served(n)
+		}
+		return true
+	}
+	if _, ok := hd["Content-Type"]; !ok {
+		// The upstream did not say; neither do we (no sniffing).
+		hd["Content-Type"] = nil
+	}
+	var mod time.Time
+	if t, err := http.ParseTime(hd.Get("Last-Modified")); err == nil {
+		mod = t
+	}
+	var rs io.ReadSeeker
+	if c.file != nil {
+		defer c.close()
+		rs = c.file
+	} else {
+		rs = bytes.NewReader(c.hot)
+	}
+	http.ServeContent(w, r, "", mod, rs)
+	if r.Method != http.MethodHead {
+		if v := hd["Content-Length"]; len(v) == 1 {
+			n, _ := strconv.ParseInt(v[0], 10, 64)
+			h.m.served(n)
+		}
+	}
+	return true
+}
+
+// readerOf reads c from its start.
+func readerOf(c content) io.Reader {
+	if c.file != nil {
+		return io.NewSectionReader(c.file, 0, c.size)
+	}
+	return bytes.NewReader(c.hot)
+}
+
+// writePassThrough streams a response the origin did not store.
+func (h *handler) writePassThrough(w http.ResponseWriter, r *http.Request, p *passThrough, fwd string) {
+	defer p.body.Close()
+	hd := w.Header()
+	for _, f := range p.entry.Pulled.Header {
+		k := http.CanonicalHeaderKey(f.Name)
+		hd[k] = append(hd[k], f.Value)
+	}
+	delete(hd, "Content-Length") // the upstream's framing is not ours
+	cs := httpcache.CacheStatus{Cache: cacheName, Fwd: fwd, FwdStatus: p.entry.Pulled.Status, StoredSet: true, Detail: p.reason}
+	hd["Cache-Status"] = []string{cs.String()}
+	hd["X-Cache"] = h.missXCache
+	w.WriteHeader(p.entry.Pulled.Status)
+	if r.Method == http.MethodHead {
+		return
+	}
+	n, _ := io.Copy(w, p.body)
+	h.m.served(n)
+}

@@ -1,0 +1,240 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/origin"
+)
+
+// scriptedSite is an upstream web server whose answers the test writes,
+// counting the requests each target got.
+type scriptedSite struct {
+	*httptest.Server
+	mu   sync.Mutex
+	hits map[string]int
+	seen map[string]*http.Request
+}
+
+func newScriptedSite(t *testing.T, h func(w http.ResponseWriter, r *http.Request)) *scriptedSite {
+	s := &scriptedSite{hits: map[string]int{}, seen: map[string]*http.Request{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.hits[r.URL.RequestURI()]++
+		s.seen[r.URL.RequestURI()] = r
+		s.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *scriptedSite) count(target string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hits[target]
+}
+
+// startPullCluster starts a cluster whose default namespace pulls from
+// site, and waits for every edge to have heard so from the origin.
+func startPullCluster(t *testing.T, site *scriptedSite, edges []EdgeSpec) *Cluster {
+	t.Helper()
+	u, err := url.Parse(site.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, Config{Edges: edges, Upstreams: []origin.Upstream{{Namespace: objkey.DefaultNamespace, URL: u}}})
+	waitFor(t, "every edge connected", func() bool {
+		for _, en := range c.Edges() {
+			if !en.Edge().Healthy() {
+				return false
+			}
+		}
+		return true
+	})
+	return c
+}
+
+// noRedirect is a client that hands redirects back, as a browser's
+// network log shows them.
+var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+func pullGet(t *testing.T, u string, hdr map[string]string) got {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: body: %v", u, err)
+	}
+	return got{resp.StatusCode, b, resp.Header}
+}
+
+// TestPullThroughEndToEnd: a site behind geocdn with one flag. The first
+// request anywhere is fetched from the upstream once; later ones, at any
+// edge, are not; what must not be stored is passed through every time;
+// redirects and cacheable 404s are answers; conditional requests and
+// ranges work on pulled objects; a published key wins over the site.
+func TestPullThroughEndToEnd(t *testing.T) {
+	site := newScriptedSite(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		switch r.URL.RequestURI() {
+		case "/":
+			h.Set("Cache-Control", "public, max-age=300")
+			h.Set("ETag", `"home-1"`)
+			h.Set("Content-Type", "text/html")
+			io.WriteString(w, "<h1>home</h1>")
+		case "/blog/?page=2":
+			h.Set("Cache-Control", "max-age=300")
+			io.WriteString(w, "blog, page 2")
+		case "/account":
+			h.Set("Cache-Control", "private, max-age=60")
+			fmt.Fprintf(w, "your account, request %s", r.Header.Get("X-Request"))
+		case "/old":
+			h.Set("Location", "/new")
+			h.Set("Cache-Control", "max-age=300")
+			w.WriteHeader(http.StatusMovedPermanently)
+		case "/missing":
+			h.Set("Cache-Control", "max-age=300")
+			http.Error(w, "no such page", http.StatusNotFound)
+		case "/published":
+			h.Set("Cache-Control", "max-age=300")
+			io.WriteString(w, "the site's version")
+		default:
+			http.Error(w, "unexpected "+r.URL.RequestURI(), http.StatusInternalServerError)
+		}
+	})
+	c := startPullCluster(t, site, twoEdges)
+	e0, e1 := c.Edges()[0].URL, c.Edges()[1].URL
+
+	first := pullGet(t, e0+"/", nil)
+	if first.status != http.StatusOK || string(first.body) != "<h1>home</h1>" || first.hdr.Get("Content-Type") != "text/html" || first.hdr.Get("Etag") != `"home-1"` {
+		t.Fatalf("first GET /: %d %q %v", first.status, first.body, first.hdr)
+	}
+	if cs := first.hdr.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss") || !strings.Contains(cs, "stored") {
+		t.Errorf("first GET / Cache-Status %q", cs)
+	}
+	hit := pullGet(t, e0+"/", nil)
+	if cs := hit.hdr.Get("Cache-Status"); hit.status != http.StatusOK || !strings.HasPrefix(cs, "geocdn; hit") || hit.hdr.Get("Age") == "" {
+		t.Errorf("second GET /: %d, Cache-Status %q, Age %q", hit.status, cs, hit.hdr.Get("Age"))
+	}
+	if other := pullGet(t, e1+"/", nil); other.status != http.StatusOK || string(other.body) != "<h1>home</h1>" {
+		t.Errorf("GET / at the other edge: %d %q", other.status, other.body)
+	}
+	if n := site.count("/"); n != 1 {
+		t.Errorf("the upstream was asked for / %d times, want once", n)
+	}
+	if nm := pullGet(t, e1+"/", map[string]string{"If-None-Match": `"home-1"`}); nm.status != http.StatusNotModified {
+		t.Errorf("conditional GET /: %d", nm.status)
+	}
+	if part := pullGet(t, e0+"/", map[string]string{"Range": "bytes=4-7"}); part.status != http.StatusPartialContent || string(part.body) != "home" {
+		t.Errorf("range GET /: %d %q", part.status, part.body)
+	}
+
+	if g := pullGet(t, e0+"/blog/?page=2", nil); g.status != http.StatusOK || string(g.body) != "blog, page 2" {
+		t.Errorf("GET /blog/?page=2: %d %q", g.status, g.body)
+	}
+
+	for i := range 2 {
+		g := pullGet(t, e0+"/account", map[string]string{"X-Request": fmt.Sprint(i)})
+		cs := g.hdr.Get("Cache-Status")
+		if g.status != http.StatusOK || string(g.body) != fmt.Sprintf("your account, request %d", i) || !strings.Contains(cs, "stored=?0") || !strings.Contains(cs, "detail=private") {
+			t.Errorf("GET /account #%d: %d %q, Cache-Status %q", i, g.status, g.body, cs)
+		}
+	}
+	if n := site.count("/account"); n != 2 {
+		t.Errorf("a private page reached the upstream %d times for 2 requests", n)
+	}
+
+	for range 2 {
+		if g := pullGet(t, e0+"/old", nil); g.status != http.StatusMovedPermanently || g.hdr.Get("Location") != "/new" {
+			t.Errorf("GET /old: %d, Location %q", g.status, g.hdr.Get("Location"))
+		}
+		if g := pullGet(t, e1+"/missing", nil); g.status != http.StatusNotFound || !strings.Contains(string(g.body), "no such page") {
+			t.Errorf("GET /missing: %d %q", g.status, g.body)
+		}
+	}
+	if a, b := site.count("/old"), site.count("/missing"); a != 1 || b != 1 {
+		t.Errorf("a cacheable redirect and 404 reached the upstream %d and %d times, want once each", a, b)
+	}
+
+	mustPublish(t, c, "published", []byte("the published version"), "w=all")
+	for _, e := range []string{e0, e1} {
+		if g := pullGet(t, e+"/published", nil); string(g.body) != "the published version" {
+			t.Errorf("GET /published: %d %q; the published key must win", g.status, g.body)
+		}
+	}
+	if n := site.count("/published"); n != 0 {
+		t.Errorf("a published key was fetched from the upstream %d times", n)
+	}
+	r := site.seen["/"]
+	if r.Header.Get("Via") == "" || r.Header.Get("X-Forwarded-For") != "127.0.0.1" {
+		t.Errorf("the upstream saw Via %q and X-Forwarded-For %q", r.Header.Get("Via"), r.Header.Get("X-Forwarded-For"))
+	}
+}
+
+// TestPullCollapsesAcrossEdges: 200 concurrent misses for one URL at five
+// edges make one upstream request.
+func TestPullCollapsesAcrossEdges(t *testing.T) {
+	release := make(chan struct{})
+	site := newScriptedSite(t, func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Cache-Control", "max-age=300")
+		io.WriteString(w, "everyone wants this")
+	})
+	edges := []EdgeSpec{
+		{ID: "fra", Region: "eu-central", Lat: 50.11, Lon: 8.68},
+		{ID: "sin", Region: "ap-southeast", Lat: 1.35, Lon: 103.82},
+		{ID: "iad", Region: "us-east", Lat: 38.9, Lon: -77.0},
+		{ID: "gru", Region: "sa-east", Lat: -23.5, Lon: -46.6},
+		{ID: "syd", Region: "ap-southeast-2", Lat: -33.9, Lon: 151.2},
+	}
+	c := startPullCluster(t, site, edges)
+	const n = 200
+	var wg sync.WaitGroup
+	bodies := make([]string, n)
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := http.Get(c.Edges()[i%len(edges)].URL + "/hot")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			bodies[i], codes[i] = string(b), resp.StatusCode
+		})
+	}
+	// Every request is on its way once the first reached the upstream
+	// and the others had time to queue behind it; releasing early would
+	// only let a late one be a hit, never a second upstream request.
+	waitFor(t, "the first pull to reach the upstream", func() bool { return site.count("/hot") > 0 })
+	close(release)
+	wg.Wait()
+	for i := range n {
+		if codes[i] != http.StatusOK || bodies[i] != "everyone wants this" {
+			t.Fatalf("request %d: %d %q", i, codes[i], bodies[i])
+		}
+	}
+	if got := site.count("/hot"); got != 1 {
+		t.Fatalf("%d concurrent misses at %d edges made %d upstream requests, want 1", n, len(edges), got)
+	}
+}
