@@ -106,6 +106,10 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 			have, fwd = obj.Entry.Digest, in.Fwd
 		}
 		stale = &obj
+	} else if known && obj.Present {
+		// Soft-purged: revalidated before it is served again.
+		stored = storedOf(&obj.Entry)
+		have, fwd, stale = obj.Entry.Digest, httpcache.FwdStale, &obj
 	}
 	e, pass, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
 	switch {

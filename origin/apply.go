@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/geocdn/geocdn/internal/aetree"
 	"github.com/geocdn/geocdn/internal/wire"
+	"github.com/geocdn/geocdn/invalidation"
 )
 
 // Buckets and meta keys the raft state machine adds to the catalog.
@@ -22,6 +25,7 @@ const (
 	bucketReqOrder = "reqorder" // 8-byte sequence → request id, oldest first
 	bucketMissing  = "missing"  // digest → 8-byte size: named by the catalog, content not here yet
 	bucketInline   = "inline"   // digest → content of up to maxInline bytes, held in the catalog itself
+	bucketPulled   = "pulled"   // catalog key of a current version pulled from an upstream → empty
 
 	metaRaftIndex = "raftindex" // 8-byte big-endian raft index applied last
 	metaReqSeq    = "reqseq"    // 8-byte big-endian sequence of the last request recorded
@@ -177,7 +181,7 @@ func (s *store) apply(index uint64, cmds []*command) ([]applyResult, error) {
 
 // buckets are the catalog buckets apply works in.
 type buckets struct {
-	catalog, refs, gc, missing, inline, requests, order, meta *bolt.Bucket
+	catalog, refs, gc, missing, inline, requests, order, meta, pulled *bolt.Bucket
 }
 
 func txBuckets(tx *bolt.Tx) buckets {
@@ -190,6 +194,7 @@ func txBuckets(tx *bolt.Tx) buckets {
 		requests: tx.Bucket([]byte(bucketRequests)),
 		order:    tx.Bucket([]byte(bucketReqOrder)),
 		meta:     tx.Bucket([]byte(bucketMeta)),
+		pulled:   tx.Bucket([]byte(bucketPulled)),
 	}
 }
 
@@ -205,8 +210,11 @@ type treeOp struct {
 func applyCommand(b buckets, c *command, last uint64, missing, inFile bool, touched map[wire.Digest]bool) (wire.LogEntry, []treeOp, error) {
 	e := c.Entry
 	if e.Op == wire.OpPurge {
-		_, err := appendLog(b.catalog.Tx(), &e, last)
-		return e, nil, err
+		if _, err := appendLog(b.catalog.Tx(), &e, last); err != nil {
+			return wire.LogEntry{}, nil, err
+		}
+		ops, err := purgePulled(b, &e, touched)
+		return e, ops, err
 	}
 	id := aetree.Key(e.Namespace, e.Key)
 	var cur *wire.LogEntry
@@ -248,6 +256,9 @@ func applyCommand(b buckets, c *command, last uint64, missing, inFile bool, touc
 	if cur != nil {
 		ops = append(ops, treeOp{t: tupleOf(cur)})
 	}
+	if err := markPulled(b, id, e.Op == wire.OpPut && e.Pulled != nil); err != nil {
+		return wire.LogEntry{}, nil, err
+	}
 	if e.Op == wire.OpPut {
 		if err := b.catalog.Put(id, enc); err != nil {
 			return wire.LogEntry{}, nil, err
@@ -284,6 +295,75 @@ func applyCommand(b buckets, c *command, last uint64, missing, inFile bool, touc
 		touched[cur.Digest] = true
 	}
 	return e, ops, nil
+}
+
+// markPulled records in the pulled bucket whether the current version
+// under id was pulled.
+func markPulled(b buckets, id []byte, pulled bool) error {
+	if pulled {
+		return b.pulled.Put(id, nil)
+	}
+	return b.pulled.Delete(id)
+}
+
+// purgePulled carries a purge out on the pulled versions it matches (the
+// published ones the origin keeps: a purge only makes edges fetch them
+// again). The origin's copy of a pulled response is a cache like the
+// edges', so a purge reaches it too, or the edges would fetch the very
+// copy the purge meant to be rid of: a hard purge removes the version
+// from the catalog, so the next request fetches it from the upstream; a
+// soft one forgets when it was received, which makes it stale, so the
+// next request revalidates it. Every origin decides alike from the
+// catalog alone; the log carries only the purge.
+func purgePulled(b buckets, p *wire.LogEntry, touched map[wire.Digest]bool) ([]treeOp, error) {
+	var ids [][]byte
+	if len(p.PurgePrefixes)+len(p.PurgeTags) == 0 {
+		for _, k := range p.PurgeKeys {
+			if id := aetree.Key(p.Namespace, k); b.pulled.Get(id) != nil {
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		c := b.pulled.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			ids = append(ids, bytes.Clone(k))
+		}
+	}
+	var ops []treeOp
+	for _, id := range ids {
+		v := b.catalog.Get(id)
+		if v == nil {
+			continue
+		}
+		cur, err := wire.ParseLogEntry(v)
+		if err != nil {
+			return nil, fmt.Errorf("catalog entry: %w", err)
+		}
+		if cur.Pulled == nil || !invalidation.PurgeMatches(p, &cur) {
+			continue
+		}
+		if p.Soft {
+			pl := *cur.Pulled
+			pl.Requested, pl.Received = time.Time{}, time.Time{}
+			cur.Pulled = &pl
+			if err := b.catalog.Put(id, cur.Append(nil)); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := b.catalog.Delete(id); err != nil {
+			return nil, err
+		}
+		if err := b.pulled.Delete(id); err != nil {
+			return nil, err
+		}
+		if _, err := addRef(b.refs, b.gc, cur.Digest, -1); err != nil {
+			return nil, err
+		}
+		touched[cur.Digest] = true
+		ops = append(ops, treeOp{t: tupleOf(&cur)})
+	}
+	return ops, nil
 }
 
 // rememberRequest records that request id was committed as lsn, and

@@ -77,9 +77,20 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `purge body names nothing: give "keys", "prefixes" or "tags"`)
 		return
 	}
+	_, pulls := o.ups.forNamespace(ns)
 	for i, k := range req.Keys {
-		k = strings.TrimLeft(k, "/")
-		if err := objkey.Validate(k); err != nil {
+		var err error
+		if pulls {
+			// Keyed by request target: "/", "/blog/", "/search?q=cdn",
+			// as a browser shows them (escaped), with or without the
+			// leading slash.
+			path, query, _ := strings.Cut(k, "?")
+			k, err = objkey.FromTarget("/"+strings.TrimLeft(path, "/"), query)
+		} else {
+			k = strings.TrimLeft(k, "/")
+			err = objkey.Validate(k)
+		}
+		if err != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("keys[%d]: %v", i, err))
 			return
 		}

@@ -152,14 +152,20 @@ func replaceBuckets(tx, from *bolt.Tx) error {
 			return err
 		}
 	}
-	return from.ForEach(func(name []byte, src *bolt.Bucket) error {
+	if err := from.ForEach(func(name []byte, src *bolt.Bucket) error {
 		dst, err := tx.CreateBucket(name)
 		if err != nil {
 			return err
 		}
 		dst.FillPercent = 1 // keys arrive in order
 		return src.ForEach(func(k, v []byte) error { return dst.Put(k, v) })
-	})
+	}); err != nil {
+		return err
+	}
+	// A snapshot from before pull-through has no pulled bucket, and
+	// named no pulled version.
+	_, err := tx.CreateBucketIfNotExists([]byte(bucketPulled))
+	return err
 }
 
 // reload reads the in-memory state (LSNs, applied index, hash tree) from
@@ -167,7 +173,7 @@ func replaceBuckets(tx, from *bolt.Tx) error {
 func (s *store) reload() error {
 	tree := aetree.New()
 	err := s.db.View(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline} {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline, bucketPulled} {
 			if tx.Bucket([]byte(name)) == nil {
 				return fmt.Errorf("catalog has no bucket %s", name)
 			}

@@ -242,7 +242,7 @@ func (s *store) sweepStage(cutoff time.Time) error {
 
 func (s *store) initCatalog() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline} {
+		for _, name := range []string{bucketLog, bucketCatalog, bucketRefs, bucketGC, bucketMeta, bucketRequests, bucketReqOrder, bucketMissing, bucketInline, bucketPulled} {
 			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 				return fmt.Errorf("open catalog %s: bucket %s: %w", s.catalogPath, name, err)
 			}

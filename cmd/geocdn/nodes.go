@@ -161,6 +161,17 @@ func originCommand() *cli.Command {
 				"concurrent writes; false makes each write pay its own, for measuring what group commit saves"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, EnvVars: env("raft-timeout"),
 				Usage: "raft heartbeat and election timeout of a cluster of several origins; edges find a new leader within about two"},
+			&cli.StringSliceFlag{Name: "upstream", EnvVars: env("upstream"), Usage: "pull-through: NAMESPACE=URL of the web server " +
+				"whose pages the namespace serves (https://www.example.com), repeatable, one per namespace; a key not published is " +
+				"fetched from it once, stored by its Cache-Control (RFC 9111) and replicated. Give every origin of a cluster the same"},
+			&cli.StringSliceFlag{Name: "upstream-mode", EnvVars: env("upstream-mode"), Usage: "NAMESPACE=pull refuses publishes to " +
+				"a namespace with an upstream (every object comes from it); NAMESPACE=mixed (the default) takes them, and a published key wins"},
+			&cli.DurationFlag{Name: "upstream-connect-timeout", Value: 5 * time.Second, EnvVars: env("upstream-connect-timeout"),
+				Usage: "bound on connecting to an upstream, TLS handshake included"},
+			&cli.DurationFlag{Name: "upstream-first-byte-timeout", Value: 15 * time.Second, EnvVars: env("upstream-first-byte-timeout"),
+				Usage: "bound on waiting for an upstream's response head; beyond it clients get 504"},
+			&cli.DurationFlag{Name: "upstream-timeout", Value: time.Minute, EnvVars: env("upstream-timeout"),
+				Usage: "bound on a whole fetch from an upstream, body included"},
 			readyFileFlag(),
 		}, certFlags...), tokenFlags...),
 		Subcommands: []*cli.Command{originAddCommand(), originRemoveCommand()},
@@ -199,6 +210,10 @@ func originCommand() *cli.Command {
 			case reassign == 0:
 				reassign = -1 // origin.Config: negative is off
 			}
+			ups, err := parseUpstreams(c.StringSlice("upstream"), c.StringSlice("upstream-mode"))
+			if err != nil {
+				return err
+			}
 			metricsTok := c.String("metrics-token")
 			if f := c.String("metrics-token-file"); f != "" {
 				if metricsTok, err = readToken("--metrics-token-file", f); err != nil {
@@ -213,6 +228,11 @@ func originCommand() *cli.Command {
 				ReassignAfter: reassign, Logger: slog.Default(),
 				RaftAddr: c.String("raft"), Peers: peers, Join: c.String("join"), RaftTimeout: c.Duration("raft-timeout"),
 				NoGroupCommit: !c.Bool("group-commit"),
+				Upstreams:     ups,
+				UpstreamTimeouts: origin.UpstreamTimeouts{
+					Connect: c.Duration("upstream-connect-timeout"), FirstByte: c.Duration("upstream-first-byte-timeout"),
+					Total: c.Duration("upstream-timeout"),
+				},
 			})
 			if err != nil {
 				return err
@@ -225,6 +245,37 @@ func originCommand() *cli.Command {
 			}, o.Run)
 		},
 	}
+}
+
+// parseUpstreams reads --upstream (NAMESPACE=URL) and --upstream-mode
+// (NAMESPACE=pull|mixed); a mode for a namespace without an upstream is
+// an error, as is a second upstream for one namespace.
+func parseUpstreams(upstreams, modes []string) ([]origin.Upstream, error) {
+	var ups []origin.Upstream
+	at := map[string]int{}
+	for _, s := range upstreams {
+		up, err := origin.ParseUpstream(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("--upstream: %w", err)
+		}
+		if _, dup := at[up.Namespace]; dup {
+			return nil, fmt.Errorf("--upstream %q: namespace %q already has an upstream", s, up.Namespace)
+		}
+		at[up.Namespace] = len(ups)
+		ups = append(ups, up)
+	}
+	for _, s := range modes {
+		ns, m, err := origin.ParseUpstreamMode(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-mode: %w", err)
+		}
+		i, ok := at[ns]
+		if !ok {
+			return nil, fmt.Errorf("--upstream-mode %q: namespace %q has no --upstream", s, ns)
+		}
+		ups[i].Mode = m
+	}
+	return ups, nil
 }
 
 // parsePeers reads --peers: id=host:port entries.
@@ -321,6 +372,9 @@ func edgeCommand() *cli.Command {
 				Usage: "bytes per second the background scrubber may read to re-check stored blobs against their digests"},
 			&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
 				Usage: "how often a scrub pass over every stored blob starts (a slower pass is followed by the next at once)"},
+			&cli.BoolFlag{Name: "honor-client-no-cache", EnvVars: env("honor-client-no-cache"), Usage: "let clients' Cache-Control " +
+				"no-cache, max-age, min-fresh and max-stale (and Pragma: no-cache) take effect on pulled objects; off, as at most CDNs, " +
+				"so that no client can send every request through to the upstream"},
 			readyFileFlag(),
 		}, certFlags...),
 		Action: func(c *cli.Context) error {
@@ -365,6 +419,7 @@ func edgeCommand() *cli.Command {
 				CA: ca, Cert: cert, CacheSize: cacheSize, HotMaxObject: hotMax, DiskBytes: diskSize, DrainDelay: c.Duration("drain-delay"),
 				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"),
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
+				HonorClientNoCache: c.Bool("honor-client-no-cache"),
 			})
 			if err != nil {
 				return err

@@ -238,3 +238,58 @@ func TestPullCollapsesAcrossEdges(t *testing.T) {
 		t.Fatalf("%d concurrent misses at %d edges made %d upstream requests, want 1", n, len(edges), got)
 	}
 }
+
+// TestPurgeReachesPulledObjects: a purge by key, tag or prefix reaches a
+// pulled object everywhere, the origin's copy included: after a hard
+// purge the next request anywhere fetches it from the upstream again,
+// once; after a soft one it is revalidated there (a 304 keeps the body).
+func TestPurgeReachesPulledObjects(t *testing.T) {
+	var mu sync.Mutex
+	var conditional int
+	site := newScriptedSite(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "max-age=300")
+		h.Set("ETag", `"p1"`)
+		h.Set("Surrogate-Key", "pages")
+		if r.Header.Get("If-None-Match") == `"p1"` {
+			mu.Lock()
+			conditional++
+			mu.Unlock()
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, "page body")
+	})
+	c := startPullCluster(t, site, twoEdges)
+	getBoth := func(step string) {
+		t.Helper()
+		for _, en := range c.Edges() {
+			if g := pullGet(t, en.URL+"/docs/page?v=1", nil); g.status != http.StatusOK || string(g.body) != "page body" {
+				t.Fatalf("%s: GET at %s: %d %q", step, en.Spec.ID, g.status, g.body)
+			}
+		}
+	}
+	const target = "/docs/page?v=1"
+	getBoth("first")
+	if n := site.count(target); n != 1 {
+		t.Fatalf("first requests: %d upstream requests, want 1", n)
+	}
+	for i, sel := range []string{`{"keys":["/docs/page?v=1"]}`, `{"tags":["pages"]}`, `{"prefixes":["/docs/"]}`} {
+		if code, res := purge(t, c, "wait=true", sel); code != http.StatusOK {
+			t.Fatalf("purge %s: %d %+v", sel, code, res)
+		}
+		getBoth("after purge " + sel)
+		if n := site.count(target); n != i+2 {
+			t.Fatalf("after purge %s: %d upstream requests, want %d (one more, for both edges)", sel, n, i+2)
+		}
+	}
+	if code, res := purge(t, c, "wait=true&soft=true", `{"tags":["pages"]}`); code != http.StatusOK {
+		t.Fatalf("soft purge: %d %+v", code, res)
+	}
+	getBoth("after a soft purge")
+	mu.Lock()
+	defer mu.Unlock()
+	if n := site.count(target); n != 5 || conditional != 1 {
+		t.Fatalf("after a soft purge: %d upstream requests (%d conditional), want 5 with 1 conditional", n, conditional)
+	}
+}
