@@ -42,7 +42,8 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 	if fc != nil && fc.fills && !want.IsZero() {
 		// Which version is current is the leader's to say; a version
 		// named by digest any origin holding it can serve.
-		ent, _, err := e.fetchFrom(ctx, fc.conn, true, req)
+		a, err := e.fetchFrom(ctx, fc.conn, true, req)
+		ent := a.entry
 		if err == nil {
 			e.metrics.fillFrom("follower")
 			return ent, nil
@@ -54,8 +55,8 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 		e.log.Debug("follower declined a fill; asking the leader", "origin", fc.id, "ns", ns, "key", key, "err", err)
 	}
 	e.metrics.fillFrom("leader")
-	ent, _, err := e.fetchFrom(ctx, s.data, false, req)
-	return ent, err
+	a, err := e.fetchFrom(ctx, s.data, false, req)
+	return a.entry, err
 }
 
 // pull is fill for a namespace with an upstream: the leader brings the
@@ -63,15 +64,24 @@ func (e *Edge) fetch(ctx context.Context, ns, key string, want, have wire.Digest
 // request for it) and answers with the current version, stored here like
 // any fill, or with a response that was not stored, to stream to this one
 // client.
-func (e *Edge) pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error) {
+func (e *Edge) pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (fillAnswer, error) {
 	e.mu.Lock()
 	s := e.sess
 	e.mu.Unlock()
 	if s == nil {
-		return wire.LogEntry{}, nil, errNoOrigin
+		return fillAnswer{}, errNoOrigin
 	}
 	e.metrics.fillFrom("leader")
 	return e.fetchFrom(ctx, s.data, false, wire.FillRequest{Namespace: ns, Key: key, Have: have, Pull: info})
+}
+
+// fillAnswer is what a fill brought: the version now stored here, or
+// (pass) a response not stored; reason is the origin's note on a stored
+// one (wire.StaleIfErrorReason).
+type fillAnswer struct {
+	entry  wire.LogEntry
+	pass   *passThrough
+	reason string
 }
 
 // passThrough is an upstream response the origin did not store: its
@@ -117,13 +127,14 @@ var errDeclined = errors.New("the follower left the fill to the leader")
 // when follower is set (whose "not found" only means it does not know).
 // A pull answered with a response not stored returns it as a passThrough,
 // whose body the caller must close.
-func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, req wire.FillRequest) (_ wire.LogEntry, pass *passThrough, _ error) {
+func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, req wire.FillRequest) (_ fillAnswer, err error) {
+	var pass *passThrough
 	ns, key := req.Namespace, req.Key
 	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
 	st, err := conn.OpenStreamSync(octx)
 	cancel()
 	if err != nil {
-		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
+		return fillAnswer{}, fmt.Errorf("fill: %w", err)
 	}
 	// The stream counts against the origin's limit of streams this edge
 	// may open until both directions are finished at both ends. The
@@ -146,26 +157,26 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, re
 	st.SetDeadline(time.Now().Add(e.cfg.FillTimeout))
 	if err := wire.WriteFrame(st, req); err != nil {
 		st.CancelWrite(0)
-		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
+		return fillAnswer{}, fmt.Errorf("fill: %w", err)
 	}
 	st.Close()
 	f, err := wire.ReadFrame(st)
 	if err != nil {
-		return wire.LogEntry{}, nil, fmt.Errorf("fill: %w", err)
+		return fillAnswer{}, fmt.Errorf("fill: %w", err)
 	}
 	resp, ok := f.(wire.FillResponse)
 	if !ok {
-		return wire.LogEntry{}, nil, fmt.Errorf("fill: unexpected %T", f)
+		return fillAnswer{}, fmt.Errorf("fill: unexpected %T", f)
 	}
 	if follower && (resp.Status == wire.FillNotFound || resp.Status == wire.FillError) {
-		return wire.LogEntry{}, nil, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
+		return fillAnswer{}, fmt.Errorf("%w: %s", errDeclined, resp.Reason)
 	}
 	switch resp.Status {
 	case wire.FillNotFound:
 		if resp.Reason == wire.PendingReason {
-			return wire.LogEntry{}, nil, &pendingError{notFound: true}
+			return fillAnswer{}, &pendingError{notFound: true}
 		}
-		return wire.LogEntry{}, nil, errNotFound
+		return fillAnswer{}, errNotFound
 	case wire.FillNotModified:
 		if !e.store.hasBlob(resp.Entry.Digest) {
 			// Evicted (purged) since the request: ask again for the
@@ -176,18 +187,19 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, re
 			req.Digest, req.Have = wire.Digest{}, wire.Digest{}
 			if req.Pull == nil {
 				ent, err := e.fetch(ctx, ns, key, wire.Digest{}, wire.Digest{})
-				return ent, nil, err
+				return fillAnswer{entry: ent}, err
 			}
 			return e.fetchFrom(ctx, conn, follower, req)
 		}
-		return resp.Entry, nil, nil
+		return fillAnswer{entry: resp.Entry, reason: resp.Reason}, nil
 	case wire.FillPassThrough:
-		return resp.Entry, &passThrough{entry: resp.Entry, reason: resp.Reason, body: &streamBody{st: st, idle: e.cfg.FillTimeout, stop: stop}}, nil
+		pass = &passThrough{entry: resp.Entry, reason: resp.Reason, body: &streamBody{st: st, idle: e.cfg.FillTimeout, stop: stop}}
+		return fillAnswer{entry: resp.Entry, pass: pass}, nil
 	case wire.FillBadGateway, wire.FillGatewayTimeout:
-		return wire.LogEntry{}, nil, &errUpstream{timeout: resp.Status == wire.FillGatewayTimeout, reason: resp.Reason}
+		return fillAnswer{}, &errUpstream{timeout: resp.Status == wire.FillGatewayTimeout, reason: resp.Reason}
 	case wire.FillOK:
 	default:
-		return wire.LogEntry{}, nil, fmt.Errorf("fill: origin: %s", resp.Reason)
+		return fillAnswer{}, fmt.Errorf("fill: origin: %s", resp.Reason)
 	}
 	ent := resp.Entry
 	st.SetReadDeadline(time.Now().Add(e.cfg.FillTimeout + time.Duration(ent.Size>>20)*time.Second))
@@ -206,13 +218,13 @@ func (e *Edge) fetchFrom(ctx context.Context, conn *quic.Conn, follower bool, re
 		err = e.store.writeBlob(ent.Digest, int64(ent.Size), io.LimitReader(st, int64(ent.Size)), required)
 		e.metrics.fillDone(err, int64(ent.Size), e.clk.Since(start))
 		if err != nil {
-			return wire.LogEntry{}, nil, fmt.Errorf("fill %s: %w", key, err)
+			return fillAnswer{}, fmt.Errorf("fill %s: %w", key, err)
 		}
 	}
 	if pending {
-		return ent, nil, &pendingError{entry: ent}
+		return fillAnswer{entry: ent}, &pendingError{entry: ent}
 	}
-	return ent, nil, nil
+	return fillAnswer{entry: ent, reason: resp.Reason}, nil
 }
 
 // pendingError reports a fill answered for a strong write that is not yet

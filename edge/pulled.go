@@ -34,7 +34,7 @@ type puller interface {
 	// the client's request in info, have the content held. It returns
 	// the current version, stored, or a response not stored whose body
 	// the caller must close.
-	pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error)
+	pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (fillAnswer, error)
 }
 
 // cacheName is the cache's name in Cache-Status.
@@ -111,11 +111,25 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stored = storedOf(&obj.Entry)
 		have, fwd, stale = obj.Entry.Digest, httpcache.FwdStale, &obj
 	}
-	e, pass, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
+	a, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
+	e := a.entry
 	switch {
-	case err == nil && pass != nil:
+	case err == nil && a.pass != nil:
 		h.m.miss()
-		h.writePassThrough(w, r, pass, fwd)
+		h.writePassThrough(w, r, a.pass, fwd)
+		return
+	case err == nil && a.reason == wire.StaleIfErrorReason && e.Pulled != nil:
+		// The upstream failed; the origin's copy stood in, as
+		// stale-if-error allows.
+		if e.LSN > h.st.watermark() {
+			h.view.waitLog(r.Context(), e.LSN)
+		}
+		age := httpcache.CurrentAge(e.Pulled.HTTPHeader(), httpcache.Times{Request: e.Pulled.Requested, Response: e.Pulled.Received}, h.now())
+		if h.writeStored(w, r, &e, age, httpcache.CacheStatus{Cache: cacheName, Hit: true, Detail: "stale-if-error"}, h.hitXCache) {
+			h.m.hit()
+			return
+		}
+		h.pullFailed(w, ns, key, fwd, err)
 		return
 	case err == nil:
 	case r.Context().Err() != nil:
@@ -190,67 +204,64 @@ func (h *handler) pullFailed(w http.ResponseWriter, ns, key, fwd string, err err
 // pullOnce runs one pull, collapsed with the concurrent pulls of the same
 // key unless info.Forward (which is for this request's own fields). A
 // response not stored streams to one client only: a request that waited
-// on another's pull and got one pulls again on its own.
-func (h *handler) pullOnce(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, bool, error) {
+// on another's pull and got one pulls again on its own. collapsed reports
+// that this request waited on another's pull.
+func (h *handler) pullOnce(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (a fillAnswer, collapsed bool, err error) {
 	if info.Forward {
-		e, pass, err := h.pullOwn(ctx, ns, key, have, info)
-		return e, pass, false, err
+		a, err := h.pullOwn(ctx, ns, key, have, info)
+		return a, false, err
 	}
 	leader := false
 	ch := h.group.DoChan("p\x00"+ns+"\x00"+key, func() (any, error) {
 		leader = true
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTimeout)
-		e, pass, err := h.puller.pull(fctx, ns, key, have, info)
-		if pass != nil {
-			pass.body = &cancelOnClose{ReadCloser: pass.body, cancel: cancel}
-		} else {
-			cancel()
-		}
-		return pulled{e, pass}, err
+		a, err := h.puller.pull(fctx, ns, key, have, info)
+		a.holdUntilClosed(cancel)
+		return a, err
 	})
 	wctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
 	defer cancel()
 	select {
 	case res := <-ch:
-		p, _ := res.Val.(pulled)
+		a, _ := res.Val.(fillAnswer)
 		if res.Err != nil {
-			return wire.LogEntry{}, nil, !leader, res.Err
+			return fillAnswer{}, !leader, res.Err
 		}
-		if p.pass != nil && !leader {
-			e, pass, err := h.pullOwn(ctx, ns, key, have, info)
-			return e, pass, false, err
+		if a.pass != nil && !leader {
+			a, err := h.pullOwn(ctx, ns, key, have, info)
+			return a, false, err
 		}
-		return p.e, p.pass, !leader, nil
+		return a, !leader, nil
 	case <-wctx.Done():
-		return wire.LogEntry{}, nil, false, wctx.Err()
+		return fillAnswer{}, false, wctx.Err()
 	}
-}
-
-// pulled is the result of a collapsed pull.
-type pulled struct {
-	e    wire.LogEntry
-	pass *passThrough
 }
 
 // pullOwn is one pull for this request alone.
-func (h *handler) pullOwn(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (wire.LogEntry, *passThrough, error) {
+func (h *handler) pullOwn(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (fillAnswer, error) {
 	fctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
-	e, pass, err := h.puller.pull(fctx, ns, key, have, info)
-	if pass != nil {
-		pass.body = &cancelOnClose{ReadCloser: pass.body, cancel: cancel}
-	} else {
+	a, err := h.puller.pull(fctx, ns, key, have, info)
+	a.holdUntilClosed(cancel)
+	return a, err
+}
+
+// holdUntilClosed calls cancel, the end of the context a pull ran under,
+// now, or, for a response streamed through, once its body is closed.
+func (a *fillAnswer) holdUntilClosed(cancel context.CancelFunc) {
+	if a.pass == nil {
 		cancel()
+		return
 	}
-	return e, pass, err
+	a.pass.body = &cancelOnClose{ReadCloser: a.pass.body, cancel: cancel}
 }
 
 // revalidateLater revalidates a stale version in the background
 // (stale-while-revalidate), joined with any pull of the key under way.
 func (h *handler) revalidateLater(ns, key string, have wire.Digest, info *wire.PullInfo) {
 	go func() {
-		_, pass, _, err := h.pullOnce(context.Background(), ns, key, have, info)
-		if pass != nil {
-			pass.body.Close()
+		a, _, err := h.pullOnce(context.Background(), ns, key, have, info)
+		if a.pass != nil {
+			a.pass.body.Close()
 		}
 		if err != nil {
 			h.log.Debug("edge: background revalidation failed", "ns", ns, "key", key, "err", err)

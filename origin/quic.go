@@ -484,8 +484,12 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 	// never takes a short body for a whole one; Close after a reset is a
 	// no-op that only reports it.
 	defer st.Close()
-	if req.Pull != nil && req.Digest.IsZero() && o.servePull(e, st, req) {
-		return
+	var note string // the pull's note on the version served (stale-if-error)
+	if req.Pull != nil && req.Digest.IsZero() {
+		var done bool
+		if done, note = o.servePull(e, st, req); done {
+			return
+		}
 	}
 	var (
 		err  error
@@ -538,7 +542,7 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 		}
 		if req.Digest.IsZero() && !req.Have.IsZero() && req.Have == ent.Digest {
 			// Revalidation: the edge holds the current content already.
-			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotModified, Entry: ent})
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillNotModified, Entry: ent, Reason: note})
 			o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, LSN: ent.LSN, Digest: ent.Digest})
 			return
 		}
@@ -562,7 +566,7 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 		return
 	}
 	ent.Size = uint64(fi.Size())
-	if err := wire.WriteFrame(st, wire.FillResponse{Status: wire.FillOK, Entry: ent}); err != nil {
+	if err := wire.WriteFrame(st, wire.FillResponse{Status: wire.FillOK, Entry: ent, Reason: note}); err != nil {
 		return
 	}
 	n, err := io.Copy(st, blob)
@@ -580,12 +584,12 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 // which then finds it in the catalog; a response not stored is streamed
 // through, and an upstream failure answered as such. Published keys are
 // serveFill's alone.
-func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool {
+func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done bool, note string) {
 	if _, ok := o.ups.forNamespace(req.Namespace); !ok {
-		return false
+		return false, ""
 	}
 	if cur, err := o.store.get(req.Namespace, req.Key); err == nil && cur.Pulled == nil {
-		return false // published
+		return false, "" // published
 	}
 	pr := pullRequest{Namespace: req.Namespace, Key: req.Key, ClientIP: req.Pull.ClientIP, Host: req.Pull.Host, Forward: req.Pull.Forward}
 	if len(req.Pull.Header) > 0 {
@@ -594,8 +598,10 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool 
 	out, err := o.pull(st.Context(), pr)
 	var ue *errUpstream
 	switch {
+	case err == nil && out.Stored && out.Detail == wire.StaleIfErrorReason:
+		return false, out.Detail
 	case err == nil && out.Stored:
-		return false
+		return false, ""
 	case err == nil:
 		defer out.Body.Close()
 		resp := wire.FillResponse{Status: wire.FillPassThrough, Reason: out.Detail, Entry: wire.LogEntry{
@@ -606,10 +612,10 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool 
 			// A header no log entry can carry (too many fields, too long):
 			// the edge answers 502 rather than pass on half of it.
 			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillBadGateway, Reason: "upstream response header: " + err.Error()})
-			return true
+			return true, ""
 		}
 		if err := wire.WriteFrame(st, resp); err != nil {
-			return true
+			return true, ""
 		}
 		n, err := io.Copy(st, out.Body)
 		if err != nil {
@@ -617,9 +623,9 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool 
 		}
 		o.metrics.fillBytes.Add(float64(n))
 		o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
-		return true
+		return true, ""
 	case errors.Is(err, ErrNotFound):
-		return false
+		return false, ""
 	case errors.As(err, &ue) && ue.timeout():
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillGatewayTimeout, Reason: err.Error()})
 	case errors.As(err, &ue):
@@ -627,5 +633,5 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) bool 
 	default:
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
 	}
-	return true
+	return true, ""
 }

@@ -398,7 +398,7 @@ func (o *Origin) revalidate(ctx context.Context, up Upstream, req pullRequest, c
 		hr := &http.Request{Method: http.MethodGet, Header: req.Header}
 		if httpcache.StaleIfErrorAllowed(storedOf(cur), hr, o.clk.Now(), httpcache.Options{}) {
 			o.log.Warn("upstream failed; serving a stale version as stale-if-error allows", "ns", req.Namespace, "key", req.Key, "err", err)
-			return pullOutcome{Entry: cur, Stored: true, Detail: "stale-if-error"}, nil
+			return pullOutcome{Entry: cur, Stored: true, Detail: wire.StaleIfErrorReason}, nil
 		}
 		return pullOutcome{}, err
 	}
@@ -406,7 +406,7 @@ func (o *Origin) revalidate(ctx context.Context, up Upstream, req pullRequest, c
 		hr := &http.Request{Method: http.MethodGet, Header: req.Header}
 		if httpcache.StaleIfErrorAllowed(storedOf(cur), hr, o.clk.Now(), httpcache.Options{}) {
 			resp.Body.Close()
-			return pullOutcome{Entry: cur, Stored: true, Detail: "stale-if-error"}, nil
+			return pullOutcome{Entry: cur, Stored: true, Detail: wire.StaleIfErrorReason}, nil
 		}
 	}
 	if resp.StatusCode != http.StatusNotModified {

@@ -63,8 +63,12 @@ func startPullCluster(t *testing.T, site *scriptedSite, edges []EdgeSpec) *Clust
 }
 
 // noRedirect is a client that hands redirects back, as a browser's
-// network log shows them.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+// network log shows them, and sends Accept-Encoding only when told to
+// (Go's transport would add gzip, which Vary cases must control).
+var noRedirect = &http.Client{
+	Transport:     &http.Transport{DisableCompression: true},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 func pullGet(t *testing.T, u string, hdr map[string]string) got {
 	t.Helper()

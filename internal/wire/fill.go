@@ -218,6 +218,11 @@ func parseFillResponse(b []byte) (FillResponse, error) {
 	return r, nil
 }
 
+// StaleIfErrorReason flags a fill answer for a pulled object whose
+// upstream failed to revalidate it: the stored version is served in its
+// place, as its stale-if-error (RFC 5861) allows.
+const StaleIfErrorReason = "stale-if-error"
+
 // PendingReason flags a fill answer for a key whose strong write is not
 // yet visible: the entry (and body) are the previous version, to be served
 // but not kept as current; with FillNotFound, the key is new.
