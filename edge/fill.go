@@ -75,6 +75,72 @@ func (e *Edge) pull(ctx context.Context, ns, key string, have wire.Digest, info 
 	return e.fetchFrom(ctx, s.data, false, wire.FillRequest{Namespace: ns, Key: key, Have: have, Pull: info})
 }
 
+// forward sends a request no cache answers (a method other than GET and
+// HEAD, in a namespace with an upstream) through the origin to the
+// upstream, with body streamed after it, and returns the upstream's
+// response to stream back, or errUpstream.
+func (e *Edge) forward(ctx context.Context, req wire.ForwardRequest, body io.Reader) (*passThrough, error) {
+	e.mu.Lock()
+	s := e.sess
+	e.mu.Unlock()
+	if s == nil {
+		return nil, errNoOrigin
+	}
+	octx, cancel := context.WithTimeout(ctx, e.cfg.FillTimeout)
+	st, err := s.data.OpenStreamSync(octx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { st.CancelRead(0); st.CancelWrite(0) })
+	ok := false
+	defer func() {
+		if !ok {
+			st.CancelRead(0)
+			stop()
+		}
+	}()
+	st.SetWriteDeadline(time.Now().Add(e.cfg.FillTimeout))
+	if err := wire.WriteFrame(st, req); err != nil {
+		st.CancelWrite(0)
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	if body != nil {
+		if _, err := io.Copy(&idleWriter{st: st, idle: e.cfg.FillTimeout}, body); err != nil {
+			st.CancelWrite(0)
+			return nil, fmt.Errorf("forward request body: %w", err)
+		}
+	}
+	st.Close()
+	st.SetReadDeadline(time.Now().Add(e.cfg.FillTimeout))
+	f, err := wire.ReadFrame(st)
+	if err != nil {
+		return nil, fmt.Errorf("forward: %w", err)
+	}
+	resp, isResp := f.(wire.FillResponse)
+	switch {
+	case !isResp:
+		return nil, fmt.Errorf("forward: unexpected %T", f)
+	case resp.Status == wire.FillPassThrough:
+		ok = true
+		return &passThrough{entry: resp.Entry, reason: resp.Reason, body: &streamBody{st: st, idle: e.cfg.FillTimeout, stop: stop}}, nil
+	case resp.Status == wire.FillBadGateway, resp.Status == wire.FillGatewayTimeout:
+		return nil, &errUpstream{timeout: resp.Status == wire.FillGatewayTimeout, reason: resp.Reason}
+	}
+	return nil, fmt.Errorf("forward: origin: %s", resp.Reason)
+}
+
+// idleWriter writes to a stream, each write allowed idle for up to idle.
+type idleWriter struct {
+	st   *quic.Stream
+	idle time.Duration
+}
+
+func (w *idleWriter) Write(p []byte) (int, error) {
+	w.st.SetWriteDeadline(time.Now().Add(w.idle))
+	return w.st.Write(p)
+}
+
 // fillAnswer is what a fill brought: the version now stored here, or
 // (pass) a response not stored; reason is the origin's note on a stored
 // one (wire.StaleIfErrorReason).

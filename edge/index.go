@@ -283,6 +283,16 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 	return n, s.drop(digests)
 }
 
+// markStale marks ns/key's current version stale, as a soft purge of it
+// alone would: it is revalidated before it is served again.
+func (s *store) markStale(ns, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v := s.index.get(ns, key); v != nil {
+		v.stale = true
+	}
+}
+
 // revalidated clears the stale and pending marks of ns/key once the origin
 // confirmed version d as its current, visible version.
 func (s *store) revalidated(ns, key string, d wire.Digest) {

@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/geocdn/geocdn/internal/httpcache"
+	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -35,6 +37,8 @@ type puller interface {
 	// the current version, stored, or a response not stored whose body
 	// the caller must close.
 	pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (fillAnswer, error)
+	// forward passes a request no cache answers on to the upstream.
+	forward(ctx context.Context, req wire.ForwardRequest, body io.Reader) (*passThrough, error)
 }
 
 // cacheName is the cache's name in Cache-Status.
@@ -367,4 +371,41 @@ func (h *handler) writePassThrough(w http.ResponseWriter, r *http.Request, p *pa
 	}
 	n, _ := io.Copy(w, p.body)
 	h.m.served(n)
+}
+
+// serveForwarded passes a request that no cache answers (POST, PUT,
+// PATCH, DELETE, OPTIONS, ...) in ns, a namespace with an upstream, on to
+// the upstream through the origin, and streams the answer back, stored
+// nowhere. A successful unsafe request makes what this edge holds for its
+// target, and for the Location and Content-Location it names on the same
+// site, stale (RFC 9111 §4.4); the origin does the same for every edge.
+func (h *handler) serveForwarded(w http.ResponseWriter, r *http.Request, ns, key string) {
+	info := pullInfo(r)
+	hd := (&wire.Pulled{Header: info.Header}).HTTPHeader()
+	if r.ContentLength >= 0 {
+		hd.Set("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	}
+	req := wire.ForwardRequest{Namespace: ns, Key: key, Method: r.Method, Header: wire.HeaderFields(hd), ClientIP: info.ClientIP, Host: r.Host}
+	var body io.Reader
+	if r.ContentLength != 0 {
+		body = r.Body
+	}
+	fctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	pass, err := h.puller.forward(fctx, req, body)
+	if err != nil {
+		if r.Context().Err() == nil {
+			h.pullFailed(w, ns, key, httpcache.FwdMethod, err)
+		}
+		return
+	}
+	u := *r.URL
+	u.Scheme, u.Host = "http", r.Host
+	for _, target := range httpcache.InvalidatedURLs(r.Method, pass.entry.Pulled.Status, &u, pass.entry.Pulled.HTTPHeader()) {
+		p, q, _ := strings.Cut(target, "?")
+		if k, err := objkey.FromTarget(p, q); err == nil {
+			h.st.markStale(ns, k)
+		}
+	}
+	h.writePassThrough(w, r, pass, httpcache.FwdMethod)
 }

@@ -331,7 +331,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if !h.allowMethod(w, r) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.serveForwarded(w, r, ns, key)
 			return
 		}
 		h.servePulled(w, r, ns, key)

@@ -442,6 +442,10 @@ func (o *Origin) serveStream(e *edge, conn *quic.Conn, st *quic.Stream) {
 		o.serveFill(e, st, req)
 		return
 	}
+	if req, ok := f.(wire.ForwardRequest); ok && err == nil {
+		o.serveForward(e, st, req)
+		return
+	}
 	switch f.(type) {
 	case wire.TreeRequest, wire.LeafRequest, wire.EntryRequest, wire.SnapshotRequest, wire.ResyncReport:
 		defer st.CancelRead(0)

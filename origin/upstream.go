@@ -12,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/geocdn/geocdn/internal/httpcache"
@@ -96,6 +98,21 @@ func (up Upstream) validate() error {
 		return fmt.Errorf("upstream for %q: %q has a query or fragment; give scheme, host and an optional base path", up.Namespace, u.Redacted())
 	}
 	return nil
+}
+
+// urlOf is the upstream URL of a pulled key: the base URL with the key's
+// target appended. The host is always the upstream's own.
+func (up Upstream) urlOf(key string) (string, error) {
+	path, query := objkey.Target(key)
+	u := *up.URL
+	u.RawPath = ""
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	target, err := url.Parse(u.String() + path)
+	if err != nil {
+		return "", fmt.Errorf("upstream URL for %q: %w", key, err)
+	}
+	target.RawQuery = query
+	return target.String(), nil
 }
 
 // ParseUpstreamMode reads the --upstream-mode flag's form,
@@ -590,16 +607,11 @@ func passThrough(resp *http.Response, why string) pullOutcome {
 // revalidating. A response it returns has hop-by-hop fields still in its
 // header and its body open; an error is an errUpstream.
 func (o *Origin) fetchUpstream(ctx context.Context, up Upstream, req pullRequest, cond http.Header) (*http.Response, httpcache.Times, error) {
-	path, query := objkey.Target(req.Key)
-	u := *up.URL
-	u.RawPath = ""
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	target, err := url.Parse(u.String() + path)
+	target, err := up.urlOf(req.Key)
 	if err != nil {
-		return nil, httpcache.Times{}, fmt.Errorf("upstream URL for %q: %w", req.Key, err)
+		return nil, httpcache.Times{}, err
 	}
-	target.RawQuery = query
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, httpcache.Times{}, fmt.Errorf("upstream request for %q: %w", req.Key, err)
 	}
@@ -744,4 +756,106 @@ func (m *multiCloser) Close() error {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// serveForward passes a request no cache answers (POST, PUT, PATCH,
+// DELETE, OPTIONS, ...) in a namespace with an upstream on to it, body and
+// answer streamed, nothing stored. A successful unsafe request invalidates
+// what is stored for its target and for the Location and Content-Location
+// it names on the same site (RFC 9111 §4.4): the pulled versions the
+// catalog holds for them are purged softly, through the log, so every
+// edge revalidates them before serving them again.
+func (o *Origin) serveForward(e *edge, st *quic.Stream, req wire.ForwardRequest) {
+	defer st.Close()
+	up, ok := o.ups.forNamespace(req.Namespace)
+	if !ok {
+		st.CancelRead(0)
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: fmt.Sprintf("namespace %q has no upstream", req.Namespace)})
+		return
+	}
+	target, err := up.urlOf(req.Key)
+	if err != nil {
+		st.CancelRead(0)
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(st.Context(), o.ups.timeouts.Total)
+	defer cancel()
+	client := (&wire.Pulled{Header: req.Header}).HTTPHeader()
+	var body io.Reader = st
+	size := int64(-1) // unknown: chunked
+	if v := client.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			size, body = n, io.LimitReader(st, n)
+		}
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Method, target, body)
+	if err != nil {
+		st.CancelRead(0)
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
+		return
+	}
+	hr.ContentLength = size
+	if size == 0 {
+		hr.Body = http.NoBody
+	}
+	hr.Header = forwardHeader(client, req.ClientIP, req.Host)
+	delete(hr.Header, "Content-Length")
+	resp, err := o.ups.client.Do(hr)
+	st.CancelRead(0) // whatever the upstream did not read is not wanted
+	if err != nil {
+		ue := &errUpstream{err}
+		status := wire.FillBadGateway
+		if ue.timeout() {
+			status = wire.FillGatewayTimeout
+		}
+		wire.WriteFrame(st, wire.FillResponse{Status: status, Reason: ue.Error()})
+		return
+	}
+	defer resp.Body.Close()
+	h := resp.Header.Clone()
+	httpcache.RemoveHopByHop(h)
+	fr := wire.FillResponse{Status: wire.FillPassThrough, Reason: "method", Entry: wire.LogEntry{
+		Op: wire.OpPut, Namespace: req.Namespace, Key: req.Key,
+		Pulled: &wire.Pulled{Status: resp.StatusCode, Header: wire.HeaderFields(h)},
+	}}
+	if err := fr.Entry.Validate(); err != nil {
+		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillBadGateway, Reason: "upstream response header: " + err.Error()})
+		return
+	}
+	if err := wire.WriteFrame(st, fr); err != nil {
+		return
+	}
+	o.invalidateAfter(req, resp)
+	if _, err := io.Copy(st, resp.Body); err != nil {
+		st.CancelWrite(0)
+	}
+}
+
+// invalidateAfter purges softly the pulled versions a successful unsafe
+// request invalidates (RFC 9111 §4.4), if the catalog holds any.
+func (o *Origin) invalidateAfter(req wire.ForwardRequest, resp *http.Response) {
+	self := &url.URL{Scheme: "http", Host: req.Host}
+	path, query := objkey.Target(req.Key)
+	self.Path, self.RawQuery = path, query
+	var keys []string
+	for _, u := range httpcache.InvalidatedURLs(req.Method, resp.StatusCode, self, resp.Header) {
+		p, q, _ := strings.Cut(u, "?")
+		k, err := objkey.FromTarget(p, q)
+		if err != nil {
+			continue
+		}
+		if cur, err := o.store.get(req.Namespace, k); err == nil && cur.Pulled != nil {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	_, err := o.propose(context.Background(), &command{Entry: wire.LogEntry{
+		Op: wire.OpPurge, Namespace: req.Namespace, PurgeKeys: keys, Soft: true, ModTime: o.clk.Now(),
+	}})
+	if err != nil {
+		o.log.Warn("could not invalidate after an unsafe request", "ns", req.Namespace, "keys", keys, "err", err)
+	}
 }

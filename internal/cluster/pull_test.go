@@ -297,3 +297,88 @@ func TestPurgeReachesPulledObjects(t *testing.T) {
 		t.Fatalf("after a soft purge: %d upstream requests (%d conditional), want 5 with 1 conditional", n, conditional)
 	}
 }
+
+// TestForwardedMethods: POST, PUT, PATCH, DELETE and OPTIONS in a pull
+// namespace reach the upstream with their bodies and fields and are never
+// cached; a successful unsafe request makes the stored page it targets
+// stale everywhere, so the next GET revalidates it, once for every edge
+// (RFC 9111 §4.4).
+func TestForwardedMethods(t *testing.T) {
+	var mu sync.Mutex
+	conditional := 0
+	site := newScriptedSite(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			w.Header().Set("Cache-Control", "max-age=300")
+			w.Header().Set("ETag", `"v1"`)
+			if r.Header.Get("If-None-Match") == `"v1"` {
+				mu.Lock()
+				conditional++
+				mu.Unlock()
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, "the page")
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Cache-Control", "max-age=300") // must not make it cached
+		w.Header().Set("X-Method", r.Method)
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "%s %s %q ct=%s", r.Method, r.URL.RequestURI(), b, r.Header.Get("Content-Type"))
+	})
+	c := startPullCluster(t, site, twoEdges)
+	e0, e1 := c.Edges()[0].URL, c.Edges()[1].URL
+	for _, en := range []string{e0, e1} {
+		if g := pullGet(t, en+"/page", nil); string(g.body) != "the page" {
+			t.Fatalf("GET /page: %d %q", g.status, g.body)
+		}
+	}
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE", "OPTIONS"} {
+		for i := range 2 {
+			req, _ := http.NewRequest(m, e0+"/api/cart?id=7", strings.NewReader(`{"n":1}`))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := fmt.Sprintf(`%s /api/cart?id=7 "{\"n\":1}" ct=application/json`, m)
+			if resp.StatusCode != http.StatusCreated || string(b) != want || resp.Header.Get("X-Method") != m {
+				t.Fatalf("%s #%d: %d %q, want 201 %q", m, i, resp.StatusCode, b, want)
+			}
+			if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=method") {
+				t.Errorf("%s: Cache-Status %q", m, cs)
+			}
+		}
+	}
+	if n := site.count("/api/cart?id=7"); n != 10 {
+		t.Fatalf("the upstream saw %d forwarded requests, want all 10", n)
+	}
+	// A POST to the page makes its stored copy stale at every edge.
+	resp, err := noRedirect.Post(e1+"/page", "text/plain", strings.NewReader("edit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// The origin's soft purge reaches the other edge through the log; its
+	// next GET revalidates, and the refreshed version it commits serves
+	// the edge that forwarded the POST too (which marked its copy stale
+	// at once).
+	waitFor(t, "the other edge to revalidate /page", func() bool {
+		g := pullGet(t, e0+"/page", nil)
+		if string(g.body) != "the page" {
+			t.Fatalf("GET /page at the other edge: %d %q", g.status, g.body)
+		}
+		return strings.Contains(g.hdr.Get("Cache-Status"), "fwd=stale")
+	})
+	waitFor(t, "the forwarding edge to serve the refreshed page", func() bool {
+		g := pullGet(t, e1+"/page", nil)
+		return string(g.body) == "the page" && g.status == http.StatusOK
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if conditional != 1 {
+		t.Errorf("after the POST the page was revalidated %d times upstream, want once for both edges", conditional)
+	}
+}

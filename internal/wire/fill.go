@@ -227,3 +227,57 @@ const StaleIfErrorReason = "stale-if-error"
 // yet visible: the entry (and body) are the previous version, to be served
 // but not kept as current; with FillNotFound, the key is new.
 const PendingReason = "pending, do not cache"
+
+// ForwardRequest sends a client's request that no cache answers (a method
+// other than GET or HEAD, in a namespace with an upstream) through the
+// origin to the upstream. It opens a stream on the data connection; the
+// request body follows it until the edge's FIN. The origin answers with a
+// FillResponse: FillPassThrough with the upstream's status and fields,
+// whose body follows until the stream ends, or FillBadGateway,
+// FillGatewayTimeout or FillError.
+//
+// Layout: namespace | key (the pulled key of the target) | method
+// | client fields | client address | host.
+type ForwardRequest struct {
+	Namespace, Key, Method string
+	Header                 []HeaderField
+	ClientIP, Host         string
+}
+
+// MaxMethodLen bounds a forwarded request's method.
+const MaxMethodLen = 32
+
+func (ForwardRequest) Type() FrameType { return FrameForwardRequest }
+
+func (r ForwardRequest) Len() int {
+	return stringLen(r.Namespace) + stringLen(r.Key) + stringLen(r.Method) + fieldsLen(r.Header) +
+		stringLen(r.ClientIP) + stringLen(r.Host)
+}
+
+func (r ForwardRequest) Append(b []byte) []byte {
+	b = appendString(b, r.Namespace)
+	b = appendString(b, r.Key)
+	b = appendString(b, r.Method)
+	b = appendFields(b, r.Header)
+	b = appendString(b, r.ClientIP)
+	return appendString(b, r.Host)
+}
+
+func parseForwardRequest(b []byte) (ForwardRequest, error) {
+	d := decoder{msg: "forward request", b: b}
+	r := ForwardRequest{
+		Namespace: d.namespace(),
+		Key:       d.key(),
+		Method:    d.string("method", MaxMethodLen),
+	}
+	if d.err == nil && !validFieldName(r.Method) {
+		d.failf("method %q is not a token", r.Method)
+	}
+	r.Header = d.fields("client")
+	r.ClientIP = d.string("client address", MaxStringLen)
+	r.Host = d.string("host", MaxStringLen)
+	if err := d.finish(); err != nil {
+		return ForwardRequest{}, err
+	}
+	return r, nil
+}

@@ -27,6 +27,9 @@ const (
 	FramePushResult    FrameType = 0x32
 	FrameFillRequest   FrameType = 0x40
 	FrameFillResponse  FrameType = 0x41
+	// FrameForwardRequest carries a client's request in a pull namespace
+	// that a cache does not answer (POST, PUT, ...) to the upstream.
+	FrameForwardRequest FrameType = 0x42
 
 	FrameTreeRequest     FrameType = 0x50
 	FrameTreeNodes       FrameType = 0x51
@@ -68,6 +71,8 @@ func (t FrameType) String() string {
 		return "fill-request"
 	case FrameFillResponse:
 		return "fill-response"
+	case FrameForwardRequest:
+		return "forward-request"
 	case FrameTreeRequest:
 		return "tree-request"
 	case FrameTreeNodes:
@@ -260,6 +265,8 @@ func parsePayload(t FrameType, p []byte) (Frame, error) {
 		return asFrame(parseFillRequest(p))
 	case FrameFillResponse:
 		return asFrame(parseFillResponse(p))
+	case FrameForwardRequest:
+		return asFrame(parseForwardRequest(p))
 	case FrameTreeRequest:
 		return asFrame(parseTreeRequest(p))
 	case FrameTreeNodes:

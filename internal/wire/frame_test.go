@@ -158,6 +158,8 @@ func validFrames() []frameCase {
 			Op: OpPut, Namespace: "site", Key: "me", Pulled: &Pulled{Status: 200, Header: []HeaderField{{"Cache-Control", "private"}}},
 		}}},
 		{name: "fill-response/bad-gateway", in: FillResponse{Status: FillBadGateway, Reason: "connection refused"}},
+		{name: "forward-request", in: ForwardRequest{Namespace: "site", Key: "api/cart?x=1", Method: "POST",
+			Header: []HeaderField{{"Content-Type", "application/json"}}, ClientIP: "192.0.2.9", Host: "shop.example.com"}},
 		{name: "fill-response/gateway-timeout", in: FillResponse{Status: FillGatewayTimeout, Reason: "no answer in 15s"}},
 		{name: "tree-request/root", in: TreeRequest{Level: 0, Indices: []uint32{0}}},
 		{name: "tree-request/leaves", in: TreeRequest{Level: TreeDepth, Indices: []uint32{0, 63, 64, TreeLeaves - 1}}},
@@ -383,7 +385,7 @@ type failingWriter struct{ err error }
 func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
 
 func TestUnknownFrame(t *testing.T) {
-	for _, typ := range []FrameType{0x00, 0x05, 0x13, 0x42, 0xff} {
+	for _, typ := range []FrameType{0x00, 0x05, 0x13, 0x43, 0xff} {
 		t.Run(typ.String(), func(t *testing.T) {
 			// The unknown frame is consumed whole, so the next one reads.
 			stream := append(frameBytes(typ, []byte("future")), AppendFrame(nil, Ack{Watermark: 9})...)
@@ -568,6 +570,8 @@ func TestMalformed(t *testing.T) {
 		{"fill response/pass-through without entry", frameBytes(FrameFillResponse, []byte{byte(FillPassThrough), 0, 0}), "without an entry"},
 		{"fill response/pass-through not pulled", AppendFrame(nil, FillResponse{Status: FillPassThrough, Entry: LogEntry{Op: OpPut}}), "without a pulled response"},
 		{"fill request/pull flag 3", frameBytes(FrameFillRequest, append(FillRequest{}.Append(nil)[:len(FillRequest{}.Append(nil))-1], 3, 0, 0, 0)), "pull flag 3"},
+		{"forward request/method with a space", AppendFrame(nil, ForwardRequest{Method: "GET X"}), "not a token"},
+		{"forward request/empty method", AppendFrame(nil, ForwardRequest{}), "not a token"},
 		{"fill request/no pull flag", frameBytes(FrameFillRequest, FillRequest{}.Append(nil)[:len(FillRequest{}.Append(nil))-1]), "pull flag"},
 		{"fill request/pull field CRLF", AppendFrame(nil, FillRequest{Pull: &PullInfo{Header: []HeaderField{{"X", "a\r\nb"}}}}), "CR, LF or NUL"},
 		{"fill response/not-modified without entry", frameBytes(FrameFillResponse, []byte{byte(FillNotModified), 0, 0}), "without an entry"},
