@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,10 @@ import (
 
 	"github.com/geocdn/geocdn/internal/cluster"
 	"github.com/geocdn/geocdn/internal/geo"
+	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/ready"
+	"github.com/geocdn/geocdn/internal/samplesite"
+	"github.com/geocdn/geocdn/origin"
 	"github.com/geocdn/geocdn/router"
 )
 
@@ -77,8 +82,15 @@ func devCommand() *cli.Command {
 				defer os.RemoveAll(tmp)
 				dir = tmp
 			}
+			// The sample website the default namespace pulls through,
+			// beside the published sample content.
+			site, err := startSampleSite(addr(300))
+			if err != nil {
+				return err
+			}
+			defer site.Close()
 			if c.Bool("processes") {
-				return runDevProcesses(c, dir, addr)
+				return runDevProcesses(c, dir, addr, site.url)
 			}
 			specs := make([]cluster.EdgeSpec, len(devEdges))
 			for i, s := range devEdges {
@@ -92,6 +104,7 @@ func devCommand() *cli.Command {
 				OriginQUICAddr: addr(0),
 				Origins:        c.Int("origins"),
 				Logger:         slog.Default(),
+				Upstreams:      []origin.Upstream{site.upstream()},
 			})
 			if err != nil {
 				return err
@@ -122,7 +135,9 @@ func devCommand() *cli.Command {
 			rtDone := make(chan error, 1)
 			go func() { rtDone <- rt.Run(ctx) }()
 			defer func() { <-rtDone }()
-			printDev(inProcessBanner(cl, dir, keys, "http://"+rt.HTTPAddr().String()))
+			b := inProcessBanner(cl, dir, keys, "http://"+rt.HTTPAddr().String())
+			b.site = site.url
+			printDev(b)
 			if path := c.String("ready-file"); path != "" {
 				// Written last: the sample content is on every edge by now.
 				f := devReady(cl, rt, tokenFile)
@@ -215,6 +230,34 @@ type devBanner struct {
 	control, logs string
 	// moreOrigins are the admin URLs of the origins after the first.
 	moreOrigins []string
+	// site is the URL of the sample website the default namespace pulls.
+	site string
+}
+
+// sampleSite is the dev cluster's upstream web server.
+type sampleSite struct {
+	*http.Server
+	url string
+}
+
+// startSampleSite serves internal/samplesite on addr.
+func startSampleSite(addr string) (*sampleSite, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sample site: %w", err)
+	}
+	s := &sampleSite{
+		Server: &http.Server{Handler: samplesite.Handler(time.Now()), ReadHeaderTimeout: 10 * time.Second},
+		url:    "http://" + ln.Addr().String(),
+	}
+	go s.Serve(ln)
+	return s, nil
+}
+
+// upstream names the site as the default namespace's upstream.
+func (s *sampleSite) upstream() origin.Upstream {
+	u, _ := url.Parse(s.url)
+	return origin.Upstream{Namespace: objkey.DefaultNamespace, URL: u}
 }
 
 type bannerEdge struct {
@@ -253,6 +296,9 @@ func printDev(d devBanner) {
 		fmt.Fprintf(&b, "  logs          %s\n", filepath.Join(d.logs, "NODE.log"))
 	}
 	fmt.Fprintf(&b, "\n  published: %s\n", strings.Join(d.keys, ", "))
+	if d.site != "" {
+		fmt.Fprintf(&b, "  pulled:    everything else, from the sample site %s (its pages: /site/)\n", d.site)
+	}
 	if len(d.keys) > 0 && len(d.edges) > 0 {
 		k := d.keys[0]
 		for _, key := range d.keys {
@@ -265,6 +311,9 @@ func printDev(d devBanner) {
 		fmt.Fprintf(&b, "  curl -s '%s/v1/route?ip=198.51.100.65&key=%s'\n", d.routerURL, escapeKey(k))
 		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' %s/v1/edges\n", d.token, d.originURL)
 		fmt.Fprintf(&b, "  echo hi | go run ./cmd/geocdn publish --origin %s --token %s hello.txt -\n", d.originURL, d.token)
+		if d.site != "" {
+			fmt.Fprintf(&b, "  curl -si %s/site/news | grep -i -e cache-status -e age   (twice: a miss, then a hit)\n", d.edges[0].url)
+		}
 		if d.control != "" {
 			fmt.Fprintf(&b, "  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/dev/edges/%s/pause\n", d.token, d.control, d.edges[0].id)
 		}

@@ -43,6 +43,8 @@ type devProcs struct {
 	lease                        time.Duration
 	addr                         func(off int) string
 	geoip                        string
+	// site is the sample website's URL, every origin's --upstream.
+	site string
 
 	origin, router *devctl.Proc
 	// moreOrigins are the origins after the first, which join it.
@@ -63,10 +65,10 @@ var _ devctl.Controller = (*devProcs)(nil)
 // runDevProcesses is the Action of `geocdn dev --processes`: the same
 // cluster as the in-process one, in child processes, plus the control
 // API.
-func runDevProcesses(c *cli.Context, dir string, addr func(int) string) error {
+func runDevProcesses(c *cli.Context, dir string, addr func(int) string, site string) error {
 	ctx, stop := signalContext()
 	defer stop()
-	d, err := newDevProcs(c, dir, addr)
+	d, err := newDevProcs(c, dir, addr, site)
 	if err != nil {
 		return err
 	}
@@ -122,7 +124,7 @@ func runDevProcesses(c *cli.Context, dir string, addr func(int) string) error {
 
 // newDevProcs prepares the data directory (CA, token, logs) and the
 // supervisors; nothing runs yet.
-func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, error) {
+func newDevProcs(c *cli.Context, dir string, addr func(int) string, site string) (*devProcs, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("--processes: finding this binary to run the nodes: %w", err)
@@ -140,6 +142,7 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, 
 		logDir: filepath.Join(dir, "logs"), runDir: filepath.Join(dir, "run"),
 		exe: exe, logLevel: c.String("log-level"), env: nodeEnv(), lease: c.Duration("lease"),
 		addr: addr, geoip: geoip, byID: map[string]*devctl.Proc{}, readyPath: c.String("ready-file"),
+		site: site,
 	}
 	for _, sub := range []string{d.logDir, d.runDir} {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
@@ -168,7 +171,7 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, 
 	}
 	if d.origin, err = d.proc("origin", func(prev ready.File) []string {
 		args := []string{"origin", "--data", filepath.Join(dir, "origin"), "--http", addr(0), "--quic", addr(0),
-			"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String()}
+			"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String(), "--upstream", "default=" + d.site}
 		if origins > 1 {
 			args = append(args, "--id", "o1")
 		}
@@ -181,7 +184,8 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string) (*devProcs, 
 		p, err := d.proc("origin-"+id, func(prev ready.File) []string {
 			httpAddr, quicAddr := cmp.Or(prev.HTTP, "127.0.0.1:0"), cmp.Or(prev.QUIC, "127.0.0.1:0")
 			return append([]string{"origin", "--id", id, "--data", filepath.Join(dir, "origin-"+id), "--http", httpAddr, "--quic", quicAddr,
-				"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String(), "--join", d.originURL()}, raftArgs(prev)...)
+				"--ca", d.caDir, "--token-file", d.tokenFile, "--lease", d.lease.String(), "--join", d.originURL(),
+				"--upstream", "default=" + d.site}, raftArgs(prev)...)
 		})
 		if err != nil {
 			return nil, err
@@ -459,7 +463,7 @@ func (d *devProcs) removeReady() {
 
 func (d *devProcs) banner(keys []string) devBanner {
 	b := devBanner{dir: d.dir, originURL: d.originURL(), token: d.token, routerURL: "http://" + d.router.Status().Ready.HTTP,
-		keys: keys, control: "http://" + d.control, logs: d.logDir}
+		keys: keys, control: "http://" + d.control, logs: d.logDir, site: d.site}
 	for _, p := range d.moreOrigins {
 		b.moreOrigins = append(b.moreOrigins, "http://"+p.Status().Ready.HTTP)
 	}

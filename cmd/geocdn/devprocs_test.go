@@ -254,6 +254,10 @@ func TestDevProcesses(t *testing.T) {
 		if st, body := fetch(hc, "http://"+e.HTTP+"/hello.txt"); st != 200 || !bytes.Equal(body, sample) {
 			t.Errorf("%s GET /hello.txt: %d %q, want 200 %q", e.ID, st, body, sample)
 		}
+		// Pulled from the sample site through the origin processes.
+		if st, body := fetch(hc, "http://"+e.HTTP+"/site/hello"); st != 200 || string(body) != "Hello\n" {
+			t.Errorf("%s GET /site/hello (pulled): %d %q", e.ID, st, body)
+		}
 	}
 	waitFor(t, "router /healthz 200", func() bool { return status(hc, "http://"+f.Router.HTTP+"/healthz") == 200 }, d.p)
 

@@ -170,6 +170,10 @@ func TestDevBasePortZero(t *testing.T) {
 		if got := status(client, "http://"+ef.HTTP+"/hello.txt"); got != 200 {
 			t.Errorf("%s GET /hello.txt: %d, want 200", ef.ID, got)
 		}
+		// What is not published is pulled from the sample site.
+		if got := status(client, "http://"+ef.HTTP+"/site/static/app.css"); got != 200 {
+			t.Errorf("%s GET /site/static/app.css (pulled): %d, want 200", ef.ID, got)
+		}
 		if got := status(client, "http://"+ef.Admin+"/metrics"); got != 200 {
 			t.Errorf("%s admin /metrics: %d, want 200", ef.ID, got)
 		}
