@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/geocdn/geocdn/internal/ctxio"
 	"github.com/geocdn/geocdn/internal/httpcache"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -44,17 +45,6 @@ type puller interface {
 // cacheName is the cache's name in Cache-Status.
 const cacheName = "geocdn"
 
-// storedOf is a pulled version as httpcache sees a stored response.
-func storedOf(e *wire.LogEntry) httpcache.Stored {
-	p := e.Pulled
-	return httpcache.Stored{
-		Status:  p.Status,
-		Header:  p.HTTPHeader(),
-		Request: (&wire.Pulled{Header: p.Selecting}).HTTPHeader(),
-		Times:   httpcache.Times{Request: p.Requested, Response: p.Received},
-	}
-}
-
 // pullInfo is what the origin forwards upstream of r: its end-to-end
 // fields, the client's address and the Host it asked for.
 func pullInfo(r *http.Request) *wire.PullInfo {
@@ -84,7 +74,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stored httpcache.Stored
 	)
 	if known && obj.Present && !obj.Stale {
-		stored = storedOf(&obj.Entry)
+		stored = obj.Entry.Pulled.Stored()
 		d, in := httpcache.Evaluate(r, stored, h.now(), h.cacheOpts)
 		switch d {
 		case httpcache.Fresh:
@@ -112,7 +102,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stale = &obj
 	} else if known && obj.Present {
 		// Soft-purged: revalidated before it is served again.
-		stored = storedOf(&obj.Entry)
+		stored = obj.Entry.Pulled.Stored()
 		have, fwd, stale = obj.Entry.Digest, httpcache.FwdStale, &obj
 	}
 	a, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
@@ -256,7 +246,7 @@ func (a *fillAnswer) holdUntilClosed(cancel context.CancelFunc) {
 		cancel()
 		return
 	}
-	a.pass.body = &cancelOnClose{ReadCloser: a.pass.body, cancel: cancel}
+	a.pass.body = ctxio.CloseCancels(a.pass.body, cancel)
 }
 
 // revalidateLater revalidates a stale version in the background
@@ -271,18 +261,6 @@ func (h *handler) revalidateLater(ns, key string, have wire.Digest, info *wire.P
 			h.log.Debug("edge: background revalidation failed", "ns", ns, "key", key, "err", err)
 		}
 	}()
-}
-
-// cancelOnClose ends a context when the body read under it is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
 }
 
 // writeStored sends a stored version: a pulled one with its upstream

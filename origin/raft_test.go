@@ -51,6 +51,26 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 }
 
+// raftCommands returns the commands of every command entry in to's raft
+// log, entry by entry.
+func raftCommands(t *testing.T, to *testOrigin) [][]*command {
+	t.Helper()
+	var out [][]*command
+	last, _ := to.raft.logs.LastIndex()
+	for i := uint64(1); i <= last; i++ {
+		var l raft.Log
+		if to.raft.logs.GetLog(i, &l) != nil || l.Type != raft.LogCommand {
+			continue
+		}
+		cs, err := decodeCommands(l.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, cs)
+	}
+	return out
+}
+
 func TestValidStageName(t *testing.T) {
 	for name, want := range map[string]bool{
 		"ABC123xyz": true, "": false, "../x": false, "a/b": false, "a.b": false, strings.Repeat("a", maxStageName+1): false,
@@ -88,16 +108,7 @@ func TestPublishInlineAndStaged(t *testing.T) {
 	}
 	// The raft log holds the small body, and names the large one.
 	var inline, staged int
-	last, _ := to.raft.logs.LastIndex()
-	for i := uint64(1); i <= last; i++ {
-		var l raft.Log
-		if to.raft.logs.GetLog(i, &l) != nil || l.Type != raft.LogCommand {
-			continue
-		}
-		cs, err := decodeCommands(l.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, cs := range raftCommands(t, to) {
 		for _, c := range cs {
 			switch {
 			case c.Inline != nil:
@@ -205,16 +216,7 @@ func TestGroupCommit(t *testing.T) {
 	}
 	// The raft log: how many entries carried the publishes.
 	var carrying, carried int
-	last, _ := to.raft.logs.LastIndex()
-	for i := uint64(1); i <= last; i++ {
-		var l raft.Log
-		if to.raft.logs.GetLog(i, &l) != nil || l.Type != raft.LogCommand {
-			continue
-		}
-		cs, err := decodeCommands(l.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, cs := range raftCommands(t, to) {
 		k := 0
 		for _, c := range cs {
 			if strings.HasPrefix(c.Entry.Key, "g/") {

@@ -19,6 +19,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/geocdn/geocdn/internal/ctxio"
 	"github.com/geocdn/geocdn/internal/httpcache"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -316,7 +317,7 @@ func (o *Origin) pull(ctx context.Context, req pullRequest) (pullOutcome, error)
 		}
 		// Streamed through: the body outlives this call, and the total
 		// timeout with it.
-		out.Body = &cancelOnClose{ReadCloser: out.Body, cancel: cancel}
+		out.Body = ctxio.CloseCancels(out.Body, cancel)
 		return out, nil
 	})
 	if o.ups.joined != nil {
@@ -346,20 +347,8 @@ func (o *Origin) fetchOwn(ctx context.Context, up Upstream, req pullRequest) (pu
 		cancel()
 		return out, err
 	}
-	out.Body = &cancelOnClose{ReadCloser: out.Body, cancel: cancel}
+	out.Body = ctxio.CloseCancels(out.Body, cancel)
 	return out, nil
-}
-
-// cancelOnClose ends a context when the body read under it is closed.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
 }
 
 // fetchAndStore brings req's key up to date from up: a key the catalog
@@ -378,7 +367,7 @@ func (o *Origin) fetchAndStore(ctx context.Context, up Upstream, req pullRequest
 		return pullOutcome{Entry: cur, Stored: true}, nil // published
 	case !req.Forward:
 		hr := &http.Request{Method: http.MethodGet, Header: req.Header}
-		switch d, _ := httpcache.Evaluate(hr, storedOf(cur), o.clk.Now(), httpcache.Options{}); d {
+		switch d, _ := httpcache.Evaluate(hr, cur.Pulled.Stored(), o.clk.Now(), httpcache.Options{}); d {
 		case httpcache.Fresh, httpcache.StaleWhileRevalidate:
 			return pullOutcome{Entry: cur, Stored: true}, nil
 		case httpcache.Revalidate:
@@ -392,17 +381,6 @@ func (o *Origin) fetchAndStore(ctx context.Context, up Upstream, req pullRequest
 	return o.storeResponse(ctx, req, resp, times)
 }
 
-// storedOf is a pulled version as httpcache sees a stored response.
-func storedOf(e wire.LogEntry) httpcache.Stored {
-	p := e.Pulled
-	return httpcache.Stored{
-		Status:  p.Status,
-		Header:  p.HTTPHeader(),
-		Request: (&wire.Pulled{Header: p.Selecting}).HTTPHeader(),
-		Times:   httpcache.Times{Request: p.Requested, Response: p.Received},
-	}
-}
-
 // revalidate asks up whether cur, a stale pulled version, is still good
 // (RFC 9111 §4.3). A 304 that matches its validators commits a refresh:
 // the same content with the 304's header fields merged in and the times
@@ -413,7 +391,7 @@ func (o *Origin) revalidate(ctx context.Context, up Upstream, req pullRequest, c
 	resp, times, err := o.fetchUpstream(ctx, up, req, httpcache.ConditionalHeaders(stored))
 	if err != nil {
 		hr := &http.Request{Method: http.MethodGet, Header: req.Header}
-		if httpcache.StaleIfErrorAllowed(storedOf(cur), hr, o.clk.Now(), httpcache.Options{}) {
+		if httpcache.StaleIfErrorAllowed(cur.Pulled.Stored(), hr, o.clk.Now(), httpcache.Options{}) {
 			o.log.Warn("upstream failed; serving a stale version as stale-if-error allows", "ns", req.Namespace, "key", req.Key, "err", err)
 			return pullOutcome{Entry: cur, Stored: true, Detail: wire.StaleIfErrorReason}, nil
 		}
@@ -421,7 +399,7 @@ func (o *Origin) revalidate(ctx context.Context, up Upstream, req pullRequest, c
 	}
 	if resp.StatusCode >= 500 {
 		hr := &http.Request{Method: http.MethodGet, Header: req.Header}
-		if httpcache.StaleIfErrorAllowed(storedOf(cur), hr, o.clk.Now(), httpcache.Options{}) {
+		if httpcache.StaleIfErrorAllowed(cur.Pulled.Stored(), hr, o.clk.Now(), httpcache.Options{}) {
 			resp.Body.Close()
 			return pullOutcome{Entry: cur, Stored: true, Detail: wire.StaleIfErrorReason}, nil
 		}

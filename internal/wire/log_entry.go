@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go/quicvarint"
+
+	"github.com/geocdn/geocdn/internal/httpcache"
 )
 
 // Op is what a log entry does to its object.
@@ -273,6 +275,17 @@ func (p *Pulled) HTTPHeader() http.Header {
 		h[k] = append(h[k], f.Value)
 	}
 	return h
+}
+
+// Stored is p as httpcache sees a stored response: its status, fields,
+// the request fields its Vary selected on, and the times of the exchange.
+func (p *Pulled) Stored() httpcache.Stored {
+	return httpcache.Stored{
+		Status:  p.Status,
+		Header:  p.HTTPHeader(),
+		Request: (&Pulled{Header: p.Selecting}).HTTPHeader(),
+		Times:   httpcache.Times{Request: p.Requested, Response: p.Received},
+	}
 }
 
 // HeaderFields returns h's fields in a stable order (sorted by name; the

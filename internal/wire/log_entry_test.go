@@ -267,6 +267,13 @@ func TestPurgeEntryRoundTrip(t *testing.T) {
 		PurgeKeys: []string{"a.txt", "img/b.png"}, PurgePrefixes: []string{"css/"}, PurgeTags: []string{"home"},
 		Soft: true, ModTime: time.Unix(1700000000, 0).UTC(),
 	}
+	roundTrip(t, want)
+}
+
+// roundTrip checks that want encodes in Len bytes and decodes to itself,
+// and returns what was decoded.
+func roundTrip(t *testing.T, want LogEntry) LogEntry {
+	t.Helper()
 	b := want.Append(nil)
 	if len(b) != want.Len() {
 		t.Fatalf("Len %d, len(Append) %d", want.Len(), len(b))
@@ -278,6 +285,7 @@ func TestPurgeEntryRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
+	return got
 }
 
 // A rolling upgrade reads entries an older origin wrote: format 1 ended at
@@ -331,17 +339,7 @@ func TestPulledEntryRoundTrip(t *testing.T) {
 			Selecting: []HeaderField{{"Accept-Encoding", "gzip, br"}},
 		},
 	}
-	b := want.Append(nil)
-	if len(b) != want.Len() {
-		t.Fatalf("Len %d, len(Append) %d", want.Len(), len(b))
-	}
-	got, err := ParseLogEntry(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
+	got := roundTrip(t, want)
 	h := got.Pulled.HTTPHeader()
 	if h.Get("Cache-Control") != "max-age=60" || len(h["Set-Cookie"]) != 2 || h.Get("vary") != "Accept-Encoding" {
 		t.Fatalf("HTTPHeader %v", h)
