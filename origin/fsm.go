@@ -59,10 +59,9 @@ func (f *fsm) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
 
 // ApplyBatch applies a batch of committed raft entries. With an applier
 // running (see startApplier) it hands them over and returns a pending
-// result for each entry; otherwise it applies them (applyJobs) before it
-// returns, in one catalog transaction, or one per command with group
-// commit off. An entry's result is applyResults, one per command it
-// carries, or a pendingResult that gives them (see resultsOf).
+// result for each command; otherwise it applies them (applyJobs) before
+// it returns, in one catalog transaction, or one per command with group
+// commit off.
 //
 // Raft cannot take "no" from an FSM: an entry committed must be applied,
 // or this origin's state would part from the others'. So a transaction the
@@ -74,67 +73,57 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	applied := f.s.applied.Load()
 	var (
 		cmds []*command
-		// at[j] is the index in logs of the j-th entry carrying
-		// commands, whose first command is cmds[first[j]].
-		at, first []int
-		last      uint64
+		at   []int
+		last uint64
 	)
 	for i, l := range logs {
 		last = max(last, l.Index)
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		cs, err := decodeCommands(l.Data)
+		c, err := decodeCommand(l.Data)
 		if err != nil {
 			f.log.Error("raft entry is not a command; skipped", "index", l.Index, "err", err)
-			out[i] = applyResults{{Err: err}}
+			out[i] = applyResult{Err: err}
 			continue
 		}
 		if l.Index <= applied {
-			out[i] = applyResults{{Err: errReplayed}}
+			out[i] = applyResult{Err: errReplayed}
 			continue
 		}
+		cmds = append(cmds, c)
 		at = append(at, i)
-		first = append(first, len(cmds))
-		cmds = append(cmds, cs...)
 	}
 	if last <= applied {
 		return out
-	}
-	// end gives the command after the j-th entry's last.
-	end := func(j int) int {
-		if j+1 < len(first) {
-			return first[j+1]
-		}
-		return len(cmds)
 	}
 	job := &applyJob{last: last, cmds: cmds, done: make(chan struct{})}
 	if f.jobs != nil {
 		f.enqueued.Store(last)
 		f.jobs <- job
 		for j, i := range at {
-			out[i] = pendingResult{job: job, from: first[j], to: end(j)}
+			out[i] = pendingResult{job: job, i: j}
 		}
 		return out
 	}
 	jobs := []*applyJob{job}
-	if f.oneByOne && len(at) > 1 {
-		// Group commit off: a transaction, and an fsync, per entry (and
-		// so per command: the proposer does not batch then), each
-		// recording its own raft index; the last records the batch's.
+	if f.oneByOne && len(cmds) > 1 {
+		// Group commit off: a transaction, and an fsync, per command,
+		// each recording its own raft index; the last records the
+		// batch's.
 		jobs = jobs[:0]
 		for j, i := range at {
-			jobs = append(jobs, &applyJob{last: logs[i].Index, cmds: cmds[first[j]:end(j)], done: make(chan struct{})})
+			jobs = append(jobs, &applyJob{last: logs[i].Index, cmds: cmds[j : j+1], done: make(chan struct{})})
 		}
 		jobs[len(jobs)-1].last = last
 	}
-	var res applyResults
+	var res []applyResult
 	for _, j := range jobs {
 		f.applyJobs([]*applyJob{j}, len(j.cmds))
 		res = append(res, j.res...)
 	}
 	for j, i := range at {
-		out[i] = res[first[j]:end(j)]
+		out[i] = res[j]
 	}
 	return out
 }
@@ -238,47 +227,17 @@ type applyJob struct {
 	done chan struct{}
 }
 
-// pendingResult is the result ApplyBatch gives for an entry whose
-// commands the applier has queued: job's commands from up to to.
+// pendingResult is the result ApplyBatch gives for a command the applier
+// has queued: the i-th of job.
 type pendingResult struct {
-	job      *applyJob
-	from, to int
+	job *applyJob
+	i   int
 }
 
-// wait returns the commands' results once the applier has applied them.
-func (p pendingResult) wait() applyResults {
+// wait returns the command's result once the applier has applied it.
+func (p pendingResult) wait() applyResult {
 	<-p.job.done
-	return p.job.res[p.from:p.to]
-}
-
-// applyResults are the results of an entry's commands, in order; a single
-// result with an error stands for every command of an entry that was not
-// applied (malformed, or replayed at start).
-type applyResults []applyResult
-
-// resultsOf gives the results of the n commands of a raft entry from what
-// ApplyBatch returned for it.
-func resultsOf(resp any, n int) (applyResults, error) {
-	var res applyResults
-	switch r := resp.(type) {
-	case pendingResult:
-		res = r.wait()
-	case applyResults:
-		res = r
-	default:
-		return nil, fmt.Errorf("raft: unexpected apply result %T", resp)
-	}
-	switch {
-	case len(res) == n:
-		return res, nil
-	case len(res) == 1 && res[0].Err != nil:
-		all := make(applyResults, n)
-		for i := range all {
-			all[i].Err = res[0].Err
-		}
-		return all, nil
-	}
-	return nil, fmt.Errorf("raft: %d results for an entry of %d commands", len(res), n)
+	return p.job.res[p.i]
 }
 
 // startApplier starts the applier; ApplyBatch hands it every later batch.

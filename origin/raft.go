@@ -30,9 +30,6 @@ type raftNode struct {
 	logs  *raftboltdb.BoltStore
 	snaps raft.SnapshotStore
 	trans raft.Transport
-	// prop proposes the origin's commands, several to an entry when
-	// they queue.
-	prop *proposer
 	// timeout is the heartbeat and election timeout.
 	timeout time.Duration
 }
@@ -83,10 +80,6 @@ func (o *Origin) openRaft() error {
 		return fmt.Errorf("raft dir: %w", err)
 	}
 	n := &raftNode{timeout: aloneTimeout}
-	n.prop = &proposer{
-		apply: func(data []byte) (any, error) { return n.applyEntry(data, o.cfg.PublishTimeout) },
-		one:   o.cfg.NoGroupCommit,
-	}
 	var err error
 	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), BoltOptions: boltOptions()})
 	if err != nil {
@@ -240,7 +233,8 @@ func (o *Origin) propose(ctx context.Context, c *command) (wire.LogEntry, error)
 			return wire.LogEntry{}, &errNotLeader{leader: o.peerHTTP(lid)}
 		}
 	}
-	res, err := o.raft.prop.propose(c)
+	f := o.raft.r.Apply(c.encode(), o.cfg.PublishTimeout)
+	err := f.Error()
 	switch {
 	case errors.Is(err, raft.ErrNotLeader):
 		return wire.LogEntry{}, &errNotLeader{}
@@ -251,17 +245,15 @@ func (o *Origin) propose(ctx context.Context, c *command) (wire.LogEntry, error)
 	case err != nil:
 		return wire.LogEntry{}, fmt.Errorf("raft: %w", err)
 	}
-	return res.Entry, res.Err
-}
-
-// applyEntry proposes one raft entry and returns what the FSM gave for it
-// once it has been committed.
-func (n *raftNode) applyEntry(data []byte, timeout time.Duration) (any, error) {
-	f := n.r.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		return nil, err
+	resp := f.Response()
+	if p, ok := resp.(pendingResult); ok {
+		resp = p.wait()
 	}
-	return f.Response(), nil
+	res, ok := resp.(applyResult)
+	if !ok {
+		return wire.LogEntry{}, fmt.Errorf("raft: unexpected apply result %T", resp)
+	}
+	return res.Entry, res.Err
 }
 
 // isLeader reports whether this origin leads the cluster and has applied
