@@ -470,7 +470,10 @@ func (o *Origin) storeResponse(ctx context.Context, req pullRequest, resp *http.
 		// purges select by, as a publisher's Surrogate-Key does.
 		SurrogateKeys: surrogateKeys(resp.Header),
 		Consistency:   wire.Eventual,
-		Pulled:        pulled,
+		// Pushed where a publish of the key would be: the placement
+		// plan's replicas, or --replicas edges, or every edge.
+		Replicas: o.replicaSet(req.Namespace, req.Key),
+		Pulled:   pulled,
 	}
 	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		meta.ModTime = lm
