@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
+	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/geocdn/geocdn/edge"
 	"github.com/geocdn/geocdn/internal/pki"
@@ -126,54 +127,58 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func originCommand() *cli.Command {
 	d := origin.DefaultConfig()
+	flags := fromConfigFile(append(append([]cli.Flag{
+		&cli.StringFlag{Name: "id", Value: d.ID, Usage: "origin id (certificate identity geocdn://origin/<id>)", EnvVars: env("id")},
+		&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
+		&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "admin API listen address", EnvVars: env("http")},
+		&cli.StringFlag{Name: "quic", Value: d.QUICAddr, Usage: "QUIC listen address for edges", EnvVars: env("quic")},
+		&cli.StringFlag{Name: "max-object-size", Value: "5GiB", Usage: "largest body a publish may carry", EnvVars: env("max-object-size")},
+		&cli.DurationFlag{Name: "lease", Value: d.LeaseTerm, EnvVars: env("lease"), Usage: fmt.Sprintf(
+			"edge lease term; an edge treats its lease as over ρ·term + %v early (drift bound ρ = %g), counted from when it sent the renewal",
+			invalidation.MarginBase, invalidation.DriftBound)},
+		&cli.IntFlag{Name: "replicas", Usage: "push each object to this many edges (rendezvous hashing); 0 = every edge", EnvVars: env("replicas")},
+		&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
+		&cli.StringFlag{Name: "metrics-token-file", Usage: "file holding a bearer token that GET /metrics then requires (the admin token works there too); without it /metrics is public", EnvVars: env("metrics-token-file")},
+		&cli.StringFlag{Name: "metrics-token", Usage: "as --metrics-token-file, given directly (prefer the file outside tests)", EnvVars: env("metrics-token")},
+		&cli.StringFlag{Name: "scrub-rate", Value: humanize.IBytes(uint64(d.ScrubRate)) + "/s", EnvVars: env("scrub-rate"),
+			Usage: "bytes per second the background scrubber may read to re-check blobs against their digests"},
+		&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
+			Usage: "how often a scrub pass over every blob starts (a slower pass is followed by the next at once)"},
+		&cli.StringFlag{Name: "log-retention", Value: d.LogRetention.String(), EnvVars: env("log-retention"),
+			Usage: "how much of the replication log to keep: a count of entries (1000000) or a duration (168h); edges further behind catch up by snapshot"},
+		&cli.DurationFlag{Name: "reassign-after", Value: d.ReassignAfter, EnvVars: env("reassign-after"),
+			Usage: "treat an edge whose lease has been expired this long as lost and place the replicas the placement plan gives it on other edges until it returns; 0 = never"},
+		&cli.StringFlag{Name: "raft", EnvVars: env("raft"), Usage: "TCP address of this origin's cluster port (raft, content and forwarded " +
+			"admin requests between origins, mutually authenticated by the CA); without it the origin is a cluster of one"},
+		&cli.StringSliceFlag{Name: "peers", EnvVars: env("peers"), Usage: "the members of a new cluster, this origin included, " +
+			"as id=host:port of their --raft, comma-separated (o1=10.0.0.1:7001,o2=10.0.0.2:7001,o3=10.0.0.3:7001); used only on a data " +
+			"directory without raft state"},
+		&cli.StringFlag{Name: "join", EnvVars: env("join"), Usage: "admin URL of any member of an existing cluster, which this origin " +
+			"(with --raft) asks to add it; without --peers or --join, an origin with --raft starts a cluster of one that others may join"},
+		&cli.BoolFlag{Name: "group-commit", Value: true, EnvVars: env("group-commit"), Usage: "share log writes and fsyncs among " +
+			"concurrent writes; false makes each write pay its own, for measuring what group commit saves"},
+		&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, EnvVars: env("raft-timeout"),
+			Usage: "raft heartbeat and election timeout of a cluster of several origins; edges find a new leader within about two"},
+		&cli.StringSliceFlag{Name: "upstream", EnvVars: env("upstream"), Usage: "pull-through: NAMESPACE=URL of the web server " +
+			"whose pages the namespace serves (https://www.example.com), repeatable, one per namespace; a key not published is " +
+			"fetched from it once, stored by its Cache-Control (RFC 9111) and replicated. Give every origin of a cluster the same"},
+		&cli.StringSliceFlag{Name: "upstream-mode", EnvVars: env("upstream-mode"), Usage: "NAMESPACE=pull refuses publishes to " +
+			"a namespace with an upstream (every object comes from it); NAMESPACE=mixed (the default) takes them, and a published key wins"},
+		&cli.DurationFlag{Name: "upstream-connect-timeout", Value: 5 * time.Second, EnvVars: env("upstream-connect-timeout"),
+			Usage: "bound on connecting to an upstream, TLS handshake included"},
+		&cli.DurationFlag{Name: "upstream-first-byte-timeout", Value: 15 * time.Second, EnvVars: env("upstream-first-byte-timeout"),
+			Usage: "bound on waiting for an upstream's response head; beyond it clients get 504"},
+		&cli.DurationFlag{Name: "upstream-timeout", Value: time.Minute, EnvVars: env("upstream-timeout"),
+			Usage: "bound on a whole fetch from an upstream, body included"},
+		readyFileFlag(),
+	}, certFlags...), tokenFlags...))
 	return &cli.Command{
 		Name:  "origin",
 		Usage: "run an origin node",
-		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "id", Value: d.ID, Usage: "origin id (certificate identity geocdn://origin/<id>)", EnvVars: env("id")},
-			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
-			&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "admin API listen address", EnvVars: env("http")},
-			&cli.StringFlag{Name: "quic", Value: d.QUICAddr, Usage: "QUIC listen address for edges", EnvVars: env("quic")},
-			&cli.StringFlag{Name: "max-object-size", Value: "5GiB", Usage: "largest body a publish may carry", EnvVars: env("max-object-size")},
-			&cli.DurationFlag{Name: "lease", Value: d.LeaseTerm, EnvVars: env("lease"), Usage: fmt.Sprintf(
-				"edge lease term; an edge treats its lease as over ρ·term + %v early (drift bound ρ = %g), counted from when it sent the renewal",
-				invalidation.MarginBase, invalidation.DriftBound)},
-			&cli.IntFlag{Name: "replicas", Usage: "push each object to this many edges (rendezvous hashing); 0 = every edge", EnvVars: env("replicas")},
-			&cli.DurationFlag{Name: "publish-timeout", Value: d.PublishTimeout, Usage: "how long a publish with w>0 waits for edges", EnvVars: env("publish-timeout")},
-			&cli.StringFlag{Name: "metrics-token-file", Usage: "file holding a bearer token that GET /metrics then requires (the admin token works there too); without it /metrics is public", EnvVars: env("metrics-token-file")},
-			&cli.StringFlag{Name: "metrics-token", Usage: "as --metrics-token-file, given directly (prefer the file outside tests)", EnvVars: env("metrics-token")},
-			&cli.StringFlag{Name: "scrub-rate", Value: humanize.IBytes(uint64(d.ScrubRate)) + "/s", EnvVars: env("scrub-rate"),
-				Usage: "bytes per second the background scrubber may read to re-check blobs against their digests"},
-			&cli.DurationFlag{Name: "scrub-interval", Value: d.ScrubInterval, EnvVars: env("scrub-interval"),
-				Usage: "how often a scrub pass over every blob starts (a slower pass is followed by the next at once)"},
-			&cli.StringFlag{Name: "log-retention", Value: d.LogRetention.String(), EnvVars: env("log-retention"),
-				Usage: "how much of the replication log to keep: a count of entries (1000000) or a duration (168h); edges further behind catch up by snapshot"},
-			&cli.DurationFlag{Name: "reassign-after", Value: d.ReassignAfter, EnvVars: env("reassign-after"),
-				Usage: "treat an edge whose lease has been expired this long as lost and place the replicas the placement plan gives it on other edges until it returns; 0 = never"},
-			&cli.StringFlag{Name: "raft", EnvVars: env("raft"), Usage: "TCP address of this origin's cluster port (raft, content and forwarded " +
-				"admin requests between origins, mutually authenticated by the CA); without it the origin is a cluster of one"},
-			&cli.StringSliceFlag{Name: "peers", EnvVars: env("peers"), Usage: "the members of a new cluster, this origin included, " +
-				"as id=host:port of their --raft, comma-separated (o1=10.0.0.1:7001,o2=10.0.0.2:7001,o3=10.0.0.3:7001); used only on a data " +
-				"directory without raft state"},
-			&cli.StringFlag{Name: "join", EnvVars: env("join"), Usage: "admin URL of any member of an existing cluster, which this origin " +
-				"(with --raft) asks to add it; without --peers or --join, an origin with --raft starts a cluster of one that others may join"},
-			&cli.BoolFlag{Name: "group-commit", Value: true, EnvVars: env("group-commit"), Usage: "share log writes and fsyncs among " +
-				"concurrent writes; false makes each write pay its own, for measuring what group commit saves"},
-			&cli.DurationFlag{Name: "raft-timeout", Value: time.Second, EnvVars: env("raft-timeout"),
-				Usage: "raft heartbeat and election timeout of a cluster of several origins; edges find a new leader within about two"},
-			&cli.StringSliceFlag{Name: "upstream", EnvVars: env("upstream"), Usage: "pull-through: NAMESPACE=URL of the web server " +
-				"whose pages the namespace serves (https://www.example.com), repeatable, one per namespace; a key not published is " +
-				"fetched from it once, stored by its Cache-Control (RFC 9111) and replicated. Give every origin of a cluster the same"},
-			&cli.StringSliceFlag{Name: "upstream-mode", EnvVars: env("upstream-mode"), Usage: "NAMESPACE=pull refuses publishes to " +
-				"a namespace with an upstream (every object comes from it); NAMESPACE=mixed (the default) takes them, and a published key wins"},
-			&cli.DurationFlag{Name: "upstream-connect-timeout", Value: 5 * time.Second, EnvVars: env("upstream-connect-timeout"),
-				Usage: "bound on connecting to an upstream, TLS handshake included"},
-			&cli.DurationFlag{Name: "upstream-first-byte-timeout", Value: 15 * time.Second, EnvVars: env("upstream-first-byte-timeout"),
-				Usage: "bound on waiting for an upstream's response head; beyond it clients get 504"},
-			&cli.DurationFlag{Name: "upstream-timeout", Value: time.Minute, EnvVars: env("upstream-timeout"),
-				Usage: "bound on a whole fetch from an upstream, body included"},
-			readyFileFlag(),
-		}, certFlags...), tokenFlags...),
+		Flags: append(flags, &cli.StringFlag{Name: "config", EnvVars: env("config"), Usage: "YAML file of flag values by flag name " +
+			"(upstream: [default=https://www.example.com], upstream-timeout: 30s, lease: 2s, ...); the command line and the " +
+			"environment override it"}),
+		Before:      altsrc.InitInputSourceWithContext(flags, configSource),
 		Subcommands: []*cli.Command{originAddCommand(), originRemoveCommand()},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -245,6 +250,45 @@ func originCommand() *cli.Command {
 			}, o.Run)
 		},
 	}
+}
+
+// configSource reads --config, when given, as a YAML input source whose
+// keys are flag names; without it, flags come from the command line and
+// the environment alone.
+func configSource(c *cli.Context) (altsrc.InputSourceContext, error) {
+	path := c.String("config")
+	if path == "" {
+		return &altsrc.MapInputSource{}, nil
+	}
+	src, err := altsrc.NewYamlSourceFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--config %s: %w", path, err)
+	}
+	return src, nil
+}
+
+// fromConfigFile makes each flag one a --config file may set too.
+func fromConfigFile(flags []cli.Flag) []cli.Flag {
+	out := make([]cli.Flag, len(flags))
+	for i, f := range flags {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			out[i] = altsrc.NewStringFlag(f)
+		case *cli.StringSliceFlag:
+			out[i] = altsrc.NewStringSliceFlag(f)
+		case *cli.DurationFlag:
+			out[i] = altsrc.NewDurationFlag(f)
+		case *cli.IntFlag:
+			out[i] = altsrc.NewIntFlag(f)
+		case *cli.BoolFlag:
+			out[i] = altsrc.NewBoolFlag(f)
+		case *cli.Float64Flag:
+			out[i] = altsrc.NewFloat64Flag(f)
+		default:
+			out[i] = f
+		}
+	}
+	return out
 }
 
 // parseUpstreams reads --upstream (NAMESPACE=URL) and --upstream-mode
