@@ -66,12 +66,12 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		h.serveObject(w, r, ns, key) // published: it wins
 		return
 	}
-	info := pullInfo(r)
 	var (
-		have   wire.Digest
-		fwd    = httpcache.FwdURIMiss
-		stale  *object // a stored version to fall back on (stale-if-error)
-		stored httpcache.Stored
+		have    wire.Digest
+		forward bool // for this request's own fields (Vary, Authorization)
+		fwd     = httpcache.FwdURIMiss
+		stale   *object // a stored version to fall back on (stale-if-error)
+		stored  httpcache.Stored
 	)
 	if known && obj.Present && !obj.Stale {
 		stored = obj.Entry.Pulled.Stored()
@@ -85,7 +85,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		case httpcache.StaleWhileRevalidate:
 			if h.writeStored(w, r, &obj.Entry, in.Age, httpcache.CacheStatus{Cache: cacheName, Hit: true, TTL: in.TTL, TTLSet: true, Detail: "stale-while-revalidate"}, h.hitXCache) {
 				h.m.hit()
-				h.revalidateLater(ns, key, obj.Entry.Digest, info)
+				h.revalidateLater(ns, key, obj.Entry.Digest, pullInfo(r))
 				return
 			}
 		case httpcache.GatewayTimeout:
@@ -94,8 +94,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 			http.Error(w, "not in cache and only-if-cached", http.StatusGatewayTimeout)
 			return
 		case httpcache.Forward:
-			info.Forward = true
-			fwd = in.Fwd
+			forward, fwd = true, in.Fwd
 		case httpcache.Revalidate:
 			have, fwd = obj.Entry.Digest, in.Fwd
 		}
@@ -105,6 +104,9 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stored = obj.Entry.Pulled.Stored()
 		have, fwd, stale = obj.Entry.Digest, httpcache.FwdStale, &obj
 	}
+	// Built only now: a hit does not pay for copying the request's fields.
+	info := pullInfo(r)
+	info.Forward = forward
 	a, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
 	e := a.entry
 	switch {
@@ -118,8 +120,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		if e.LSN > h.st.watermark() {
 			h.view.waitLog(r.Context(), e.LSN)
 		}
-		age := httpcache.CurrentAge(e.Pulled.HTTPHeader(), httpcache.Times{Request: e.Pulled.Requested, Response: e.Pulled.Received}, h.now())
-		if h.writeStored(w, r, &e, age, httpcache.CacheStatus{Cache: cacheName, Hit: true, Detail: "stale-if-error"}, h.hitXCache) {
+		if h.writeStored(w, r, &e, pulledAge(&e, h.now()), httpcache.CacheStatus{Cache: cacheName, Hit: true, Detail: "stale-if-error"}, h.hitXCache) {
 			h.m.hit()
 			return
 		}
@@ -152,15 +153,21 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		cs.FwdStatus, cs.Stored, cs.StoredSet = http.StatusNotModified, false, false
 		h.st.revalidated(ns, key, e.Digest)
 	}
-	age := time.Duration(0)
-	if e.Pulled != nil {
-		age = httpcache.CurrentAge(e.Pulled.HTTPHeader(), httpcache.Times{Request: e.Pulled.Requested, Response: e.Pulled.Received}, h.now())
-	}
 	h.m.miss()
-	if !h.writeStored(w, r, &e, age, cs, h.missXCache) {
+	if !h.writeStored(w, r, &e, pulledAge(&e, h.now()), cs, h.missXCache) {
 		noStore(w)
 		http.Error(w, "stored content unavailable", http.StatusBadGateway)
 	}
+}
+
+// pulledAge is the current age at now of a pulled version (RFC 9111
+// §4.2.3); zero for a published one.
+func pulledAge(e *wire.LogEntry, now time.Time) time.Duration {
+	if e.Pulled == nil {
+		return 0
+	}
+	s := e.Pulled.Stored()
+	return httpcache.CurrentAge(s.Header, s.Times, now)
 }
 
 // pullFailed answers a pull that got no usable response.
@@ -208,10 +215,9 @@ func (h *handler) pullOnce(ctx context.Context, ns, key string, have wire.Digest
 	leader := false
 	ch := h.group.DoChan("p\x00"+ns+"\x00"+key, func() (any, error) {
 		leader = true
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.fillTimeout)
-		a, err := h.puller.pull(fctx, ns, key, have, info)
-		a.holdUntilClosed(cancel)
-		return a, err
+		// The pull serves every waiter, so the first client leaving must
+		// not cancel it; the timeout alone bounds it.
+		return h.pullOwn(context.WithoutCancel(ctx), ns, key, have, info)
 	})
 	wctx, cancel := context.WithTimeout(ctx, h.fillTimeout)
 	defer cancel()
@@ -306,20 +312,7 @@ func (h *handler) writeStored(w http.ResponseWriter, r *http.Request, e *wire.Lo
 	if t, err := http.ParseTime(hd.Get("Last-Modified")); err == nil {
 		mod = t
 	}
-	var rs io.ReadSeeker
-	if c.file != nil {
-		defer c.close()
-		rs = c.file
-	} else {
-		rs = bytes.NewReader(c.hot)
-	}
-	http.ServeContent(w, r, "", mod, rs)
-	if r.Method != http.MethodHead {
-		if v := hd["Content-Length"]; len(v) == 1 {
-			n, _ := strconv.ParseInt(v[0], 10, 64)
-			h.m.served(n)
-		}
-	}
+	h.serveContent(w, r, c, mod)
 	return true
 }
 

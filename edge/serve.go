@@ -745,6 +745,14 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 		return
 	}
 
+	h.serveContent(w, r, c, e.ModTime)
+}
+
+// serveContent sends c with http.ServeContent, which answers conditionals
+// (304, 412), ranges (206, 416, If-Range) and HEAD from the validators
+// already in w's header and the modification time mod, and counts the
+// bytes served. It closes c's file, if any.
+func (h *handler) serveContent(w http.ResponseWriter, r *http.Request, c content, mod time.Time) {
 	var rs io.ReadSeeker
 	if c.file != nil {
 		defer c.close()
@@ -752,13 +760,13 @@ func (h *handler) write(w http.ResponseWriter, r *http.Request, e *wire.LogEntry
 	} else {
 		rs = bytes.NewReader(c.hot)
 	}
-	http.ServeContent(w, r, "", e.ModTime, rs)
+	http.ServeContent(w, r, "", mod, rs)
 
 	if r.Method != http.MethodHead {
 		// Content-Length is set for 200 and 206 and removed for 304 and
 		// errors; counting it spares a ResponseWriter wrapper, which would
 		// hide the connection's ReadFrom and so sendfile.
-		if v := hd["Content-Length"]; len(v) == 1 {
+		if v := w.Header()["Content-Length"]; len(v) == 1 {
 			n, _ := strconv.ParseInt(v[0], 10, 64)
 			h.m.served(n)
 		}

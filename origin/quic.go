@@ -280,6 +280,12 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 		old.CloseWithError(codeReplaced, "replaced by a newer connection")
 	}
 	defer e.clearData(conn)
+	o.acceptStreams(ctx, conn, func(st *quic.Stream) { o.serveStream(e, conn, st) })
+}
+
+// acceptStreams runs serve on every stream the edge opens on conn, each on
+// a goroutine of its own, until the connection ends.
+func (o *Origin) acceptStreams(ctx context.Context, conn *quic.Conn, serve func(*quic.Stream)) {
 	for {
 		st, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -288,7 +294,7 @@ func (o *Origin) serveData(ctx context.Context, e *edge, conn *quic.Conn) {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
-			o.serveStream(e, conn, st)
+			serve(st)
 		}()
 	}
 }
@@ -331,31 +337,23 @@ func (o *Origin) serveFillConn(ctx context.Context, info edgeInfo, conn *quic.Co
 	if e == nil {
 		e = &edge{info: info}
 	}
-	for {
-		st, err := conn.AcceptStream(ctx)
-		if err != nil {
+	o.acceptStreams(ctx, conn, func(st *quic.Stream) {
+		f, err := wire.ReadFrame(st)
+		req, ok := f.(wire.FillRequest)
+		if err != nil || !ok {
+			st.CancelRead(0)
+			st.CancelWrite(0)
+			conn.CloseWithError(codeProtocol, "a fill connection carries fill requests only")
 			return
 		}
-		o.wg.Add(1)
-		go func() {
-			defer o.wg.Done()
-			f, err := wire.ReadFrame(st)
-			req, ok := f.(wire.FillRequest)
-			if err != nil || !ok {
-				st.CancelRead(0)
-				st.CancelWrite(0)
-				conn.CloseWithError(codeProtocol, "a fill connection carries fill requests only")
-				return
-			}
-			if why := o.followerDeclines(req); why != "" {
-				st.CancelRead(0)
-				wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: why})
-				st.Close()
-				return
-			}
-			o.serveFill(e, st, req)
-		}()
-	}
+		if why := o.followerDeclines(req); why != "" {
+			st.CancelRead(0)
+			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: why})
+			st.Close()
+			return
+		}
+		o.serveFill(e, st, req)
+	})
 }
 
 // announceLeaders tells the edge at the other end of conn, a fill

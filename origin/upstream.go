@@ -49,13 +49,6 @@ const (
 	PullOnly
 )
 
-func (m UpstreamMode) String() string {
-	if m == PullOnly {
-		return "pull"
-	}
-	return "mixed"
-}
-
 // Upstream is a namespace's upstream web server.
 type Upstream struct {
 	Namespace string
@@ -309,16 +302,7 @@ func (o *Origin) pull(ctx context.Context, req pullRequest) (pullOutcome, error)
 		first = true
 		// The fetch serves every waiter: the first one leaving must not
 		// cancel it; the total timeout bounds it.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ups.timeouts.Total)
-		out, err := o.fetchAndStore(fctx, up, req)
-		if err != nil || out.Stored {
-			cancel()
-			return out, err
-		}
-		// Streamed through: the body outlives this call, and the total
-		// timeout with it.
-		out.Body = ctxio.CloseCancels(out.Body, cancel)
-		return out, nil
+		return o.fetchOwn(context.WithoutCancel(ctx), up, req)
 	})
 	if o.ups.joined != nil {
 		o.ups.joined(req.Key)
@@ -339,7 +323,8 @@ func (o *Origin) pull(ctx context.Context, req pullRequest) (pullOutcome, error)
 	}
 }
 
-// fetchOwn is fetchAndStore for one request, not collapsed with others.
+// fetchOwn is fetchAndStore bounded by the total timeout. A body streamed
+// through outlives the call, and the timeout with it, until it is closed.
 func (o *Origin) fetchOwn(ctx context.Context, up Upstream, req pullRequest) (pullOutcome, error) {
 	fctx, cancel := context.WithTimeout(ctx, o.ups.timeouts.Total)
 	out, err := o.fetchAndStore(fctx, up, req)

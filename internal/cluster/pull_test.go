@@ -72,23 +72,7 @@ var noRedirect = &http.Client{
 
 func pullGet(t *testing.T, u string, hdr map[string]string) got {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, u, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: body: %v", u, err)
-	}
-	return got{resp.StatusCode, b, resp.Header}
+	return getWith(t, noRedirect, u, hdr)
 }
 
 // TestPullThroughEndToEnd: a site behind geocdn with one flag. The first

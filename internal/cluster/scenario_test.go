@@ -136,6 +136,12 @@ type got struct {
 
 func get(t *testing.T, url string, hdr map[string]string) got {
 	t.Helper()
+	return getWith(t, http.DefaultClient, url, hdr)
+}
+
+// getWith is get through client.
+func getWith(t *testing.T, client *http.Client, url string, hdr map[string]string) got {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +149,7 @@ func get(t *testing.T, url string, hdr map[string]string) got {
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

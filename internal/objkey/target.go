@@ -21,7 +21,7 @@ import (
 //     is refused to keep the split unambiguous.
 //
 // FromTarget reads a key; Target gives back the target to ask the upstream
-// for.
+// for, which reads back as the same key.
 
 // RootKey is the key of the root target "/".
 const RootKey = "/"
@@ -71,20 +71,6 @@ func validQuery(q string) error {
 		if c := q[i]; c <= ' ' || c >= 0x7f || c == '#' {
 			return keyErr("byte %#x at byte %d of the query", c, i)
 		}
-	}
-	return nil
-}
-
-// ValidateTarget reports whether key is a pulled key FromTarget could have
-// returned (the form an operator names one in, to purge it).
-func ValidateTarget(key string) error {
-	path, query := Target(key)
-	got, err := FromTarget(path, query)
-	if err != nil {
-		return err
-	}
-	if got != key {
-		return keyErr("%q is not in the form a request target gives (%q)", truncate(key), truncate(got))
 	}
 	return nil
 }
