@@ -1,0 +1,137 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/geocdn/geocdn/internal/wire"
+)
+
+// fakePuller stands in for the origin of a pull namespace: every pull is
+// held until release closes, then answered with page, stored (its entry
+// applied to the edge's log and its content written, as a fill does), or
+// streamed through when pass is set.
+type fakePuller struct {
+	t       testing.TB
+	st      *store
+	release chan struct{}
+	page    []byte
+	pass    bool
+	calls   atomic.Int32
+}
+
+func (p *fakePuller) pull(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (fillAnswer, error) {
+	p.calls.Add(1)
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+		return fillAnswer{}, ctx.Err()
+	}
+	if p.pass {
+		e := wire.LogEntry{Op: wire.OpPut, Namespace: ns, Key: key, Pulled: &wire.Pulled{Status: http.StatusOK, Header: []wire.HeaderField{{Name: "Cache-Control", Value: "private"}}}}
+		return fillAnswer{entry: e, pass: &passThrough{entry: e, reason: "private", body: io.NopCloser(bytes.NewReader(p.page))}}, nil
+	}
+	e := putEntry(1, key, p.page)
+	e.Pulled = &wire.Pulled{Status: http.StatusOK, Header: []wire.HeaderField{{Name: "Cache-Control", Value: "max-age=60"}}, Requested: testNow, Received: testNow}
+	mustWrite(p.t, p.st, p.page, false)
+	mustApply(p.t, p.st, e)
+	return fillAnswer{entry: e}, nil
+}
+
+func (p *fakePuller) forward(context.Context, wire.ForwardRequest, io.Reader) (*passThrough, error) {
+	return nil, errors.New("not in this test")
+}
+
+func newPullHandler(t *testing.T, p *fakePuller) *handler {
+	st := openTestStore(t, storeConfig{})
+	p.t, p.st = t, st
+	return newHandler(handlerConfig{
+		Store: st, Fill: &fakeOrigin{st: st}, View: &fakeView{at: testNow},
+		Clock: func() time.Time { return testNow }, Metrics: newMetrics(prometheus.NewRegistry()),
+		Logger: testLogger(t), Pulls: func(string) bool { return true }, Pull: p,
+	})
+}
+
+// TestPullCollapsesConcurrentMisses (simulated time): 50 concurrent
+// misses for one pulled page make one pull; every client gets the page,
+// all but one marked collapsed; the next request is a hit.
+func TestPullCollapsesConcurrentMisses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &fakePuller{release: make(chan struct{}), page: []byte("the page")}
+		h := newPullHandler(t, p)
+		const n = 50
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				recs[i] = httptest.NewRecorder()
+				h.ServeHTTP(recs[i], httptest.NewRequest("GET", "/page?x=1", nil))
+			})
+		}
+		synctest.Wait()
+		if got := p.calls.Load(); got != 1 {
+			t.Fatalf("pulls in flight: %d, want 1", got)
+		}
+		close(p.release)
+		wg.Wait()
+		collapsed := 0
+		for i, rec := range recs {
+			if rec.Code != http.StatusOK || rec.Body.String() != "the page" {
+				t.Fatalf("request %d: %d %q", i, rec.Code, rec.Body)
+			}
+			if strings.Contains(rec.Header().Get("Cache-Status"), "collapsed") {
+				collapsed++
+			}
+		}
+		if got := p.calls.Load(); got != 1 || collapsed != n-1 {
+			t.Fatalf("%d pulls, %d responses collapsed; want 1 and %d", got, collapsed, n-1)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/page?x=1", nil))
+		if cs := rec.Header().Get("Cache-Status"); !strings.HasPrefix(cs, "geocdn; hit") || p.calls.Load() != 1 {
+			t.Fatalf("the next request: Cache-Status %q after %d pulls", cs, p.calls.Load())
+		}
+	})
+}
+
+// TestPullPassThroughIsNotShared (simulated time): a response the origin
+// streams through is one client's: requests that waited on the same pull
+// each pull again for their own, and each gets a whole body.
+func TestPullPassThroughIsNotShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &fakePuller{release: make(chan struct{}), page: []byte("yours only"), pass: true}
+		h := newPullHandler(t, p)
+		const n = 5
+		recs := make([]*httptest.ResponseRecorder, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				recs[i] = httptest.NewRecorder()
+				h.ServeHTTP(recs[i], httptest.NewRequest("GET", "/account", nil))
+			})
+		}
+		synctest.Wait()
+		close(p.release)
+		wg.Wait()
+		for i, rec := range recs {
+			if rec.Code != http.StatusOK || rec.Body.String() != "yours only" || !strings.Contains(rec.Header().Get("Cache-Status"), "stored=?0") {
+				t.Fatalf("request %d: %d %q, Cache-Status %q", i, rec.Code, rec.Body, rec.Header().Get("Cache-Status"))
+			}
+		}
+		if got := p.calls.Load(); got != n {
+			t.Fatalf("%d pulls for %d requests answered by pass-through, want one each", got, n)
+		}
+	})
+}
