@@ -9,13 +9,13 @@
 # column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http, push, purge, resync, loadtest or origin: run that part only [all]
+#   BENCH_ONLY        http, push, purge, pull, resync, loadtest or origin: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
 #   BENCH_CONNS       wrk -c [64]
 #   BENCH_COUNT       URLs (objects) per size [1000]
-#   BENCH_PORT_BASE   first of 13 loopback ports used (7 to 12: etcd) [18100]
+#   BENCH_PORT_BASE   first of 17 loopback ports used (7 to 12: etcd; 13 to 16: the pull-through edge) [18100]
 #   BENCH_TMP         tmpfs for content, nginx and ATS caches and the origin's data [/dev/shm]
 #   BENCH_EDGE_DATA   directory on disk for the geocdn edge's store [/var/tmp]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
@@ -68,9 +68,16 @@ EDGE_PORT=$((PORT + 3))
 EDGE_ADMIN_PORT=$((PORT + 4))
 # PORT + 5: edgeprof's edge (profile_hot_path)
 ATS_PORT=$((PORT + 6))
+# PORT + 7 to PORT + 12: etcd (the origin part)
+# The same objects pulled through a second origin and edge from a second
+# map server that sends Cache-Control, so that they stay fresh.
+PULL_MAP_PORT=$((PORT + 13))
+PULL_ORIGIN_PORT=$((PORT + 14))
+PULL_EDGE_PORT=$((PORT + 15))
+PULL_EDGE_ADMIN_PORT=$((PORT + 16))
 
 SIZES=(1k 64k 1m)
-SERVERS=(gomap nginx ats geocdn)
+SERVERS=(gomap nginx ats geocdn geocdnpull)
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=$ROOT/bench/out/$STAMP
@@ -198,7 +205,8 @@ run_http() {
 	} >>"$OUT/machine.txt"
 
 	local p
-	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT $ATS_PORT; do
+	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT $ATS_PORT \
+		$PULL_MAP_PORT $PULL_ORIGIN_PORT $PULL_EDGE_PORT $PULL_EDGE_ADMIN_PORT; do
 		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
 	done
 
@@ -293,11 +301,32 @@ EOF
 	"$TOOL" publish -origin "http://127.0.0.1:$ORIGIN_PORT" -token-file "$WORK/token" \
 		-dir "$content" -count "$COUNT" -w all | tee "$OUT/publish.txt" >&2
 
+	# (d) geocdn pulling the same objects through: a second origin whose
+	# default namespace is pull-only from a second map server, which says
+	# every object is fresh for a day; its own edge, pulled objects only.
+	"$BIN/mapserver" -addr "127.0.0.1:$PULL_MAP_PORT" -content "$content" \
+		-cache-control "public, max-age=86400" >"$OUT/mapserver-pull.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$PULL_MAP_PORT/1k/00000.bin" -timeout 60s
+	"$GEOCDN" --log-level warn origin --data "$WORK/origin-pull" \
+		--http "127.0.0.1:$PULL_ORIGIN_PORT" --quic "127.0.0.1:$PULL_ORIGIN_PORT" \
+		--ca "$WORK/ca" --token-file "$WORK/token" \
+		--upstream "default=http://127.0.0.1:$PULL_MAP_PORT" --upstream-mode default=pull \
+		>"$OUT/geocdn-origin-pull.log" 2>&1 &
+	PIDS+=($!)
+	"$GEOCDN" --log-level warn edge --id bench-pull --region local --lat 0 --lon 0 \
+		--origin "127.0.0.1:$PULL_ORIGIN_PORT" --http "127.0.0.1:$PULL_EDGE_PORT" \
+		--admin "127.0.0.1:$PULL_EDGE_ADMIN_PORT" --data "$EDGE_WORK/edge-pull" --ca "$WORK/ca" \
+		--drain-delay 0s $EDGE_FLAGS >"$OUT/geocdn-edge-pull.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$PULL_EDGE_ADMIN_PORT/healthz" -timeout 60s
+
 	declare -A url=(
 		[gomap]="http://127.0.0.1:$MAP_PORT"
 		[nginx]="http://127.0.0.1:$NGINX_PORT"
 		[ats]="http://127.0.0.1:$ATS_PORT"
 		[geocdn]="http://127.0.0.1:$EDGE_PORT"
+		[geocdnpull]="http://127.0.0.1:$PULL_EDGE_PORT"
 	)
 	log "warming: every object twice through every server, bytes checked, hits checked"
 	{
@@ -305,6 +334,7 @@ EOF
 		"$TOOL" warm -base "${url[nginx]}" -dir "$content" -count "$COUNT" -header X-Cache-Status -want HIT
 		"$TOOL" warm -base "${url[ats]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
 		"$TOOL" warm -base "${url[geocdn]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
+		"$TOOL" warm -base "${url[geocdnpull]}" -dir "$content" -count "$COUNT" -header X-Cache -want HIT
 	} | tee "$OUT/warm.txt" >&2
 
 	# wrk RUN SERVER SIZE FILE DURATION: one bounded wrk run.
@@ -322,8 +352,9 @@ EOF
 		done
 	done
 
-	metrics() { curl -fsS "http://127.0.0.1:$EDGE_ADMIN_PORT/metrics" | grep -E '^geocdn_edge_(hits|misses)_total' || true; }
-	metrics >"$OUT/geocdn-metrics-before.txt"
+	metrics() { curl -fsS "http://127.0.0.1:$1/metrics" | grep -E '^geocdn_edge_(hits|misses)_total' || true; }
+	metrics "$EDGE_ADMIN_PORT" >"$OUT/geocdn-metrics-before.txt"
+	metrics "$PULL_EDGE_ADMIN_PORT" >"$OUT/geocdnpull-metrics-before.txt"
 
 	local total=$((RUNS * ${#SIZES[@]} * ${#SERVERS[@]}))
 	log "measuring: $total wrk runs of $DURATION (-t$THREADS -c$CONNS), interleaved"
@@ -341,16 +372,19 @@ EOF
 			done
 		done
 	done
-	metrics >"$OUT/geocdn-metrics-after.txt"
-	local miss_before miss_after
-	miss_before=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/geocdn-metrics-before.txt")
-	miss_after=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/geocdn-metrics-after.txt")
-	if [[ $miss_before != "$miss_after" ]]; then
-		log "WARNING: the geocdn edge counted misses during the measurement ($miss_before → $miss_after)"
-	fi
-	if ! grep -q . "$OUT/geocdn-metrics-after.txt"; then
-		log "WARNING: could not read the edge's hit and miss counters"
-	fi
+	metrics "$EDGE_ADMIN_PORT" >"$OUT/geocdn-metrics-after.txt"
+	metrics "$PULL_EDGE_ADMIN_PORT" >"$OUT/geocdnpull-metrics-after.txt"
+	local miss_before miss_after e
+	for e in geocdn geocdnpull; do
+		miss_before=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/$e-metrics-before.txt")
+		miss_after=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/$e-metrics-after.txt")
+		if [[ $miss_before != "$miss_after" ]]; then
+			log "WARNING: the $e edge counted misses during the measurement ($miss_before → $miss_after)"
+		fi
+		if ! grep -q . "$OUT/$e-metrics-after.txt"; then
+			log "WARNING: could not read the $e edge's hit and miss counters"
+		fi
+	done
 
 	# The 1 MiB case must leave the edge by sendfile from its disk store:
 	# count the edge's syscalls over a short, separate run (strace slows the
@@ -530,6 +564,22 @@ run_purge() {
 	awk '/^\*\*/ { if (n++) print ""; print; print ""; next } /^\|/ { print }' \
 		"$OUT/purge.txt" >"$OUT/purge-table.md"
 	grep -q '^|' "$OUT/purge-table.md" || { log "no table in $OUT/purge.txt"; exit 1; }
+}
+
+# ---------------------------------------------------------------- pull
+# BenchmarkPullWAN runs in-process like BenchmarkPurgeWAN: an origin as the
+# shield, an edge in each region over the simulated WAN, and an upstream
+# website on a loopback port the kernel picks; miss latency through the
+# shield, and the upstream's requests per 1,000 client requests under a
+# Zipf workload.
+run_pull() {
+	log "pull-through benchmark: miss latency through the shield and origin offload over the simulated WAN (about 1 minute)"
+	TMPDIR=$PURGE_TMP timeout 600 $GO test -run '^$' -bench '^BenchmarkPullWAN$' -benchtime 1x \
+		-timeout 9m -v ./internal/cluster/ >"$OUT/pull.txt" 2>&1 ||
+		{ cat "$OUT/pull.txt" >&2; exit 1; }
+	awk '/^\*\*/ { if (n++) print ""; print; print ""; next } /^\|/ { print }' \
+		"$OUT/pull.txt" >"$OUT/pull-table.md"
+	grep -q '^|' "$OUT/pull-table.md" || { log "no table in $OUT/pull.txt"; exit 1; }
 }
 
 # ---------------------------------------------------------------- resync
@@ -741,6 +791,7 @@ run_origin() {
 [[ -n $ONLY && $ONLY != http ]] || run_http
 [[ -n $ONLY && $ONLY != push ]] || run_push
 [[ -n $ONLY && $ONLY != purge ]] || run_purge
+[[ -n $ONLY && $ONLY != pull ]] || run_pull
 [[ -n $ONLY && $ONLY != resync ]] || run_resync
 [[ -n $ONLY && $ONLY != loadtest ]] || run_loadtest
 [[ -n $ONLY && $ONLY != origin ]] || run_origin
@@ -778,6 +829,12 @@ run_origin() {
 		echo "## Purges over the simulated WAN (BenchmarkPurgeWAN, one run, real time)"
 		echo
 		cat "$OUT/purge-table.md"
+	fi
+	if [[ -f $OUT/pull-table.md ]]; then
+		echo
+		echo "## Pull-through over the simulated WAN (BenchmarkPullWAN, one run, real time)"
+		echo
+		cat "$OUT/pull-table.md"
 	fi
 	if [[ -f $OUT/loadtest-table.md ]]; then
 		echo

@@ -74,7 +74,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stored  httpcache.Stored
 	)
 	if known && obj.Present && !obj.Stale {
-		stored = obj.Entry.Pulled.Stored()
+		stored = pulledMetaOf(&obj).stored
 		d, in := httpcache.Evaluate(r, stored, h.now(), h.cacheOpts)
 		switch d {
 		case httpcache.Fresh:
@@ -101,7 +101,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		stale = &obj
 	} else if known && obj.Present {
 		// Soft-purged: revalidated before it is served again.
-		stored = obj.Entry.Pulled.Stored()
+		stored = pulledMetaOf(&obj).stored
 		have, fwd, stale = obj.Entry.Digest, httpcache.FwdStale, &obj
 	}
 	// Built only now: a hit does not pay for copying the request's fields.
@@ -307,6 +307,11 @@ func (h *handler) writeStored(w http.ResponseWriter, r *http.Request, e *wire.Lo
 	if _, ok := hd["Content-Type"]; !ok {
 		// The upstream did not say; neither do we (no sniffing).
 		hd["Content-Type"] = nil
+	}
+	if plainRequest(r) {
+		// The size is known: ServeContent leaves Content-Length out when
+		// there is a Content-Encoding, and the response would be chunked.
+		hd["Content-Length"] = []string{strconv.FormatInt(c.size, 10)}
 	}
 	var mod time.Time
 	if t, err := http.ParseTime(hd.Get("Last-Modified")); err == nil {

@@ -135,3 +135,36 @@ func TestPullPassThroughIsNotShared(t *testing.T) {
 		}
 	})
 }
+
+// pullAll makes every namespace of e a pull namespace, its pulls answered
+// by p (a fakePuller with release closed if nil).
+func (e *testEdge) pullAll(t testing.TB, p *fakePuller) {
+	t.Helper()
+	if p == nil {
+		p = &fakePuller{release: make(chan struct{}), page: []byte("pulled")}
+		close(p.release)
+	}
+	p.t, p.st = t, e.st
+	e.h = newHandler(handlerConfig{
+		Store: e.st, Fill: e.origin, View: e.view,
+		Clock: func() time.Time { return testNow }, Metrics: e.h.m,
+		Logger: e.h.log, Healthy: e.healthy.Load,
+		Pulls: func(string) bool { return true }, Pull: p,
+	})
+}
+
+// publishPulled applies a pulled version of key to e's log, stored at
+// testNow with status 200 and the response fields given as name, value
+// pairs, and writes its content.
+func (e *testEdge) publishPulled(t testing.TB, lsn uint64, key string, body []byte, fields ...string) wire.LogEntry {
+	t.Helper()
+	ent := putEntry(lsn, key, body)
+	p := &wire.Pulled{Status: http.StatusOK, Requested: testNow, Received: testNow}
+	for i := 0; i+1 < len(fields); i += 2 {
+		p.Header = append(p.Header, wire.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	ent.Pulled = p
+	mustApply(t, e.st, ent)
+	mustWrite(t, e.st, body, true)
+	return ent
+}

@@ -201,7 +201,12 @@ func newRespHeaders(e *wire.LogEntry) *respHeaders {
 // annotateHeaders is the store's Annotate hook (storeConfig.Annotate): it
 // builds a version's response headers once, when the version is first
 // looked up, for the hit path to read back with headersOf.
-func annotateHeaders(e *wire.LogEntry) any { return newRespHeaders(e) }
+func annotateHeaders(e *wire.LogEntry) any {
+	if e.Pulled != nil {
+		return newPulledMeta(e)
+	}
+	return newRespHeaders(e)
+}
 
 // headersOf returns the response headers of obj's version: those the store
 // keeps with it, or, from a store opened without annotateHeaders (some
@@ -356,6 +361,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var SlowHeaders = []string{
 	"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
 	"If-Unmodified-Since", HeaderMinLSN,
+	// A pulled response may be served to a request with Authorization
+	// only if it says so (RFC 9111 §3.5).
+	"Authorization",
 }
 
 // serveFast answers a plain GET or HEAD of an object this edge holds and
@@ -367,20 +375,28 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 	if r.Path == "/healthz" {
 		return false
 	}
-	key, err := objkey.FromPath(r.Path, "/")
-	if err != nil {
-		return false
-	}
 	ns := objkey.DefaultNamespace
 	if h.nsFor != nil {
 		ns = h.nsFor(string(r.Host))
 	}
+	var key string
+	var err error
 	if h.pulls(ns) {
-		return false // keyed by the whole target, and served by RFC 9111
+		// Keyed by the whole target; a pulled version is served as an
+		// RFC 9111 shared cache serves it, a published one as below.
+		key, err = objkey.FromTarget(r.Path, r.Query)
+	} else {
+		key, err = objkey.FromPath(r.Path, "/")
+	}
+	if err != nil {
+		return false
 	}
 	obj, known := h.st.lookup(ns, key)
-	if !known || !obj.Present || obj.Stale || obj.Entry.Pulled != nil {
+	if !known || !obj.Present || obj.Stale {
 		return false
+	}
+	if obj.Entry.Pulled != nil {
+		return h.servePulledFast(w, r, &obj)
 	}
 	// One lease snapshot and one clock reading decide, label and age the
 	// hit.
@@ -407,6 +423,12 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 	b = append(b, "\r\nGeocdn-Lsn: "...)
 	b = strconv.AppendUint(b, h.st.watermark(), 10)
 	b = append(b, "\r\nX-Cache: HIT\r\n"...)
+	return h.sendFast(w, r, c, b)
+}
+
+// sendFast sends c, a hit, with the header lines b, and counts it.
+func (h *handler) sendFast(w *h1.Reply, r *h1.Request, c content, b []byte) bool {
+	var err error
 	h.m.hit()
 	if c.file != nil {
 		err = w.SendFile(b, c.file, c.size)

@@ -40,6 +40,16 @@ func BenchmarkServeHitTCP(b *testing.B) {
 				Logger: slog.New(slog.DiscardHandler)}
 			benchTCP(b, srv, "/bench/object", bc.size)
 		})
+		// The same bytes pulled from an upstream, fresh for an hour.
+		b.Run("edge-pulled-"+bc.name, func(b *testing.B) {
+			e := newTestEdge(b, storeConfig{Logger: slog.New(slog.DiscardHandler)}, 0)
+			e.pullAll(b, nil)
+			e.publishPulled(b, 1, "bench/object", body, "Cache-Control", "max-age=3600",
+				"Content-Type", "text/plain", "Etag", `"v1"`, "Last-Modified", "Tue, 01 Dec 2026 10:00:00 GMT")
+			srv := &h1.Server{Handler: e.h, Fast: e.h.serveFast, SlowHeaders: SlowHeaders,
+				Logger: slog.New(slog.DiscardHandler)}
+			benchTCP(b, srv, "/bench/object", bc.size)
+		})
 		b.Run("plain-"+bc.name, func(b *testing.B) {
 			ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -385,6 +385,7 @@ var servers = []struct{ ID, Label string }{
 	{"nginx", "nginx proxy_cache"},
 	{"ats", "Apache Traffic Server"},
 	{"geocdn", "geocdn edge"},
+	{"geocdnpull", "geocdn edge, pulled"},
 }
 
 // table prints the HTTP benchmark's markdown table from the wrk outputs
@@ -588,6 +589,7 @@ func tcpTable(args []string) error {
 		return fmt.Errorf("%s: no BenchmarkServeHitTCP results", *in)
 	}
 	handlers := []struct{ prefix, label string }{
+		{"edge-pulled-", "geocdn edge, pulled object"},
 		{"edge-", "geocdn edge"},
 		{"plain-sendfile-", "plain, io.Copy from a file (sendfile)"},
 		{"plain-", "plain, w.Write from memory"},

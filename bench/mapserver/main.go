@@ -29,6 +29,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:18100", "listen address")
 	dir := flag.String("content", "", "directory whose files are served (required)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile, from start to SIGTERM, to this file")
+	cacheControl := flag.String("cache-control", "", "Cache-Control field of every response (none if empty)")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("mapserver: -content is required")
@@ -55,6 +56,10 @@ func main() {
 		log.Fatalf("mapserver: load %s: %v", *dir, err)
 	}
 	contentType := []string{"application/octet-stream"}
+	var cc []string
+	if *cacheControl != "" {
+		cc = []string{*cacheControl}
+	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -68,6 +73,9 @@ func main() {
 		hd := w.Header()
 		hd["Content-Type"] = contentType
 		hd["Content-Length"] = o.length
+		if cc != nil {
+			hd["Cache-Control"] = cc
+		}
 		if r.Method == http.MethodGet {
 			w.Write(o.body)
 		}

@@ -59,6 +59,9 @@ type WANConfig struct {
 	Logger *slog.Logger
 	// OnEvent receives the origin's replication events.
 	OnEvent func(origin.Event)
+	// Upstreams are the origin's (origin.Config): pull-through. The
+	// origin reaches them over the host's real network, not the WAN.
+	Upstreams []origin.Upstream
 }
 
 // Direction names one direction of the path between an edge and the
@@ -201,7 +204,7 @@ func (w *WAN) settings() nodeSettings {
 		publishTimeout: w.cfg.PublishTimeout, maxObjectSize: w.cfg.MaxObjectSize,
 		cacheSize: w.cfg.CacheSize, diskBytes: w.cfg.DiskBytes, logger: w.cfg.Logger, onEvent: w.cfg.OnEvent,
 		logRetention: w.cfg.LogRetention, resyncInterval: w.cfg.ResyncInterval,
-		reassignAfter: w.cfg.ReassignAfter,
+		reassignAfter: w.cfg.ReassignAfter, upstreams: w.cfg.Upstreams,
 	}
 }
 

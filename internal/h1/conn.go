@@ -242,7 +242,7 @@ func (c *conn) nextPiece() {
 // serveFast offers the request to the fast handler. answered reports that
 // the handler took it; keep that the connection may serve another.
 func (c *conn) serveFast(h *head, now time.Time) (answered, keep bool) {
-	c.req = Request{Head: h.isHead, Path: string(h.path), Host: h.host}
+	c.req = Request{Head: h.isHead, Path: string(h.path), Query: string(h.query), Host: h.host}
 	c.reply = Reply{c: c, now: now, head: h.isHead, http10: h.http10, close: h.close || c.s.closing.Load()}
 	if d := c.s.WriteTimeout; d > 0 {
 		c.setWriteDeadline(now.Add(d))
@@ -415,14 +415,21 @@ func isNetError(err error) bool {
 // Connection itself; the handler gives the other header lines, each ending
 // in CRLF and including Content-Length, which must match the body.
 type Reply struct {
-	c      *conn
-	now    time.Time
-	head   bool
-	http10 bool
-	close  bool
-	sent   bool
-	err    error
+	c       *conn
+	now     time.Time
+	head    bool
+	http10  bool
+	close   bool
+	sent    bool
+	ownDate bool
+	err     error
 }
+
+// OwnDate says that the header lines the handler gives carry a Date field
+// of their own, which the Reply then does not add: a cache serving a
+// stored response sends the Date its origin gave it (RFC 9110 §6.6.1),
+// with an Age.
+func (w *Reply) OwnDate() { w.ownDate = true }
 
 // Buffer returns an empty scratch buffer for the header lines, reused
 // across requests.
@@ -517,7 +524,9 @@ func (w *Reply) begin(hdr []byte) bool {
 
 func (w *Reply) appendHead(dst []byte, status int, hdr []byte) []byte {
 	dst = appendStatusLine(dst, status)
-	dst = appendDate(dst, w.now)
+	if !w.ownDate {
+		dst = appendDate(dst, w.now)
+	}
 	if w.close {
 		dst = append(dst, "Connection: close\r\n"...)
 	} else if w.http10 {

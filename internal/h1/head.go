@@ -18,6 +18,7 @@ type head struct {
 	isHead bool
 	http10 bool
 	path   []byte
+	query  []byte
 	host   []byte
 	// hosts counts Host header lines; badHost reports one that net/http's
 	// server would refuse (httpguts.ValidHostHeader, or folded onto a
@@ -148,7 +149,7 @@ func (h *head) requestLine(line []byte) bool {
 		if !validQuery(target[q+1:]) {
 			return false
 		}
-		target = target[:q]
+		target, h.query = target[:q], target[q+1:]
 	}
 	if !validPath(target) {
 		return false

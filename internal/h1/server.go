@@ -54,6 +54,9 @@ type Request struct {
 	Head bool
 	// Path is the target's path, still percent-encoded, without the query.
 	Path string
+	// Query is the target's query as sent, without the '?': empty when
+	// there is none (or nothing follows the '?').
+	Query string
 	// Host is the Host header's value.
 	Host []byte
 }

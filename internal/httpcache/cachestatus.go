@@ -37,41 +37,49 @@ type CacheStatus struct {
 
 // String renders c as a Structured Field list member (RFC 8941 §3.1), such
 // as `geocdn; hit; ttl=42` or `geocdn; fwd=uri-miss; fwd-status=200; stored`.
-func (c CacheStatus) String() string {
-	var b strings.Builder
-	b.WriteString(sfItem(c.Cache))
+func (c CacheStatus) String() string { return string(c.Append(nil)) }
+
+// Append appends c as String renders it to b: a hit path can build the
+// field in a reused buffer.
+func (c CacheStatus) Append(b []byte) []byte {
+	b = append(b, sfItem(c.Cache)...)
 	if c.Hit {
-		b.WriteString("; hit")
+		b = append(b, "; hit"...)
 	}
 	if c.Fwd != "" {
-		b.WriteString("; fwd=" + sfItem(c.Fwd))
+		b = append(b, "; fwd="...)
+		b = append(b, sfItem(c.Fwd)...)
 	}
 	if c.FwdStatus != 0 {
-		b.WriteString("; fwd-status=" + strconv.Itoa(c.FwdStatus))
+		b = append(b, "; fwd-status="...)
+		b = strconv.AppendInt(b, int64(c.FwdStatus), 10)
 	}
 	if c.TTLSet {
 		s := int64(c.TTL / time.Second)
 		if c.TTL%time.Second < 0 {
 			s--
 		}
-		b.WriteString("; ttl=" + strconv.FormatInt(s, 10))
+		b = append(b, "; ttl="...)
+		b = strconv.AppendInt(b, s, 10)
 	}
 	switch {
 	case c.Stored:
-		b.WriteString("; stored")
+		b = append(b, "; stored"...)
 	case c.StoredSet:
-		b.WriteString("; stored=?0")
+		b = append(b, "; stored=?0"...)
 	}
 	if c.Collapsed {
-		b.WriteString("; collapsed")
+		b = append(b, "; collapsed"...)
 	}
 	if c.Key != "" {
-		b.WriteString("; key=" + sfString(c.Key))
+		b = append(b, "; key="...)
+		b = append(b, sfString(c.Key)...)
 	}
 	if c.Detail != "" {
-		b.WriteString("; detail=" + sfItem(c.Detail))
+		b = append(b, "; detail="...)
+		b = append(b, sfItem(c.Detail)...)
 	}
-	return b.String()
+	return b
 }
 
 // sfItem renders s as an sf-token (RFC 8941 §3.3.4) if it is one, else as

@@ -69,6 +69,14 @@ type Times struct {
 // integer) counts as 0. A missing Date gives an apparent_age of 0, a zero
 // t.Request a response_delay of 0. The result is at most MaxDelta.
 func CurrentAge(h http.Header, t Times, now time.Time) time.Duration {
+	return AgeAt(InitialAge(h, t), t.Response, now)
+}
+
+// InitialAge returns the corrected initial age of a response with header
+// h exchanged at times t (RFC 9111 §4.2.3): what CurrentAge adds the
+// resident time to. It does not change while the response is stored, so
+// a cache may compute it once and call AgeAt on every hit.
+func InitialAge(h http.Header, t Times) time.Duration {
 	var apparent, delay time.Duration
 	if date, ok := headerDate(h, "Date"); ok {
 		apparent = clamp(t.Response.Sub(date))
@@ -76,8 +84,13 @@ func CurrentAge(h http.Header, t Times, now time.Time) time.Duration {
 	if !t.Request.IsZero() {
 		delay = clamp(t.Response.Sub(t.Request))
 	}
-	initial := max(apparent, ageValue(h)+delay)
-	return min(initial+clamp(now.Sub(t.Response)), MaxDelta)
+	return max(apparent, ageValue(h)+delay)
+}
+
+// AgeAt returns the current age at now of a response received at
+// response with the corrected initial age initial (InitialAge).
+func AgeAt(initial time.Duration, response, now time.Time) time.Duration {
+	return min(initial+clamp(now.Sub(response)), MaxDelta)
 }
 
 // clamp limits d to [0, MaxDelta].
