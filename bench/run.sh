@@ -558,12 +558,19 @@ run_push() {
 # output that start with "**" or "|".
 run_purge() {
 	log "purge benchmark: origin in Washington DC, 20 edges over the simulated WAN (data under $PURGE_TMP)"
-	TMPDIR=$PURGE_TMP timeout 600 $GO test -run '^$' -bench '^BenchmarkPurgeWAN$' -benchtime 1x \
-		-timeout 9m -v ./internal/cluster/ >"$OUT/purge.txt" 2>&1 ||
-		{ cat "$OUT/purge.txt" >&2; exit 1; }
+	wan_bench BenchmarkPurgeWAN purge
+}
+
+# wan_bench BENCHMARK NAME: runs BENCHMARK of internal/cluster once into
+# $OUT/NAME.txt and keeps its tables in $OUT/NAME-table.md.
+wan_bench() {
+	local bench=$1 name=$2
+	TMPDIR=$PURGE_TMP timeout 600 $GO test -run '^$' -bench "^$bench\$" -benchtime 1x \
+		-timeout 9m -v ./internal/cluster/ >"$OUT/$name.txt" 2>&1 ||
+		{ cat "$OUT/$name.txt" >&2; exit 1; }
 	awk '/^\*\*/ { if (n++) print ""; print; print ""; next } /^\|/ { print }' \
-		"$OUT/purge.txt" >"$OUT/purge-table.md"
-	grep -q '^|' "$OUT/purge-table.md" || { log "no table in $OUT/purge.txt"; exit 1; }
+		"$OUT/$name.txt" >"$OUT/$name-table.md"
+	grep -q '^|' "$OUT/$name-table.md" || { log "no table in $OUT/$name.txt"; exit 1; }
 }
 
 # ---------------------------------------------------------------- pull
@@ -574,12 +581,7 @@ run_purge() {
 # Zipf workload.
 run_pull() {
 	log "pull-through benchmark: miss latency through the shield and origin offload over the simulated WAN (about 1 minute)"
-	TMPDIR=$PURGE_TMP timeout 600 $GO test -run '^$' -bench '^BenchmarkPullWAN$' -benchtime 1x \
-		-timeout 9m -v ./internal/cluster/ >"$OUT/pull.txt" 2>&1 ||
-		{ cat "$OUT/pull.txt" >&2; exit 1; }
-	awk '/^\*\*/ { if (n++) print ""; print; print ""; next } /^\|/ { print }' \
-		"$OUT/pull.txt" >"$OUT/pull-table.md"
-	grep -q '^|' "$OUT/pull-table.md" || { log "no table in $OUT/pull.txt"; exit 1; }
+	wan_bench BenchmarkPullWAN pull
 }
 
 # ---------------------------------------------------------------- resync

@@ -262,9 +262,13 @@ func (s *store) annotateVersion(v *version) any {
 
 // purge carries out a purge entry the log has reached: the current
 // versions it matches lose their blobs (hard) or are marked stale (soft).
-// It returns how many versions matched.
+// A pulled version a hard purge matches is removed, as the origin removes
+// it from its catalog (origin's purgePulled): the next request pulls the
+// key anew, and a push of it still on its way cannot bring it back. It
+// returns how many versions matched.
 func (s *store) purge(p wire.LogEntry) (int, error) {
 	var digests []wire.Digest
+	var pulled []versionAt
 	n := 0
 	s.mu.Lock()
 	for v := range s.index.all() {
@@ -273,14 +277,51 @@ func (s *store) purge(p wire.LogEntry) (int, error) {
 			continue
 		}
 		n++
-		if p.Soft {
+		switch {
+		case p.Soft:
 			v.stale = true
-		} else {
+		case e.Pulled != nil:
+			pulled = append(pulled, versionAt{objKey{e.Namespace, e.Key}, v.lsn})
+		default:
 			digests = append(digests, v.blob.digest)
 		}
 	}
 	s.mu.Unlock()
+	if err := s.forget(pulled, p.LSN); err != nil {
+		return n, err
+	}
 	return n, s.drop(digests)
+}
+
+// versionAt names the version of a key committed at lsn.
+type versionAt struct {
+	k   objKey
+	lsn uint64
+}
+
+// forget removes the versions vs from the index, as of the log position
+// lsn; one replaced since is left alone. A blob no version references any
+// more goes with it.
+func (s *store) forget(vs []versionAt, lsn uint64) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	c := newChangeSet()
+	for _, va := range vs {
+		if v := s.index.get(va.k.ns, va.k.key); v != nil && v.lsn == va.lsn {
+			s.stageLocked(c, va.k, nil)
+			c.lsn[va.k] = lsn
+		}
+	}
+	if len(c.staged) == 0 {
+		return nil
+	}
+	if err := s.commitLocked(c, 0, nil); err != nil {
+		return fmt.Errorf("edge: purge at lsn %d: %w", lsn, err)
+	}
+	return nil
 }
 
 // markStale marks ns/key's current version stale, as a soft purge of it

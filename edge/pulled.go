@@ -66,10 +66,17 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		h.serveObject(w, r, ns, key) // published: it wins
 		return
 	}
+	// Pulls collapse per key, and per variant where the stored response
+	// has Vary and this request other values of the fields it names.
+	group, fwd := key, httpcache.FwdURIMiss
+	if known {
+		if v, vk, ok := h.variantFor(ns, key, &obj, r); vk != "" {
+			obj, known, group, fwd = v, ok, vk, httpcache.FwdVaryMiss
+		}
+	}
 	var (
 		have    wire.Digest
-		forward bool // for this request's own fields (Vary, Authorization)
-		fwd     = httpcache.FwdURIMiss
+		forward bool    // for this request's own fields (Authorization, Vary: *)
 		stale   *object // a stored version to fall back on (stale-if-error)
 		stored  httpcache.Stored
 	)
@@ -85,7 +92,7 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 		case httpcache.StaleWhileRevalidate:
 			if h.writeStored(w, r, &obj.Entry, in.Age, httpcache.CacheStatus{Cache: cacheName, Hit: true, TTL: in.TTL, TTLSet: true, Detail: "stale-while-revalidate"}, h.hitXCache) {
 				h.m.hit()
-				h.revalidateLater(ns, key, obj.Entry.Digest, pullInfo(r))
+				h.revalidateLater(ns, key, group, obj.Entry.Digest, pullInfo(r))
 				return
 			}
 		case httpcache.GatewayTimeout:
@@ -107,7 +114,14 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 	// Built only now: a hit does not pay for copying the request's fields.
 	info := pullInfo(r)
 	info.Forward = forward
-	a, collapsed, err := h.pullOnce(r.Context(), ns, key, have, info)
+	a, collapsed, err := h.pullOnce(r.Context(), ns, key, group, have, info)
+	if err == nil && collapsed && a.pass == nil && !answersRequest(&a.entry, r) {
+		// The first pull of a key cannot know that it varies: this
+		// request waited on one for other values of the fields the
+		// response's Vary names. Its own pull brings its variant.
+		a, err = h.pullOwn(r.Context(), ns, key, have, info)
+		collapsed = false
+	}
 	e := a.entry
 	switch {
 	case err == nil && a.pass != nil:
@@ -151,13 +165,50 @@ func (h *handler) servePulled(w http.ResponseWriter, r *http.Request, ns, key st
 	}
 	if !have.IsZero() && e.Digest == have {
 		cs.FwdStatus, cs.Stored, cs.StoredSet = http.StatusNotModified, false, false
-		h.st.revalidated(ns, key, e.Digest)
+		h.st.revalidated(ns, e.Key, e.Digest)
 	}
 	h.m.miss()
 	if !h.writeStored(w, r, &e, pulledAge(&e, h.now()), cs, h.missXCache) {
 		noStore(w)
 		http.Error(w, "stored content unavailable", http.StatusBadGateway)
 	}
+}
+
+// variantFor looks up the variant of key that answers r, when obj, key's
+// pulled version, has Vary and r has other values of the fields it names
+// (RFC 9111 §4.1; the origin stores each set of values as a variant,
+// objkey.Variant). vk is the variant's key, or "" when obj itself is the
+// one to evaluate (no Vary, the same values, or Vary: *, which matches
+// nothing); ok reports that the variant is stored.
+func (h *handler) variantFor(ns, key string, obj *object, r *http.Request) (v object, vk string, ok bool) {
+	s := pulledMetaOf(obj).stored
+	vary := s.Header.Values("Vary")
+	if len(vary) == 0 || httpcache.VaryMatches(vary, s.Request, r.Header) {
+		return object{}, "", false
+	}
+	sk, matchable := httpcache.VaryKey(vary, r.Header)
+	if !matchable {
+		return object{}, "", false
+	}
+	if vk, ok = objkey.Variant(key, sk); !ok {
+		return object{}, "", false // too long for a variant: one is kept
+	}
+	v, ok = h.st.lookup(ns, vk)
+	if ok && (v.Entry.Pulled == nil || !answersRequest(&v.Entry, r)) {
+		return object{}, vk, false
+	}
+	return v, vk, ok
+}
+
+// answersRequest reports whether e may answer r as far as Vary goes: a
+// published version always does.
+func answersRequest(e *wire.LogEntry, r *http.Request) bool {
+	if e.Pulled == nil {
+		return true
+	}
+	s := e.Pulled.Stored()
+	vary := s.Header.Values("Vary")
+	return len(vary) == 0 || httpcache.VaryMatches(vary, s.Request, r.Header)
 }
 
 // pulledAge is the current age at now of a pulled version (RFC 9111
@@ -207,13 +258,13 @@ func (h *handler) pullFailed(w http.ResponseWriter, ns, key, fwd string, err err
 // response not stored streams to one client only: a request that waited
 // on another's pull and got one pulls again on its own. collapsed reports
 // that this request waited on another's pull.
-func (h *handler) pullOnce(ctx context.Context, ns, key string, have wire.Digest, info *wire.PullInfo) (a fillAnswer, collapsed bool, err error) {
+func (h *handler) pullOnce(ctx context.Context, ns, key, group string, have wire.Digest, info *wire.PullInfo) (a fillAnswer, collapsed bool, err error) {
 	if info.Forward {
 		a, err := h.pullOwn(ctx, ns, key, have, info)
 		return a, false, err
 	}
 	leader := false
-	ch := h.group.DoChan("p\x00"+ns+"\x00"+key, func() (any, error) {
+	ch := h.group.DoChan("p\x00"+ns+"\x00"+group, func() (any, error) {
 		leader = true
 		// The pull serves every waiter, so the first client leaving must
 		// not cancel it; the timeout alone bounds it.
@@ -257,9 +308,9 @@ func (a *fillAnswer) holdUntilClosed(cancel context.CancelFunc) {
 
 // revalidateLater revalidates a stale version in the background
 // (stale-while-revalidate), joined with any pull of the key under way.
-func (h *handler) revalidateLater(ns, key string, have wire.Digest, info *wire.PullInfo) {
+func (h *handler) revalidateLater(ns, key, group string, have wire.Digest, info *wire.PullInfo) {
 	go func() {
-		a, _, err := h.pullOnce(context.Background(), ns, key, have, info)
+		a, _, err := h.pullOnce(context.Background(), ns, key, group, have, info)
 		if a.pass != nil {
 			a.pass.body.Close()
 		}

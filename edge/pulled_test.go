@@ -168,3 +168,46 @@ func (e *testEdge) publishPulled(t testing.TB, lsn uint64, key string, body []by
 	mustWrite(t, e.st, body, true)
 	return ent
 }
+
+// TestHardPurgeForgetsPulledVersions: a hard purge removes a pulled
+// version from the index (the origin removes it from its catalog), so a
+// push of its content still on its way when the purge lands cannot make
+// it servable again; a published version keeps its index entry and loses
+// its content, and a soft purge only marks a pulled one stale.
+func TestHardPurgeForgetsPulledVersions(t *testing.T) {
+	e := newTestEdge(t, storeConfig{}, 0)
+	e.pullAll(t, nil)
+	page := []byte("a pulled page")
+	e.publishPulled(t, 1, "page", page, "Cache-Control", "max-age=600", "Surrogate-Key", "pages")
+	e.publishPulled(t, 2, "other", []byte("another page"), "Cache-Control", "max-age=600", "Surrogate-Key", "pages")
+	e.publish(t, 3, "published", []byte("published"), true)
+
+	soft := wire.LogEntry{LSN: 4, Op: wire.OpPurge, Namespace: "default", PurgeKeys: []string{"other"}, Soft: true}
+	mustApply(t, e.st, soft)
+	if n, err := e.st.purge(soft); n != 1 || err != nil {
+		t.Fatalf("soft purge: %d matched, %v", n, err)
+	}
+	if obj, ok := e.st.lookup("default", "other"); !ok || !obj.Stale || !obj.Present {
+		t.Fatalf("after a soft purge: %+v (known %v); want it kept, stale", obj, ok)
+	}
+
+	hard := wire.LogEntry{LSN: 5, Op: wire.OpPurge, Namespace: "default", PurgeKeys: []string{"page", "published"}}
+	mustApply(t, e.st, hard)
+	if n, err := e.st.purge(hard); n != 2 || err != nil {
+		t.Fatalf("hard purge: %d matched, %v", n, err)
+	}
+	if _, ok := e.st.lookup("default", "page"); ok {
+		t.Fatal("a hard-purged pulled version is still in the index")
+	}
+	if obj, ok := e.st.lookup("default", "published"); !ok || obj.Present {
+		t.Fatalf("a hard-purged published version: known %v, present %v; want known, content gone", ok, obj.Present)
+	}
+	mustWrite(t, e.st, page, false) // the push of the purged version, late
+	if _, ok := e.st.lookup("default", "page"); ok {
+		t.Fatal("a late push brought a hard-purged pulled version back")
+	}
+	rec := e.do("GET", "/page")
+	if cs := rec.Header().Get("Cache-Status"); strings.Contains(cs, "hit") {
+		t.Fatalf("GET of a hard-purged pulled key: Cache-Status %q, want a pull", cs)
+	}
+}

@@ -99,6 +99,15 @@ func (o *Origin) handlePurge(w http.ResponseWriter, r *http.Request) {
 	for i, p := range req.Prefixes {
 		req.Prefixes[i] = strings.TrimLeft(p, "/")
 	}
+	if pulls {
+		// A pulled key's Vary variants go with it, as a prefix each.
+		req.Prefixes = append(req.Prefixes, variantPrefixes(req.Keys)...)
+		if len(req.Prefixes) > wire.MaxPurgeSelectors {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf(
+				"purge names too much: in a namespace with an upstream each key also purges its Vary variants, counted as a prefix; keys and prefixes together may be at most %d here", wire.MaxPurgeSelectors))
+			return
+		}
+	}
 	if o.isClosing() {
 		writeError(w, http.StatusServiceUnavailable, "origin shutting down")
 		return

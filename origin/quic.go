@@ -489,9 +489,11 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 	var note string // the pull's note on the version served (stale-if-error)
 	if req.Pull != nil && req.Digest.IsZero() {
 		var done bool
-		if done, note = o.servePull(e, st, req); done {
+		var key string
+		if done, key, note = o.servePull(e, st, req); done {
 			return
 		}
+		req.Key = key // a Vary variant's, if the pull selected one
 	}
 	var (
 		err  error
@@ -585,13 +587,15 @@ func (o *Origin) serveFill(e *edge, st *quic.Stream, req wire.FillRequest) {
 // it answered. A version the pull stored or kept is left to serveFill,
 // which then finds it in the catalog; a response not stored is streamed
 // through, and an upstream failure answered as such. Published keys are
-// serveFill's alone.
-func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done bool, note string) {
+// serveFill's alone. key is the key serveFill serves: the request's, or
+// the Vary variant the pull selected for the request's fields.
+func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done bool, key, note string) {
+	key = req.Key
 	if _, ok := o.ups.forNamespace(req.Namespace); !ok {
-		return false, ""
+		return false, key, ""
 	}
 	if cur, err := o.store.get(req.Namespace, req.Key); err == nil && cur.Pulled == nil {
-		return false, "" // published
+		return false, key, "" // published
 	}
 	pr := pullRequest{Namespace: req.Namespace, Key: req.Key, ClientIP: req.Pull.ClientIP, Host: req.Pull.Host, Forward: req.Pull.Forward}
 	if len(req.Pull.Header) > 0 {
@@ -601,9 +605,9 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done
 	var ue *errUpstream
 	switch {
 	case err == nil && out.Stored && out.Detail == wire.StaleIfErrorReason:
-		return false, out.Detail
+		return false, out.Entry.Key, out.Detail
 	case err == nil && out.Stored:
-		return false, ""
+		return false, out.Entry.Key, ""
 	case err == nil:
 		defer out.Body.Close()
 		resp := wire.FillResponse{Status: wire.FillPassThrough, Reason: out.Detail, Entry: wire.LogEntry{
@@ -614,10 +618,10 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done
 			// A header no log entry can carry (too many fields, too long):
 			// the edge answers 502 rather than pass on half of it.
 			wire.WriteFrame(st, wire.FillResponse{Status: wire.FillBadGateway, Reason: "upstream response header: " + err.Error()})
-			return true, ""
+			return true, key, ""
 		}
 		if err := wire.WriteFrame(st, resp); err != nil {
-			return true, ""
+			return true, key, ""
 		}
 		n, err := io.Copy(st, out.Body)
 		if err != nil {
@@ -625,9 +629,9 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done
 		}
 		o.metrics.fillBytes.Add(float64(n))
 		o.emit(Event{Kind: EventFillServed, Edge: e.info.ID, Bytes: n, Err: err})
-		return true, ""
+		return true, key, ""
 	case errors.Is(err, ErrNotFound):
-		return false, ""
+		return false, key, ""
 	case errors.As(err, &ue) && ue.timeout():
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillGatewayTimeout, Reason: err.Error()})
 	case errors.As(err, &ue):
@@ -635,5 +639,5 @@ func (o *Origin) servePull(e *edge, st *quic.Stream, req wire.FillRequest) (done
 	default:
 		wire.WriteFrame(st, wire.FillResponse{Status: wire.FillError, Reason: err.Error()})
 	}
-	return true, ""
+	return true, key, ""
 }

@@ -298,7 +298,7 @@ func (o *Origin) pull(ctx context.Context, req pullRequest) (pullOutcome, error)
 		return o.fetchOwn(ctx, up, req)
 	}
 	first := false
-	ch := o.ups.pulls.DoChan(req.Namespace+"\x00"+req.Key, func() (any, error) {
+	ch := o.ups.pulls.DoChan(o.pullGroup(req), func() (any, error) {
 		first = true
 		// The fetch serves every waiter: the first one leaving must not
 		// cancel it; the total timeout bounds it.
@@ -313,14 +313,96 @@ func (o *Origin) pull(ctx context.Context, req pullRequest) (pullOutcome, error)
 		if res.Err != nil {
 			return pullOutcome{}, res.Err
 		}
-		if out.Stored || first {
+		if first || out.Stored && answers(out.Entry, req.Header) {
 			return out, nil
 		}
-		// Somebody else's pass-through: fetch for this request alone.
+		// Somebody else's pass-through, or a variant selected by other
+		// values of the fields its Vary names (the first fetch of a key
+		// does not know it varies): fetch for this request alone.
 		return o.fetchOwn(ctx, up, req)
 	case <-ctx.Done():
 		return pullOutcome{}, ctx.Err()
 	}
+}
+
+// pullGroup is the key pulls of req collapse under: its namespace and key,
+// and, when the key's stored response has Vary, the request's values of
+// the fields it names, so that only requests for one variant share a
+// fetch.
+func (o *Origin) pullGroup(req pullRequest) string {
+	g := req.Namespace + "\x00" + req.Key
+	if cur, err := o.store.get(req.Namespace, req.Key); err == nil && cur.Pulled != nil {
+		if vary := cur.Pulled.HTTPHeader().Values("Vary"); len(vary) > 0 {
+			sk, _ := httpcache.VaryKey(vary, req.Header)
+			g += "\x00" + sk
+		}
+	}
+	return g
+}
+
+// answers reports whether e, a version of a pulled key, may answer a
+// request with header h as far as Vary goes: a published version always
+// does.
+func answers(e wire.LogEntry, h http.Header) bool {
+	if e.Pulled == nil {
+		return true
+	}
+	s := e.Pulled.Stored()
+	vary := s.Header.Values("Vary")
+	return len(vary) == 0 || httpcache.VaryMatches(vary, s.Request, h)
+}
+
+// selectStored returns the stored version that answers req's fields: the
+// key's own, or, when its response has Vary and req has other values of
+// the fields it names, the variant stored for req's values (RFC 9111
+// §4.1). ErrNotFound when there is none.
+func (o *Origin) selectStored(req pullRequest) (wire.LogEntry, error) {
+	cur, err := o.store.get(req.Namespace, req.Key)
+	if err != nil || answers(cur, req.Header) {
+		return cur, err
+	}
+	sk, ok := httpcache.VaryKey(cur.Pulled.HTTPHeader().Values("Vary"), req.Header)
+	if !ok {
+		return wire.LogEntry{}, ErrNotFound
+	}
+	vk, ok := objkey.Variant(req.Key, sk)
+	if !ok {
+		return wire.LogEntry{}, ErrNotFound
+	}
+	v, err := o.store.get(req.Namespace, vk)
+	if err == nil && !answers(v, req.Header) {
+		return wire.LogEntry{}, ErrNotFound // a hash collision
+	}
+	return v, err
+}
+
+// storeKey is the key a response to req with Vary field lines vary is
+// stored under: req.Key, unless the key holds a pulled response with the
+// same Vary for other values of the fields it names, which stays, and
+// the new one becomes a variant (objkey.Variant). A response whose Vary
+// differs from the stored one's replaces it.
+func (o *Origin) storeKey(req pullRequest, vary []string) string {
+	if len(vary) == 0 {
+		return req.Key
+	}
+	cur, err := o.store.get(req.Namespace, req.Key)
+	if err != nil || cur.Pulled == nil || answers(cur, req.Header) {
+		return req.Key
+	}
+	stored := cur.Pulled.HTTPHeader().Values("Vary")
+	names, _ := httpcache.VaryKey(stored, nil)
+	if n, _ := httpcache.VaryKey(vary, nil); n != names {
+		return req.Key
+	}
+	sk, ok := httpcache.VaryKey(vary, req.Header)
+	if !ok {
+		return req.Key
+	}
+	vk, ok := objkey.Variant(req.Key, sk)
+	if !ok {
+		return req.Key // too long for a variant: one variant, as RFC 9111 allows
+	}
+	return vk
 }
 
 // fetchOwn is fetchAndStore bounded by the total timeout. A body streamed
@@ -343,7 +425,7 @@ func (o *Origin) fetchOwn(ctx context.Context, up Upstream, req pullRequest) (pu
 // times, keeping the body); a fresh one, or a published one, is left as
 // it is. It returns the current version, or a response to stream through.
 func (o *Origin) fetchAndStore(ctx context.Context, up Upstream, req pullRequest) (pullOutcome, error) {
-	cur, err := o.store.get(req.Namespace, req.Key)
+	cur, err := o.selectStored(req)
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
@@ -418,7 +500,7 @@ func (o *Origin) revalidate(ctx context.Context, up Upstream, req pullRequest, c
 	committed, err := o.commitContent(ctx, &command{Entry: e})
 	switch {
 	case errors.Is(err, errPublishedWins):
-		committed, err = o.store.get(req.Namespace, req.Key)
+		committed, err = o.store.get(req.Namespace, req.Key) // published: it answers
 	case errors.Is(err, errRefreshGone):
 		// Replaced, purged or deleted meanwhile: start again.
 		req.Forward = true
@@ -441,6 +523,7 @@ func (o *Origin) storeResponse(ctx context.Context, req pullRequest, resp *http.
 	if resp.ContentLength > o.cfg.MaxObjectSize {
 		return passThrough(resp, "too-large"), nil
 	}
+	key := o.storeKey(req, resp.Header.Values("Vary"))
 	pulled := &wire.Pulled{
 		Status:    resp.StatusCode,
 		Header:    wire.HeaderFields(storedHeader(resp.Header)),
@@ -457,13 +540,13 @@ func (o *Origin) storeResponse(ctx context.Context, req pullRequest, resp *http.
 		Consistency:   wire.Eventual,
 		// Pushed where a publish of the key would be: the placement
 		// plan's replicas, or --replicas edges, or every edge.
-		Replicas: o.replicaSet(req.Namespace, req.Key),
+		Replicas: o.replicaSet(req.Namespace, key),
 		Pulled:   pulled,
 	}
 	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		meta.ModTime = lm
 	}
-	ent, err := putEntry(req.Namespace, req.Key, meta)
+	ent, err := putEntry(req.Namespace, key, meta)
 	if err != nil {
 		// A header no log entry can carry: streamed, not stored.
 		o.log.Warn("upstream response cannot be stored", "ns", req.Namespace, "key", req.Key, "err", err)
@@ -489,7 +572,7 @@ func (o *Origin) storeResponse(ctx context.Context, req pullRequest, resp *http.
 	committed, err := o.commitContent(ctx, c)
 	if errors.Is(err, errPublishedWins) {
 		// Published meanwhile: the published version answers.
-		committed, err = o.store.get(req.Namespace, req.Key)
+		committed, err = o.store.get(req.Namespace, key)
 	}
 	if err != nil {
 		return pullOutcome{}, err
@@ -798,6 +881,19 @@ func (o *Origin) serveForward(e *edge, st *quic.Stream, req wire.ForwardRequest)
 	}
 }
 
+// variantPrefixes returns the prefixes of the variant keys of keys
+// (objkey.VariantPrefix): a purge of a pulled key is a purge of every
+// variant stored for it.
+func variantPrefixes(keys []string) []string {
+	var ps []string
+	for _, k := range keys {
+		if _, ok := objkey.Variant(k, ""); ok { // else too long to have variants
+			ps = append(ps, objkey.VariantPrefix(k))
+		}
+	}
+	return ps
+}
+
 // invalidateAfter purges softly the pulled versions a successful unsafe
 // request invalidates (RFC 9111 §4.4), if the catalog holds any.
 func (o *Origin) invalidateAfter(req wire.ForwardRequest, resp *http.Response) {
@@ -819,7 +915,8 @@ func (o *Origin) invalidateAfter(req wire.ForwardRequest, resp *http.Response) {
 		return
 	}
 	_, err := o.propose(context.Background(), &command{Entry: wire.LogEntry{
-		Op: wire.OpPurge, Namespace: req.Namespace, PurgeKeys: keys, Soft: true, ModTime: o.clk.Now(),
+		Op: wire.OpPurge, Namespace: req.Namespace, PurgeKeys: keys, PurgePrefixes: variantPrefixes(keys),
+		Soft: true, ModTime: o.clk.Now(),
 	}})
 	if err != nil {
 		o.log.Warn("could not invalidate after an unsafe request", "ns", req.Namespace, "keys", keys, "err", err)

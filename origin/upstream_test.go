@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/geocdn/geocdn/internal/clock"
+	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
@@ -493,5 +495,56 @@ func TestPullOnlyRefusesPublishes(t *testing.T) {
 	}
 	if code, res := to.publish(t, "a", []byte("x"), "namespace=mixed"); code != http.StatusCreated {
 		t.Fatalf("publish to a mixed namespace: %d %+v", code, res)
+	}
+}
+
+// TestPurgeOfPulledKeysCoversVariants: in a namespace with an upstream, a
+// purge by key also purges the key's Vary variants (a prefix each, in the
+// committed entry), and a purge naming too many for that is refused with
+// a message that says why, committing nothing.
+func TestPurgeOfPulledKeysCoversVariants(t *testing.T) {
+	to := startPullOrigin(t, "http://127.0.0.1:1", nil)
+	purge := func(body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+to.HTTPAddr().String()+"/v1/purge?namespace=site", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+to.token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	long := "/" + strings.Repeat("x", objkey.MaxKeyLen-5) // too long for a variant
+	if code, body := purge(`{"keys":["/hello","/blog/?page=2","` + long + `"],"prefixes":["/docs/"]}`); code != http.StatusOK {
+		t.Fatalf("purge: %d %s", code, body)
+	}
+	var last wire.LogEntry
+	if err := to.store.readLog(0, func(e wire.LogEntry) error { last = e; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"docs/", "hello\x1f", "blog/?page=2\x1f"}
+	if last.Op != wire.OpPurge || !slices.Equal(last.PurgePrefixes, want) {
+		t.Fatalf("committed purge: %v prefixes %q, want %q", last.Op, last.PurgePrefixes, want)
+	}
+
+	keys := make([]string, 1000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf(`"/k%d"`, i)
+	}
+	prefixes := make([]string, 100)
+	for i := range prefixes {
+		prefixes[i] = fmt.Sprintf(`"/p%d/"`, i)
+	}
+	code, body := purge(`{"keys":[` + strings.Join(keys, ",") + `],"prefixes":[` + strings.Join(prefixes, ",") + `]}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "Vary variants") {
+		t.Fatalf("a purge of 1,000 keys and 100 prefixes: %d %s", code, body)
+	}
+	var after wire.LogEntry
+	to.store.readLog(0, func(e wire.LogEntry) error { after = e; return nil })
+	if after.LSN != last.LSN {
+		t.Fatalf("the refused purge committed lsn %d", after.LSN)
 	}
 }

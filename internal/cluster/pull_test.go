@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/origin"
@@ -365,4 +366,93 @@ func TestForwardedMethods(t *testing.T) {
 	if conditional != 1 {
 		t.Errorf("after the POST the page was revalidated %d times upstream, want once for both edges", conditional)
 	}
+}
+
+// TestVaryVariants: a page with Vary is stored once per set of values of
+// the fields it names (RFC 9111 §4.1's secondary key), at the origin and
+// at every edge: each language is fetched once and then a hit, at either
+// edge, and a purge of the page removes every variant. Concurrent first
+// requests in two languages each get their own, though the first fetch
+// cannot know that the page varies.
+func TestVaryVariants(t *testing.T) {
+	site := newScriptedSite(t, func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "max-age=300")
+		h.Set("Vary", "Accept-Language")
+		h.Set("Surrogate-Key", "hello")
+		lang := r.Header.Get("Accept-Language")
+		if lang == "" {
+			lang = "none"
+		}
+		if strings.HasPrefix(r.URL.Path, "/slow") {
+			time.Sleep(50 * time.Millisecond) // for the concurrent first requests to pile up
+		}
+		io.WriteString(w, "hello in "+lang)
+	})
+	c := startPullCluster(t, site, twoEdges)
+	e0, e1 := c.Edges()[0].URL, c.Edges()[1].URL
+	get := func(edge, path, lang, wantCS string) {
+		t.Helper()
+		var hdr map[string]string
+		want := "hello in none"
+		if lang != "" {
+			hdr, want = map[string]string{"Accept-Language": lang}, "hello in "+lang
+		}
+		g := pullGet(t, edge+path, hdr)
+		if cs := g.hdr.Get("Cache-Status"); g.status != http.StatusOK || string(g.body) != want || !strings.Contains(cs, wantCS) {
+			t.Fatalf("GET %s (%q): %d %q, Cache-Status %q; want %q and %q", path, lang, g.status, g.body, cs, want, wantCS)
+		}
+	}
+	get(e0, "/hello", "fr", "fwd=uri-miss")
+	get(e0, "/hello", "en", "fwd=vary-miss")
+	get(e0, "/hello", "", "fwd=vary-miss")
+	for range 2 {
+		get(e0, "/hello", "fr", "hit")
+		get(e0, "/hello", "en", "hit")
+		get(e0, "/hello", "", "hit")
+	}
+	// The other edge: the origin holds every variant, so none is fetched
+	// again, whether the log or the first request brings it.
+	for _, lang := range []string{"en", "fr", ""} {
+		get(e1, "/hello", lang, "")
+	}
+	if n := site.count("/hello"); n != 3 {
+		t.Fatalf("the upstream was asked for /hello %d times for 3 variants", n)
+	}
+	for i, sel := range []string{`{"keys":["/hello"]}`, `{"tags":["hello"]}`} {
+		if code, res := purge(t, c, "wait=true", sel); code != http.StatusOK {
+			t.Fatalf("purge %s: %d %+v", sel, code, res)
+		}
+		get(e1, "/hello", "en", "fwd=")
+		get(e1, "/hello", "fr", "fwd=")
+		if n := site.count("/hello"); n != 3+2*(i+1) {
+			t.Fatalf("after purge %s: %d upstream requests, want %d: every variant purged", sel, n, 3+2*(i+1))
+		}
+	}
+
+	// Concurrent first requests for two variants at one edge.
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	for i := range n {
+		lang := []string{"fr", "en"}[i%2]
+		wg.Go(func() {
+			g := getWith(t, noRedirect, e0+"/slow", map[string]string{"Accept-Language": lang})
+			if g.status != http.StatusOK || string(g.body) != "hello in "+lang {
+				errs <- fmt.Sprintf("%s: %d %q", lang, g.status, g.body)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error("concurrent first requests:", e)
+	}
+	// One for the first, and one for the other language's requests,
+	// collapsed at the edge and at the origin by variant.
+	if got := site.count("/slow"); got != 2 {
+		t.Errorf("%d upstream requests for %d concurrent requests in 2 languages, want 2", got, n)
+	}
+	get(e0, "/slow", "fr", "hit")
+	get(e0, "/slow", "en", "hit")
 }

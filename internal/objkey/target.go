@@ -1,6 +1,8 @@
 package objkey
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/url"
 	"strings"
 )
@@ -86,4 +88,33 @@ func Target(key string) (escapedPath, rawQuery string) {
 		segs[i] = url.PathEscape(s)
 	}
 	return "/" + strings.Join(segs, "/"), query
+}
+
+// A pulled response with Vary is stored once per set of values of the
+// request fields it names (RFC 9111 §4.1's secondary key): the first
+// under the target's key, every other under a variant key, the target's
+// key, a unit separator (0x1F, a control character no key read from a
+// request holds, so no request names a variant directly) and a hash of
+// the secondary key. A prefix purge of the target's key followed by the
+// separator (VariantPrefix) removes every variant.
+
+// VariantSep separates a key from its variant's hash.
+const VariantSep = "\x1f"
+
+// Variant returns the key of key's variant for the secondary key
+// secondary, and false when it would be longer than MaxKeyLen.
+func Variant(key, secondary string) (string, bool) {
+	sum := sha256.Sum256([]byte(secondary))
+	v := key + VariantSep + hex.EncodeToString(sum[:8])
+	return v, len(v) <= MaxKeyLen
+}
+
+// VariantPrefix is the prefix every variant key of key starts with.
+func VariantPrefix(key string) string { return key + VariantSep }
+
+// BaseKey returns the key a variant key is a variant of, and key itself
+// for any other key.
+func BaseKey(key string) string {
+	base, _, _ := strings.Cut(key, VariantSep)
+	return base
 }

@@ -61,3 +61,24 @@ func TestFromTargetRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestVariant(t *testing.T) {
+	a, ok1 := Variant("hello", `accept-language="fr"`)
+	b, ok2 := Variant("hello", `accept-language="en"`)
+	if !ok1 || !ok2 || a == b || !strings.HasPrefix(a, VariantPrefix("hello")) || BaseKey(a) != "hello" {
+		t.Fatalf("variants %q (%v) and %q (%v)", a, ok1, b, ok2)
+	}
+	if again, _ := Variant("hello", `accept-language="fr"`); again != a {
+		t.Fatalf("the same secondary key gave %q and %q", a, again)
+	}
+	// No key read from a request target names a variant.
+	if _, err := FromTarget("/hello%1F0123", ""); err == nil {
+		t.Fatal("a target with the variant separator was read as a key")
+	}
+	if BaseKey("blog/?page=2") != "blog/?page=2" {
+		t.Fatal("BaseKey changed a key that is no variant")
+	}
+	if _, ok := Variant(strings.Repeat("k", MaxKeyLen-16), "x"); ok {
+		t.Fatal("a variant key longer than MaxKeyLen was allowed")
+	}
+}
