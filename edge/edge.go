@@ -45,7 +45,9 @@ type Config struct {
 	Region      string
 	Lat, Lon    float64
 	FaultDomain string
-	// PublicURL is the URL clients are sent to; default http://<HTTP addr>.
+	// PublicURL is the URL clients are sent to; default
+	// https://<HTTPS addr> when the edge serves TLS, else
+	// http://<HTTP addr>.
 	PublicURL string
 
 	// Origins are the QUIC addresses of every origin: one, or each node of
@@ -68,6 +70,20 @@ type Config struct {
 	// when HTTPListener is set.
 	HTTPAddr     string
 	HTTPListener net.Listener
+	// Certificate, when set, serves clients over TLS too: HTTPS (HTTP/1.1
+	// and HTTP/2) on HTTPSAddr or HTTPSListener, HTTP/3 on the same port
+	// over UDP (HTTP3Conn). It chooses each handshake's certificate
+	// (tls.Config.GetCertificate; see internal/tlscert).
+	Certificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// HTTPSAddr is the TLS listener's address (default
+	// "127.0.0.1:8443"); ignored when HTTPSListener is set.
+	HTTPSAddr     string
+	HTTPSListener net.Listener
+	// HTTP3Conn carries HTTP/3; default a UDP socket on the HTTPS
+	// listener's address and port. DisableHTTP3 serves none (and sends
+	// no Alt-Svc).
+	HTTP3Conn    net.PacketConn
+	DisableHTTP3 bool
 	// AdminAddr serves /metrics and /healthz for operators; empty with no
 	// AdminListener means no admin listener.
 	AdminAddr     string
@@ -135,6 +151,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:       "127.0.0.1:8081",
+		HTTPSAddr:      "127.0.0.1:8443",
 		CacheSize:      256 << 20,
 		HotMaxObject:   defaultHotMaxObject,
 		FillTimeout:    30 * time.Second,
@@ -163,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = d.HTTPAddr
+	}
+	if c.HTTPSAddr == "" {
+		c.HTTPSAddr = d.HTTPSAddr
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = d.CacheSize
@@ -275,6 +295,8 @@ type Edge struct {
 	// through net/http's parser (internal/h1). adminSrv is net/http.
 	httpSrv  *h1.Server
 	adminSrv *http.Server
+	// tlsSrv serves clients over TLS, when the edge has a certificate.
+	tlsSrv *tlsServers
 
 	draining atomic.Bool
 	// bg tracks push handlers, plan loads and the scrubber, which touch
@@ -363,14 +385,36 @@ func (e *Edge) listen() error {
 			return fmt.Errorf("listen http %s: %w", e.cfg.HTTPAddr, err)
 		}
 	}
+	var tlsLn net.Listener
+	var h3 net.PacketConn
+	ownsH3 := false
+	if e.cfg.Certificate != nil {
+		if tlsLn, h3, ownsH3, err = e.listenTLS(); err != nil {
+			e.httpLn.Close()
+			return err
+		}
+	}
 	if e.cfg.PublicURL == "" {
 		e.cfg.PublicURL = "http://" + e.httpLn.Addr().String()
+		if tlsLn != nil {
+			e.cfg.PublicURL = "https://" + tlsLn.Addr().String()
+		}
+	}
+	altSvc := ""
+	if h3 != nil {
+		altSvc = altSvcValue(tlsLn.Addr().(*net.TCPAddr).Port)
 	}
 	h := newHandler(handlerConfig{
 		Store: e.store, Fill: e, View: e, Clock: e.clk.Now, Metrics: e.metrics,
 		Logger: e.log, Healthy: e.Healthy, FillTimeout: e.cfg.FillTimeout,
 		Pulls: e.pulls, Pull: e, HonorClientNoCache: e.cfg.HonorClientNoCache,
+		AltSvc: altSvc,
 	})
+	if tlsLn != nil {
+		e.tlsSrv = newTLSServers(tlsLn, h3, h, tlsConfig(e.cfg.Certificate), max(e.cfg.MaxConns, 0), e.log)
+		e.tlsSrv.ownsUDP = ownsH3
+		registerConnMetrics(e.cfg.Registry, e.tlsSrv.h1, "https")
+	}
 	e.httpSrv = &h1.Server{
 		Handler:     h,
 		Fast:        h.serveFast,
@@ -386,7 +430,7 @@ func (e *Edge) listen() error {
 		MaxConns:          max(e.cfg.MaxConns, 0),
 		Logger:            e.log,
 	}
-	registerConnMetrics(e.cfg.Registry, e.httpSrv)
+	registerConnMetrics(e.cfg.Registry, e.httpSrv, "http")
 	e.adminLn = e.cfg.AdminListener
 	if e.adminLn == nil && e.cfg.AdminAddr != "" {
 		if e.adminLn, err = net.Listen("tcp", e.cfg.AdminAddr); err != nil {
@@ -440,8 +484,54 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
+// listenTLS binds the TLS listener and, unless HTTP/3 is off, its UDP
+// socket; ownsUDP reports a socket the edge made.
+func (e *Edge) listenTLS() (ln net.Listener, udp net.PacketConn, ownsUDP bool, err error) {
+	ln, udp = e.cfg.HTTPSListener, e.cfg.HTTP3Conn
+	switch {
+	case ln == nil && (udp != nil || e.cfg.DisableHTTP3):
+		if ln, err = net.Listen("tcp", e.cfg.HTTPSAddr); err != nil {
+			return nil, nil, false, fmt.Errorf("listen https %s: %w", e.cfg.HTTPSAddr, err)
+		}
+	case ln == nil:
+		if ln, udp, err = listenTLSPair(e.cfg.HTTPSAddr); err != nil {
+			return nil, nil, false, err
+		}
+		ownsUDP = true
+	case udp == nil && !e.cfg.DisableHTTP3:
+		if udp, err = net.ListenPacket("udp", ln.Addr().String()); err != nil {
+			return nil, nil, false, fmt.Errorf("listen http/3 (udp) %s: %w", ln.Addr(), err)
+		}
+		ownsUDP = true
+	}
+	if e.cfg.DisableHTTP3 {
+		if ownsUDP && udp != nil {
+			udp.Close()
+		}
+		udp, ownsUDP = nil, false
+	}
+	return ln, udp, ownsUDP, nil
+}
+
 // HTTPAddr is the client listener's bound address.
 func (e *Edge) HTTPAddr() net.Addr { return e.httpLn.Addr() }
+
+// HTTPSAddr is the TLS listener's bound address (HTTP/3 listens on the
+// same port over UDP), or nil without TLS.
+func (e *Edge) HTTPSAddr() net.Addr {
+	if e.tlsSrv == nil {
+		return nil
+	}
+	return e.tlsSrv.ln.Addr()
+}
+
+// HTTP3Addr is the HTTP/3 socket's address, or nil.
+func (e *Edge) HTTP3Addr() net.Addr {
+	if e.tlsSrv == nil || e.tlsSrv.udp == nil {
+		return nil
+	}
+	return e.tlsSrv.udp.LocalAddr()
+}
 
 // AdminAddr is the admin listener's address, or nil.
 func (e *Edge) AdminAddr() net.Addr {
@@ -470,6 +560,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		}
 	}
 	go serve(e.httpSrv, e.httpLn)
+	if e.tlsSrv != nil {
+		e.tlsSrv.serve(errc)
+	}
 	if e.adminSrv != nil {
 		go serve(e.adminSrv, e.adminLn)
 	}
@@ -499,7 +592,12 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
-	e.httpSrv.Shutdown(sctx)
+	var sw sync.WaitGroup
+	sw.Go(func() { e.httpSrv.Shutdown(sctx) })
+	if e.tlsSrv != nil {
+		sw.Go(func() { e.tlsSrv.shutdown(sctx) })
+	}
+	sw.Wait()
 	if e.adminSrv != nil {
 		e.adminSrv.Shutdown(sctx)
 	}
@@ -520,6 +618,9 @@ func (e *Edge) closeListeners() {
 	}
 	if e.httpLn != nil {
 		e.httpLn.Close()
+	}
+	if e.tlsSrv != nil {
+		e.tlsSrv.close()
 	}
 	if e.adminLn != nil {
 		e.adminLn.Close()

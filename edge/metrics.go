@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"strings"
 	"errors"
 	"time"
 
@@ -247,15 +248,15 @@ func registerScrubMetrics(reg *prometheus.Registry, sc *scrub.Scrubber) {
 // reg, read from srv at each scrape: the server counts them anyway, and
 // the accept loop, which refuses connections at MaxConns, then pays
 // nothing more.
-func registerConnMetrics(reg *prometheus.Registry, srv *h1.Server) {
+func registerConnMetrics(reg *prometheus.Registry, srv *h1.Server, listener string) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "geocdn_edge_http_open_connections",
-			Help: "Client HTTP connections open now, idle or serving.",
+			Name: "geocdn_edge_" + listener + "_open_connections",
+			Help: "Client " + strings.ToUpper(listener) + " connections (TCP) open now, idle or serving.",
 		}, func() float64 { return float64(srv.OpenConns()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "geocdn_edge_http_connections_refused_total",
-			Help: "Client HTTP connections refused with a 503 because MaxConns were open.",
+			Name: "geocdn_edge_" + listener + "_connections_refused_total",
+			Help: "Client " + strings.ToUpper(listener) + " connections refused because MaxConns were open.",
 		}, func() float64 { return float64(srv.RefusedConns()) }),
 	)
 }

@@ -145,6 +145,9 @@ type handlerConfig struct {
 	// Nil: no namespace pulls.
 	Pulls func(ns string) bool
 	Pull  puller
+	// AltSvc, if set, is the Alt-Svc field sent on every response over
+	// TLS: where HTTP/3 answers.
+	AltSvc string
 	// HonorClientNoCache lets a client's Cache-Control: no-cache,
 	// max-age, min-fresh and max-stale (and Pragma: no-cache) take
 	// effect on pulled objects. Off, as at most CDNs: one client must
@@ -271,6 +274,10 @@ type handler struct {
 
 	// Constant header values, shared like respHeaders.
 	hitXCache, missXCache, hitStatus, unleasedStatus []string
+	// altSvc and altSvcLine are the Alt-Svc of responses over TLS, as a
+	// value and as a header line; nil without HTTP/3.
+	altSvc     []string
+	altSvcLine []byte
 }
 
 // newHandler returns the edge's client-facing HTTP handler. It validates
@@ -313,10 +320,17 @@ func newHandler(cfg handlerConfig) *handler {
 	if h.pulls == nil || h.puller == nil {
 		h.pulls = func(string) bool { return false }
 	}
+	if cfg.AltSvc != "" {
+		h.altSvc = []string{cfg.AltSvc}
+		h.altSvcLine = appendLine(nil, "Alt-Svc", cfg.AltSvc)
+	}
 	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS != nil && h.altSvc != nil {
+		w.Header()["Alt-Svc"] = h.altSvc
+	}
 	path := r.URL.EscapedPath()
 	if path == "/healthz" {
 		if !h.allowMethod(w, r) {
@@ -428,6 +442,9 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 
 // sendFast sends c, a hit, with the header lines b, and counts it.
 func (h *handler) sendFast(w *h1.Reply, r *h1.Request, c content, b []byte) bool {
+	if r.TLS {
+		b = append(b, h.altSvcLine...)
+	}
 	var err error
 	h.m.hit()
 	if c.file != nil {

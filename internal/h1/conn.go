@@ -3,6 +3,7 @@ package h1
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,10 @@ type conn struct {
 	// rdl and wdl are the read and write deadlines last set (zero: none).
 	rdl, wdl time.Time
 
+	// tls is the connection's TLS state once its handshake is done; nil
+	// on a plain connection.
+	tls *tls.ConnectionState
+
 	req   Request
 	reply Reply
 	wbuf  []byte // a fast reply's head (and small body)
@@ -118,6 +123,16 @@ func (c *conn) serve() {
 			c.s.Logger.Error("h1: fast handler panic", "path", c.req.Path, "panic", fmt.Sprint(p))
 		}
 	}()
+	if tc, ok := c.rwc.(*tls.Conn); ok {
+		if !c.handshake(tc) {
+			return
+		}
+		if fn := c.s.TLSNextProto[c.tls.NegotiatedProtocol]; fn != nil {
+			c.state.Store(stateActive) // busy until fn returns
+			fn(tc)
+			return
+		}
+	}
 	for {
 		// What the next head may take from the connection, as net/http
 		// counts it: MaxHeaderBytes plus 4 KiB of slack.
@@ -239,10 +254,40 @@ func (c *conn) nextPiece() {
 	c.wdl = t
 }
 
+// handshake runs tc's TLS handshake under HandshakeTimeout and keeps its
+// state; false means the connection is to be closed.
+func (c *conn) handshake(tc *tls.Conn) bool {
+	d := c.s.HandshakeTimeout
+	if d <= 0 {
+		d = c.s.ReadHeaderTimeout
+	}
+	if d <= 0 {
+		d = defaultHandshakeTimeout
+	}
+	tc.SetDeadline(time.Now().Add(d))
+	ctx, cancel := context.WithTimeout(c.s.baseCtx, d)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		// Scanners, clients that gave up, unknown names without a
+		// default certificate: common and not the operator's concern.
+		c.s.Logger.Debug("h1: tls handshake", "remote", c.remote, "err", err)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	st := tc.ConnectionState()
+	c.tls = &st
+	return true
+}
+
+// defaultHandshakeTimeout bounds a TLS handshake when the Server sets no
+// timeout at all.
+const defaultHandshakeTimeout = 10 * time.Second
+
 // serveFast offers the request to the fast handler. answered reports that
 // the handler took it; keep that the connection may serve another.
 func (c *conn) serveFast(h *head, now time.Time) (answered, keep bool) {
-	c.req = Request{Head: h.isHead, Path: string(h.path), Query: string(h.query), Host: h.host}
+	c.req = Request{Head: h.isHead, Path: string(h.path), Query: string(h.query), Host: h.host, TLS: c.tls != nil}
 	c.reply = Reply{c: c, now: now, head: h.isHead, http10: h.http10, close: h.close || c.s.closing.Load()}
 	if d := c.s.WriteTimeout; d > 0 {
 		c.setWriteDeadline(now.Add(d))
@@ -318,6 +363,7 @@ func (c *conn) serveSlow(h *head, scanned bool, start time.Time) bool {
 	defer cancel()
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remote
+	req.TLS = c.tls
 	w := &response{c: c, req: req, hdr: make(http.Header), cl: -1, head: req.Method == http.MethodHead}
 	// The edge never reads request bodies: rather than drain one, close
 	// after the answer.

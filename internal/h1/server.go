@@ -36,6 +36,7 @@ package h1
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -57,6 +58,8 @@ type Request struct {
 	// Query is the target's query as sent, without the '?': empty when
 	// there is none (or nothing follows the '?').
 	Query string
+	// TLS reports that the request came over TLS.
+	TLS bool
 	// Host is the Host header's value.
 	Host []byte
 }
@@ -118,6 +121,18 @@ type Server struct {
 	// Logger receives handler panics and connection errors worth an
 	// operator's attention. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// For a listener that yields *tls.Conn (tls.NewListener): the
+	// handshake runs on the connection's goroutine, bounded by
+	// HandshakeTimeout (default ReadHeaderTimeout, else 10 s). Then a
+	// protocol ALPN negotiated that TLSNextProto names (such as "h2")
+	// gets the connection, which stays counted as open and busy until
+	// the function returns: Shutdown waits for it, so the caller ends it
+	// gracefully itself (an HTTP/2 GOAWAY), and Close closes it. Any
+	// other protocol, or none, is HTTP/1.1 here; requests know they came
+	// over TLS (Request.TLS, and http.Request.TLS on the slow path).
+	HandshakeTimeout time.Duration
+	TLSNextProto     map[string]func(*tls.Conn)
 
 	initOnce sync.Once
 	slow     slowSet
@@ -296,8 +311,12 @@ const refuseWriteTimeout = 10 * time.Millisecond
 // that is the cheapest answer that still tells a client to come back.
 func (s *Server) refuse(rw net.Conn) {
 	s.refused.Add(1)
-	rw.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
-	io.WriteString(rw, refusal)
+	if _, ok := rw.(*tls.Conn); !ok {
+		// Over TLS the answer would need a handshake first, which the
+		// accept loop must not wait for: the connection is just closed.
+		rw.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+		io.WriteString(rw, refusal)
+	}
 	rw.Close()
 }
 
