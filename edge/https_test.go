@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/geocdn/geocdn/internal/h1"
 )
@@ -219,4 +221,165 @@ func fetchProto(t *testing.T, c *http.Client, method, url string, hdr ...string)
 		t.Fatalf("%s %s: body: %v", method, url, err)
 	}
 	return exchange{resp.StatusCode, resp.Header, body}, resp.Proto
+}
+
+// h2Conn is a raw HTTP/2 client connection for tests that must send what
+// a well-behaved client never would.
+type h2Conn struct {
+	t  *testing.T
+	c  *tls.Conn
+	fr *http2.Framer
+}
+
+func dialH2(t *testing.T, base string, pool *x509.CertPool) *h2Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", strings.TrimPrefix(base, "https://"), &tls.Config{RootCAs: pool, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN chose %q, want h2", p)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second)) // a broken server fails the test, never hangs it
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return &h2Conn{t: t, c: c, fr: fr}
+}
+
+// headers sends a HEADERS frame on stream id with the given fields, in
+// order, pseudo-fields included.
+func (h *h2Conn) headers(id uint32, fields ...string) {
+	h.t.Helper()
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for i := 0; i+1 < len(fields); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: buf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// until reads frames, acknowledging the server's SETTINGS, until match
+// says stop; it fails the test if the connection ends first.
+func (h *h2Conn) until(what string, match func(http2.Frame) bool) {
+	h.t.Helper()
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			h.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+			h.fr.WriteSettingsAck()
+		}
+		if match(f) {
+			return
+		}
+	}
+}
+
+// TestHTTP2BadFramesAndShutdown: a stream with a malformed header block
+// (an upper-case field name, RFC 9113 §8.2.1) is reset with
+// PROTOCOL_ERROR while the connection goes on serving; shutdown sends
+// GOAWAY and lets the request in flight finish with its whole body.
+func TestHTTP2BadFramesAndShutdown(t *testing.T) {
+	e := newTestEdge(t, storeConfig{}, 0)
+	e.publish(t, 1, "ok", []byte("fine"), true)
+	body := bytes.Repeat([]byte("slow "), 1000)
+	e.publish(t, 2, "slow", body, false) // filled, held by release
+	e.origin.mu.Lock()
+	e.origin.release = make(chan struct{})
+	e.origin.mu.Unlock()
+	base, pool, _, s := serveTLS(t, e)
+	h := dialH2(t, base, pool)
+	host := strings.TrimPrefix(base, "https://")
+	get := func(id uint32, path string, extra ...string) {
+		h.headers(id, append([]string{":method", "GET", ":scheme", "https", ":authority", host, ":path", path}, extra...)...)
+	}
+
+	get(1, "/ok", "X-Bad", "upper case")
+	h.until("RST_STREAM on stream 1", func(f http2.Frame) bool {
+		rst, ok := f.(*http2.RSTStreamFrame)
+		if ok && (rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeProtocol) {
+			t.Fatalf("RST_STREAM stream %d %v, want stream 1 PROTOCOL_ERROR", rst.StreamID, rst.ErrCode)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			t.Fatalf("GOAWAY %v for a stream error", g.ErrCode)
+		}
+		return ok
+	})
+	get(3, "/ok")
+	var status string
+	h.until("the answer on stream 3", func(f http2.Frame) bool {
+		if m, ok := f.(*http2.MetaHeadersFrame); ok && m.StreamID == 3 {
+			status = m.PseudoValue("status")
+			return true
+		}
+		return false
+	})
+	if status != "200" {
+		t.Fatalf("stream 3 after a reset stream: status %q", status)
+	}
+
+	// A request in flight (its fill held), then shutdown.
+	get(5, "/slow")
+	pollUntil(t, "the fill of /slow to start", func() bool { return e.origin.calls.Load() > 0 })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		s.shutdown(ctx)
+	}()
+	h.until("GOAWAY", func(f http2.Frame) bool {
+		g, ok := f.(*http2.GoAwayFrame)
+		if ok && g.ErrCode != http2.ErrCodeNo {
+			t.Fatalf("GOAWAY %v, want NO_ERROR", g.ErrCode)
+		}
+		return ok
+	})
+	close(e.origin.release)
+	var got []byte
+	status = ""
+	h.until("the whole answer on stream 5", func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 5 {
+				status = f.PseudoValue("status")
+			}
+		case *http2.DataFrame:
+			if f.StreamID == 5 {
+				got = append(got, f.Data()...)
+				h.fr.WriteWindowUpdate(0, uint32(len(f.Data())))
+				h.fr.WriteWindowUpdate(5, uint32(len(f.Data())))
+				return f.StreamEnded()
+			}
+		}
+		return false
+	})
+	if status != "200" || !bytes.Equal(got, body) {
+		t.Fatalf("the request in flight at shutdown: status %q, %d of %d bytes", status, len(got), len(body))
+	}
+	<-done
+}
+
+// pollUntil polls cond every millisecond until it holds, failing the test
+// after 20 s: a wait for another goroutine to reach a point, never a
+// measurement.
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
