@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -18,6 +22,7 @@ import (
 	"github.com/geocdn/geocdn/internal/cluster"
 	"github.com/geocdn/geocdn/internal/geo"
 	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/ready"
 	"github.com/geocdn/geocdn/internal/samplesite"
 	"github.com/geocdn/geocdn/origin"
@@ -96,8 +101,12 @@ func devCommand() *cli.Command {
 			for i, s := range devEdges {
 				s.HTTPAddr = addr(1 + i)
 				s.AdminAddr = addr(1001 + i)
+				s.HTTPSAddr = addr(devHTTPSOffset + i)
 				specs[i] = s
 			}
+			// The edges' development certificate, issued by the cluster's
+			// CA once it exists; no client connects before.
+			var webCert atomic.Pointer[tls.Certificate]
 			cl, err := cluster.Start(cluster.Config{
 				Dir: dir, Edges: specs, LeaseTerm: c.Duration("lease"),
 				OriginHTTPAddr: addr(0),
@@ -105,11 +114,21 @@ func devCommand() *cli.Command {
 				Origins:        c.Int("origins"),
 				Logger:         slog.Default(),
 				Upstreams:      []origin.Upstream{site.upstream()},
+				EdgeCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+					if c := webCert.Load(); c != nil {
+						return c, nil
+					}
+					return nil, errors.New("the development certificate is not issued yet")
+				},
 			})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			caFile, err := devWebCert(cl.CA, dir, &webCert)
+			if err != nil {
+				return err
+			}
 			tokenFile := filepath.Join(dir, "token")
 			if err := os.WriteFile(tokenFile, []byte(cl.Token+"\n"), 0o600); err != nil {
 				return err
@@ -136,7 +155,7 @@ func devCommand() *cli.Command {
 			go func() { rtDone <- rt.Run(ctx) }()
 			defer func() { <-rtDone }()
 			b := inProcessBanner(cl, dir, keys, "http://"+rt.HTTPAddr().String())
-			b.site = site.url
+			b.site, b.caFile = site.url, caFile
 			printDev(b)
 			if path := c.String("ready-file"); path != "" {
 				// Written last: the sample content is on every edge by now.
@@ -152,6 +171,29 @@ func devCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// devHTTPSOffset is the offset from --base-port of the first edge's TLS
+// listener (HTTP/3 on the same port over UDP).
+const devHTTPSOffset = 401
+
+// devHosts are the names the development certificate is for.
+var devHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// devWebCert issues the edges' development certificate from ca into
+// cert, and writes ca's certificate to dir/ca.crt for clients to trust
+// (curl --cacert), returning that path.
+func devWebCert(ca *pki.CA, dir string, cert *atomic.Pointer[tls.Certificate]) (string, error) {
+	c, err := ca.IssueWeb(devHosts, time.Now(), 30*24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("development certificate: %w", err)
+	}
+	cert.Store(&c)
+	path := filepath.Join(dir, pki.CACertFile)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 // publishDir publishes every file under dir, keyed by its relative path,
@@ -216,7 +258,8 @@ func devReady(cl *cluster.Cluster, rt *router.Router, tokenFile string) ready.Fi
 	for _, en := range cl.Edges() {
 		e := en.Edge()
 		f.Edges = append(f.Edges, ready.File{Role: "edge", ID: e.ID(), PID: pid,
-			HTTP: e.HTTPAddr().String(), Admin: addrString(e.AdminAddr()), QUIC: e.QUICAddr().String()})
+			HTTP: e.HTTPAddr().String(), HTTPS: addrString(e.HTTPSAddr()), HTTP3: addrString(e.HTTP3Addr()),
+			Admin: addrString(e.AdminAddr()), QUIC: e.QUICAddr().String()})
 	}
 	return f
 }
@@ -232,6 +275,9 @@ type devBanner struct {
 	moreOrigins []string
 	// site is the URL of the sample website the default namespace pulls.
 	site string
+	// caFile is the dev CA's certificate, which clients of the edges'
+	// HTTPS and HTTP/3 trust.
+	caFile string
 }
 
 // sampleSite is the dev cluster's upstream web server.
@@ -262,7 +308,8 @@ func (s *sampleSite) upstream() origin.Upstream {
 
 type bannerEdge struct {
 	id, region, url, admin string
-	pid                    int // 0 in one process
+	https                  string // the TLS listener's URL, if any
+	pid                    int    // 0 in one process
 }
 
 func inProcessBanner(cl *cluster.Cluster, dir string, keys []string, routerURL string) devBanner {
@@ -271,7 +318,11 @@ func inProcessBanner(cl *cluster.Cluster, dir string, keys []string, routerURL s
 		b.moreOrigins = append(b.moreOrigins, cl.OriginURLN(i))
 	}
 	for _, e := range cl.Edges() {
-		b.edges = append(b.edges, bannerEdge{id: e.Spec.ID, region: e.Spec.Region, url: e.URL, admin: addrString(e.Edge().AdminAddr())})
+		be := bannerEdge{id: e.Spec.ID, region: e.Spec.Region, url: e.URL, admin: addrString(e.Edge().AdminAddr())}
+		if a := e.Edge().HTTPSAddr(); a != nil {
+			be.https = "https://" + a.String()
+		}
+		b.edges = append(b.edges, be)
 	}
 	return b
 }
@@ -286,6 +337,9 @@ func printDev(d devBanner) {
 	}
 	for _, e := range d.edges {
 		fmt.Fprintf(&b, "  edge %-4s %-13s %s   metrics http://%s/metrics", e.id, e.region, e.url, e.admin)
+		if e.https != "" {
+			fmt.Fprintf(&b, "   %s (HTTP/2, HTTP/3)", e.https)
+		}
 		if e.pid != 0 {
 			fmt.Fprintf(&b, "   pid %d", e.pid)
 		}
@@ -313,6 +367,10 @@ func printDev(d devBanner) {
 		fmt.Fprintf(&b, "  echo hi | go run ./cmd/geocdn publish --origin %s --token %s hello.txt -\n", d.originURL, d.token)
 		if d.site != "" {
 			fmt.Fprintf(&b, "  curl -si %s/site/news | grep -i -e cache-status -e age   (twice: a miss, then a hit)\n", d.edges[0].url)
+		}
+		if d.caFile != "" && d.edges[0].https != "" {
+			fmt.Fprintf(&b, "  curl --cacert %s --http2 -si %s/%s   (HTTPS; the dev CA issued the certificate)\n", d.caFile, d.edges[0].https, escapeKey(k))
+			fmt.Fprintf(&b, "  curl --cacert %s --http3-only -si %s/%s   (HTTP/3, with a curl built with it)\n", d.caFile, d.edges[0].https, escapeKey(k))
 		}
 		if d.control != "" {
 			fmt.Fprintf(&b, "  curl -s -X POST -H 'Authorization: Bearer %s' %s/v1/dev/edges/%s/pause\n", d.token, d.control, d.edges[0].id)

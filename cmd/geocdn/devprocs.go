@@ -45,6 +45,9 @@ type devProcs struct {
 	geoip                        string
 	// site is the sample website's URL, every origin's --upstream.
 	site string
+	// webCert and webKey are the edges' development certificate, from
+	// the dev CA, whose certificate caFile clients trust.
+	webCert, webKey, caFile string
 
 	origin, router *devctl.Proc
 	// moreOrigins are the origins after the first, which join it.
@@ -152,6 +155,14 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string, site string)
 	if err := devCA(d.caDir); err != nil {
 		return nil, err
 	}
+	ca, err := pki.LoadCA(d.caDir)
+	if err != nil {
+		return nil, err
+	}
+	if d.webCert, d.webKey, err = pki.IssueWebFiles(ca, "dev", devHosts, d.caDir, time.Now(), 30*24*time.Hour); err != nil {
+		return nil, fmt.Errorf("development certificate: %w", err)
+	}
+	d.caFile = filepath.Join(d.caDir, pki.CACertFile)
 	// A fresh token every run, as the in-process cluster makes one.
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -197,14 +208,18 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string, site string)
 			// A restart binds the addresses the first run was given, as
 			// the in-process cluster's does: the edge's public URL, which
 			// the origin lists and clients were sent to, stays valid.
-			httpAddr, adminAddr := addr(1+i), addr(1001+i)
+			httpAddr, adminAddr, httpsAddr := addr(1+i), addr(1001+i), addr(devHTTPSOffset+i)
 			if prev.HTTP != "" {
-				httpAddr, adminAddr = prev.HTTP, prev.Admin
+				httpAddr, adminAddr, httpsAddr = prev.HTTP, prev.Admin, cmp.Or(prev.HTTPS, httpsAddr)
 			}
 			return []string{"edge", "--id", s.ID, "--region", s.Region,
 				"--lat=" + strconv.FormatFloat(s.Lat, 'f', -1, 64), "--lon=" + strconv.FormatFloat(s.Lon, 'f', -1, 64),
 				"--origin", d.originQUICs(), "--http", httpAddr, "--admin", adminAddr,
 				"--data", filepath.Join(dir, "edge-"+s.ID), "--ca", d.caDir,
+				// HTTPS and HTTP/3 beside HTTP; the router keeps sending
+				// clients to HTTP, as the in-process cluster's does.
+				"--https", httpsAddr, "--tls-cert", d.webCert, "--tls-key", d.webKey,
+				"--public-url", "http://" + httpAddr,
 				// The in-process edges have no drain delay either.
 				"--drain-delay", "0s"}
 		})
@@ -463,14 +478,18 @@ func (d *devProcs) removeReady() {
 
 func (d *devProcs) banner(keys []string) devBanner {
 	b := devBanner{dir: d.dir, originURL: d.originURL(), token: d.token, routerURL: "http://" + d.router.Status().Ready.HTTP,
-		keys: keys, control: "http://" + d.control, logs: d.logDir, site: d.site}
+		keys: keys, control: "http://" + d.control, logs: d.logDir, site: d.site, caFile: d.caFile}
 	for _, p := range d.moreOrigins {
 		b.moreOrigins = append(b.moreOrigins, "http://"+p.Status().Ready.HTTP)
 	}
 	for i, p := range d.edges {
 		st := p.Status()
-		b.edges = append(b.edges, bannerEdge{id: devEdges[i].ID, region: devEdges[i].Region,
-			url: "http://" + st.Ready.HTTP, admin: st.Ready.Admin, pid: st.PID})
+		be := bannerEdge{id: devEdges[i].ID, region: devEdges[i].Region,
+			url: "http://" + st.Ready.HTTP, admin: st.Ready.Admin, pid: st.PID}
+		if st.Ready.HTTPS != "" {
+			be.https = "https://" + st.Ready.HTTPS
+		}
+		b.edges = append(b.edges, be)
 	}
 	return b
 }

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 	"github.com/urfave/cli/v2/altsrc"
 
 	"github.com/geocdn/geocdn/edge"
 	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/ready"
+	"github.com/geocdn/geocdn/internal/tlscert"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/origin"
 )
@@ -395,7 +397,10 @@ func edgeCommand() *cli.Command {
 			originsFlag(),
 			&cli.StringFlag{Name: "http", Usage: "client HTTP listen address", Required: true, EnvVars: env("http")},
 			&cli.StringFlag{Name: "admin", Usage: "admin listen address for /metrics and /healthz", EnvVars: env("admin")},
-			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default http://<http addr>)", EnvVars: env("public-url")},
+			&cli.StringFlag{Name: "https", Value: d.HTTPSAddr, EnvVars: env("https"),
+				Usage: "client HTTPS listen address (HTTP/1.1 and HTTP/2; HTTP/3 on the same port over UDP), served when --tls-cert is given"},
+			&cli.BoolFlag{Name: "http3", Value: true, EnvVars: env("http3"), Usage: "serve HTTP/3 beside HTTPS and advertise it with Alt-Svc"},
+			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default https://<https addr> with TLS, else http://<http addr>)", EnvVars: env("public-url")},
 			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
 			&cli.StringFlag{Name: "cache-size", Value: humanize.IBytes(uint64(d.CacheSize)), Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
 			&cli.StringFlag{Name: "hot-max-object", Value: humanize.IBytes(uint64(d.HotMaxObject)), Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
@@ -420,7 +425,7 @@ func edgeCommand() *cli.Command {
 				"no-cache, max-age, min-fresh and max-stale (and Pragma: no-cache) take effect on pulled objects; off, as at most CDNs, " +
 				"so that no client can send every request through to the upstream"},
 			readyFileFlag(),
-		}, certFlags...),
+		}, append(tlsFlags("the client HTTPS and HTTP/3 listener"), certFlags...)...),
 		Action: func(c *cli.Context) error {
 			maxConns := c.Int("max-conns")
 			if maxConns < 0 {
@@ -456,6 +461,19 @@ func edgeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			pairs, err := tlsPairs(c)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			var certs *tlscert.Store
+			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+			if len(pairs) > 0 {
+				if certs, err = loadTLS(pairs, reg, "geocdn_edge"); err != nil {
+					return err
+				}
+				getCert = certs.GetCertificate
+			}
 			e, err := edge.New(edge.Config{
 				ID: c.String("id"), Region: c.String("region"), Lat: c.Float64("lat"), Lon: c.Float64("lon"),
 				FaultDomain: c.String("fault-domain"), Origins: origins, HTTPAddr: c.String("http"),
@@ -464,16 +482,22 @@ func edgeCommand() *cli.Command {
 				MaxConns: maxConns, ResyncInterval: c.Duration("resync-interval"),
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
 				HonorClientNoCache: c.Bool("honor-client-no-cache"),
+				Certificate:        getCert, HTTPSAddr: c.String("https"), DisableHTTP3: !c.Bool("http3"),
+				Registry: reg,
 			})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
 			defer stop()
+			if certs != nil {
+				reloadTLS(ctx, certs, c.Duration("tls-reload-interval"))
+			}
 			// Written before the origin answers: an edge serves (and
 			// reports unhealthy) while it cannot reach its origin.
 			return ready.Serve(ctx, c.String("ready-file"), ready.File{
 				Role: "edge", ID: c.String("id"), HTTP: e.HTTPAddr().String(),
+				HTTPS: addrString(e.HTTPSAddr()), HTTP3: addrString(e.HTTP3Addr()),
 				Admin: addrString(e.AdminAddr()), QUIC: e.QUICAddr().String(),
 			}, e.Run)
 		},

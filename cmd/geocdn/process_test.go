@@ -376,6 +376,7 @@ type edgeNode struct {
 	httpAddr  string
 	adminAddr string
 	quicAddr  string
+	httpsAddr string // its TLS listener, when it runs with --tls-cert
 	readyFile string
 	data      string
 	certID    string // identity of the certificate it runs with
@@ -485,7 +486,7 @@ func (c *procCluster) startEdge(e *edgeNode) {
 	} else {
 		e.p, f = restartNode(t, "edge "+e.id, e.readyFile, args...)
 	}
-	e.httpAddr, e.adminAddr, e.quicAddr = f.HTTP, f.Admin, f.QUIC
+	e.httpAddr, e.adminAddr, e.quicAddr, e.httpsAddr = f.HTTP, f.Admin, f.QUIC, f.HTTPS
 }
 
 // healthz returns the status of e's admin /healthz, or 0 if it does not

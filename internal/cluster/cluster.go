@@ -8,6 +8,7 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -32,6 +33,11 @@ type EdgeSpec struct {
 	HTTPAddr string
 	// AdminAddr is the metrics listener; empty means none.
 	AdminAddr string
+	// HTTPSAddr, with Config.EdgeCertificate, is a TLS listener for
+	// clients (HTTP/3 on the same port over UDP); empty means none. The
+	// edge's public URL, where the router sends clients, stays its HTTP
+	// one.
+	HTTPSAddr string
 }
 
 // Config configures a cluster.
@@ -41,6 +47,9 @@ type Config struct {
 	Edges []EdgeSpec
 	// Token is the admin token; default a random one.
 	Token string
+	// EdgeCertificate chooses the certificate of the edges' TLS
+	// listeners (EdgeSpec.HTTPSAddr).
+	EdgeCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Origins is how many origins the cluster runs, as one raft cluster
 	// whose members talk over their cluster ports; default 1, which runs
 	// without a cluster port.
@@ -244,7 +253,7 @@ func (c *Cluster) settings() nodeSettings {
 		publishTimeout: c.cfg.PublishTimeout, maxObjectSize: c.cfg.MaxObjectSize,
 		cacheSize: c.cfg.CacheSize, diskBytes: c.cfg.DiskBytes, logger: c.cfg.Logger, onEvent: c.cfg.OnEvent,
 		logRetention: c.cfg.LogRetention, resyncInterval: c.cfg.ResyncInterval,
-		reassignAfter: c.cfg.ReassignAfter, upstreams: c.cfg.Upstreams,
+		reassignAfter: c.cfg.ReassignAfter, upstreams: c.cfg.Upstreams, edgeCert: c.cfg.EdgeCertificate,
 	}
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -32,6 +33,7 @@ type nodeSettings struct {
 	reassignAfter        time.Duration
 	resyncInterval       time.Duration
 	upstreams            []origin.Upstream
+	edgeCert             func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 }
 
 // originID is the id of a harness's origin when it has only one.
@@ -82,13 +84,17 @@ func (s nodeSettings) runEdge(en *EdgeNode, originAddrs []net.Addr, pc net.Packe
 	if err := os.MkdirAll(en.dir, 0o755); err != nil {
 		return nil, err
 	}
-	e, err := edge.New(edge.Config{
+	cfg := edge.Config{
 		ID: en.Spec.ID, Region: en.Spec.Region, Lat: en.Spec.Lat, Lon: en.Spec.Lon,
 		Origins: originAddrs, PacketConn: pc, HTTPListener: ln, AdminAddr: en.Spec.AdminAddr,
 		PublicURL: en.URL, DataDir: en.dir, CA: s.ca, Cert: cert,
 		CacheSize: s.cacheSize, DiskBytes: s.diskBytes, Logger: s.logger,
 		ResyncInterval: s.resyncInterval,
-	})
+	}
+	if en.Spec.HTTPSAddr != "" && s.edgeCert != nil {
+		cfg.Certificate, cfg.HTTPSAddr = s.edgeCert, en.Spec.HTTPSAddr
+	}
+	e, err := edge.New(cfg)
 	if err != nil {
 		return nil, err
 	}

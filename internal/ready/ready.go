@@ -34,6 +34,10 @@ type File struct {
 	// HTTP is the origin's admin API, an edge's client listener or the
 	// router's listener.
 	HTTP string `json:"http,omitempty"`
+	// HTTPS and HTTP3 are an edge's (or the router's) TLS listener and
+	// its HTTP/3 UDP socket (the same port), when it serves TLS.
+	HTTPS string `json:"https,omitempty"`
+	HTTP3 string `json:"http3,omitempty"`
 	// Admin is an edge's admin listener (/metrics, /healthz).
 	Admin string `json:"admin,omitempty"`
 	// QUIC is the origin's listening UDP socket, or the local UDP socket
