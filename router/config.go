@@ -1,6 +1,8 @@
 package router
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +43,16 @@ type Config struct {
 	HTTPAddr string
 	// HTTPListener, when set, is used instead of listening on HTTPAddr.
 	HTTPListener net.Listener
+	// Certificate, when set, serves the same API over TLS (HTTP/1.1 and
+	// HTTP/2) on HTTPSAddr or HTTPSListener; it chooses each handshake's
+	// certificate (internal/tlscert).
+	Certificate   func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	HTTPSAddr     string
+	HTTPSListener net.Listener
+	// EdgeRootCAs verifies edges whose public URL is https:// when they
+	// are probed (nil: the system's roots). Clients are sent to those
+	// URLs as they are: an edge that serves TLS gets https redirects.
+	EdgeRootCAs *x509.CertPool
 
 	// OriginAdmin is the base URL of the origin's admin API, whose
 	// GET /v1/edges lists the edges. Required.
@@ -168,6 +180,9 @@ func (c Config) withDefaults() Config {
 	if c.HTTPClient == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.Proxy = nil // probes go straight to the edges
+		if c.EdgeRootCAs != nil {
+			tr.TLSClientConfig = &tls.Config{RootCAs: c.EdgeRootCAs}
+		}
 		tr.MaxIdleConnsPerHost = 4
 		c.HTTPClient = &http.Client{
 			Transport: tr,

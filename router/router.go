@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,10 @@ type Router struct {
 	nsFor   func(string) string
 	trusted []netip.Prefix
 
-	httpLn  net.Listener
+	httpLn net.Listener
+	// tlsLn and tlsSrv serve the same API over TLS, when configured.
+	tlsLn   net.Listener
+	tlsSrv  *http.Server
 	httpSrv *http.Server
 
 	closeOnce sync.Once
@@ -87,26 +91,52 @@ func New(cfg Config) (*Router, error) {
 		}
 		r.httpLn = ln
 	}
-	if r.httpLn != nil {
-		r.httpSrv = &http.Server{
-			Handler: r.Handler(),
-			// A redirect request is a line and a few headers: anything
-			// slower is a client holding a connection for nothing.
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			// Room for a long X-Forwarded-For chain.
-			MaxHeaderBytes:               32 << 10,
-			DisableGeneralOptionsHandler: true,
-			ErrorLog:                     slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	if cfg.Certificate != nil {
+		r.tlsLn = cfg.HTTPSListener
+		if r.tlsLn == nil {
+			ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+			if err != nil {
+				r.Close()
+				return nil, fmt.Errorf("listen https %s: %w", cfg.HTTPSAddr, err)
+			}
+			r.tlsLn = ln
 		}
+		r.tlsSrv = r.newServer()
+		r.tlsSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cfg.Certificate, NextProtos: []string{"h2", "http/1.1"}}
+	}
+	if r.httpLn != nil {
+		r.httpSrv = r.newServer()
 	}
 	return r, nil
 }
 
+// newServer is the HTTP server of a listener of the router's.
+func (r *Router) newServer() *http.Server {
+	return &http.Server{
+		Handler: r.Handler(),
+		// A redirect request is a line and a few headers: anything
+		// slower is a client holding a connection for nothing.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Room for a long X-Forwarded-For chain.
+		MaxHeaderBytes:               32 << 10,
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(r.log.Handler(), slog.LevelWarn),
+	}
+}
+
 func (r *Router) newTable(edges []Edge) *Table {
 	return NewTable(edges, TableOptions{Equivalence: r.cfg.Equivalence, CacheEntries: r.cfg.CacheEntries})
+}
+
+// HTTPSAddr is the bound address of the TLS server, nil without one.
+func (r *Router) HTTPSAddr() net.Addr {
+	if r.tlsLn == nil {
+		return nil
+	}
+	return r.tlsLn.Addr()
 }
 
 // HTTPAddr is the bound address of the HTTP server, nil without one.
@@ -122,7 +152,7 @@ func (r *Router) HTTPAddr() net.Addr {
 func (r *Router) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	if r.httpSrv != nil {
 		go func() {
 			if err := r.httpSrv.Serve(r.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -130,6 +160,14 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		}()
 		r.log.Info("router serving", "http", r.HTTPAddr().String(), "origin", r.cfg.OriginAdmin)
+	}
+	if r.tlsSrv != nil {
+		go func() {
+			if err := r.tlsSrv.ServeTLS(r.tlsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("router https: %w", err)
+			}
+		}()
+		r.log.Info("router serving", "https", r.HTTPSAddr().String())
 	}
 	done := make(chan struct{})
 	go func() {
@@ -149,6 +187,13 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		scancel()
 	}
+	if r.tlsSrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := r.tlsSrv.Shutdown(sctx); serr != nil && err == nil {
+			err = fmt.Errorf("router https shutdown: %w", serr)
+		}
+		scancel()
+	}
 	<-done
 	if cerr := r.Close(); cerr != nil && err == nil {
 		err = cerr
@@ -160,8 +205,11 @@ func (r *Router) Run(ctx context.Context) error {
 // Decide must not be called after it, since the database is unmapped.
 func (r *Router) Close() error {
 	r.closeOnce.Do(func() {
-		if r.httpLn != nil {
-			if err := r.httpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		for _, ln := range []net.Listener{r.httpLn, r.tlsLn} {
+			if ln == nil {
+				continue
+			}
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) && r.closeErr == nil {
 				r.closeErr = err
 			}
 		}

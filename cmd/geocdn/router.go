@@ -1,14 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/geocdn/geocdn/internal/geo"
 	"github.com/geocdn/geocdn/internal/ready"
+	"github.com/geocdn/geocdn/internal/tlscert"
 	"github.com/geocdn/geocdn/router"
 )
 
@@ -30,8 +35,12 @@ func routerCommand() *cli.Command {
 			&cli.DurationFlag{Name: "membership-interval", Value: d.MembershipInterval, Usage: "how often the origin's edge list is fetched (at most 1s)", EnvVars: env("membership-interval")},
 			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "how often each edge's /healthz is probed (at most 500ms)", EnvVars: env("probe-interval")},
 			&cli.DurationFlag{Name: "probe-timeout", Value: d.ProbeTimeout, Usage: "timeout of one probe or edge-list fetch (at most 2s)", EnvVars: env("probe-timeout")},
+			&cli.StringFlag{Name: "https", Value: "127.0.0.1:8448", EnvVars: env("https"),
+				Usage: "listen address of the same API over TLS (HTTP/1.1 and HTTP/2), served when --tls-cert is given"},
+			&cli.StringFlag{Name: "edge-ca", EnvVars: env("edge-ca"),
+				Usage: "PEM certificates that edges serving https:// public URLs are checked against when probed (default: the system's roots)"},
 			readyFileFlag(),
-		}, tokenFlags...),
+		}, append(tlsFlags("the router's HTTPS listener"), tokenFlags...)...),
 		Action: func(c *cli.Context) error {
 			tok, err := loadToken(c)
 			if err != nil {
@@ -53,6 +62,30 @@ func routerCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--country-locations: %w", err)
 			}
+			var edgeCAs *x509.CertPool
+			if f := c.String("edge-ca"); f != "" {
+				pemBytes, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("--edge-ca: %w", err)
+				}
+				edgeCAs = x509.NewCertPool()
+				if !edgeCAs.AppendCertsFromPEM(pemBytes) {
+					return fmt.Errorf("--edge-ca %s: no PEM certificate in it", f)
+				}
+			}
+			pairs, err := tlsPairs(c)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			var certs *tlscert.Store
+			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+			if len(pairs) > 0 {
+				if certs, err = loadTLS(pairs, reg, "geocdn_router"); err != nil {
+					return err
+				}
+				getCert = certs.GetCertificate
+			}
 			r, err := router.New(router.Config{
 				HTTPAddr: c.String("http"), OriginAdmin: c.String("origin-admin"), Token: tok,
 				GeoIPPath: c.String("geoip"), MaxAccuracyKm: c.Int("max-accuracy"),
@@ -60,14 +93,18 @@ func routerCommand() *cli.Command {
 				TrustedProxies: trusted, ClientIPHeader: c.String("client-ip-header"),
 				Equivalence: c.Duration("equivalence"), MembershipInterval: c.Duration("membership-interval"),
 				ProbeInterval: c.Duration("probe-interval"), ProbeTimeout: c.Duration("probe-timeout"),
-				Logger: slog.Default(),
+				Logger:      slog.Default(),
+				Certificate: getCert, HTTPSAddr: c.String("https"), EdgeRootCAs: edgeCAs, Registry: reg,
 			})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr())}, r.Run)
+			if certs != nil {
+				reloadTLS(ctx, certs, c.Duration("tls-reload-interval"))
+			}
+			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr()), HTTPS: addrString(r.HTTPSAddr())}, r.Run)
 		},
 	}
 }
