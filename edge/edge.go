@@ -46,9 +46,10 @@ type Config struct {
 	Lat, Lon    float64
 	FaultDomain string
 	// PublicURL is the URL clients are sent to; default
-	// https://<HTTPS addr> when the edge serves TLS, else
-	// http://<HTTP addr>.
-	PublicURL string
+	// https://<HTTPS addr> when the edge serves TLS (unless
+	// AdvertiseHTTP), else http://<HTTP addr>.
+	PublicURL     string
+	AdvertiseHTTP bool
 
 	// Origins are the QUIC addresses of every origin: one, or each node of
 	// a raft cluster of origins, of which only the leader serves the log
@@ -396,7 +397,7 @@ func (e *Edge) listen() error {
 	}
 	if e.cfg.PublicURL == "" {
 		e.cfg.PublicURL = "http://" + e.httpLn.Addr().String()
-		if tlsLn != nil {
+		if tlsLn != nil && !e.cfg.AdvertiseHTTP {
 			e.cfg.PublicURL = "https://" + tlsLn.Addr().String()
 		}
 	}

@@ -219,7 +219,7 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string, site string)
 				// HTTPS and HTTP/3 beside HTTP; the router keeps sending
 				// clients to HTTP, as the in-process cluster's does.
 				"--https", httpsAddr, "--tls-cert", d.webCert, "--tls-key", d.webKey,
-				"--public-url", "http://" + httpAddr,
+				"--public-scheme", "http",
 				// The in-process edges have no drain delay either.
 				"--drain-delay", "0s"}
 		})

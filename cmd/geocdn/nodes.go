@@ -401,6 +401,8 @@ func edgeCommand() *cli.Command {
 				Usage: "client HTTPS listen address (HTTP/1.1 and HTTP/2; HTTP/3 on the same port over UDP), served when --tls-cert is given"},
 			&cli.BoolFlag{Name: "http3", Value: true, EnvVars: env("http3"), Usage: "serve HTTP/3 beside HTTPS and advertise it with Alt-Svc"},
 			&cli.StringFlag{Name: "public-url", Usage: "URL clients are sent to (default https://<https addr> with TLS, else http://<http addr>)", EnvVars: env("public-url")},
+			&cli.StringFlag{Name: "public-scheme", Value: "https", EnvVars: env("public-scheme"),
+				Usage: "with TLS and no --public-url, which listener the public URL names: https, or http to keep sending clients to plain HTTP"},
 			&cli.StringFlag{Name: "data", Usage: "data directory", Required: true, EnvVars: env("data")},
 			&cli.StringFlag{Name: "cache-size", Value: humanize.IBytes(uint64(d.CacheSize)), Usage: "RAM hot tier capacity", EnvVars: env("cache-size")},
 			&cli.StringFlag{Name: "hot-max-object", Value: humanize.IBytes(uint64(d.HotMaxObject)), Usage: "largest object the RAM hot tier takes; larger ones are sent from the disk store (the kernel's page cache) with sendfile", EnvVars: env("hot-max-object")},
@@ -465,6 +467,10 @@ func edgeCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			scheme := c.String("public-scheme")
+			if scheme != "https" && scheme != "http" {
+				return fmt.Errorf("--public-scheme %q: want https or http", scheme)
+			}
 			reg := prometheus.NewRegistry()
 			var certs *tlscert.Store
 			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
@@ -483,7 +489,8 @@ func edgeCommand() *cli.Command {
 				ScrubRate: scrubRate, ScrubInterval: c.Duration("scrub-interval"), Logger: slog.Default(),
 				HonorClientNoCache: c.Bool("honor-client-no-cache"),
 				Certificate:        getCert, HTTPSAddr: c.String("https"), DisableHTTP3: !c.Bool("http3"),
-				Registry: reg,
+				AdvertiseHTTP: scheme == "http",
+				Registry:      reg,
 			})
 			if err != nil {
 				return err
