@@ -24,6 +24,7 @@ import (
 // the first pair the default. A SIGHUP after a renewal serves the new
 // certificate to new handshakes while connections made before keep
 // working; a broken file keeps the certificate in use and is counted.
+// With --tls-strict-sni an unknown name is refused.
 func TestHTTPSProcesses(t *testing.T) {
 	c := newCluster(t)
 	ca, err := pki.LoadCA(c.pki.dir)
@@ -44,6 +45,9 @@ func TestHTTPSProcesses(t *testing.T) {
 	e := c.addEdge("lhr", "eu-west", 51.51, -0.13, "--https", anyPort,
 		"--tls-cert", certA, "--tls-key", keyA, "--tls-cert", certB, "--tls-key", keyB,
 		"--tls-reload-interval", "0s") // SIGHUP only: the test says when
+	certS, keyS := issue("s", "s.test")
+	strict := c.addEdge("fra", "eu-central", 50.11, 8.68, "--https", anyPort,
+		"--tls-cert", certS, "--tls-key", keyS, "--tls-strict-sni")
 	c.start()
 	if e.httpsAddr == "" {
 		t.Fatal("the edge's ready file names no HTTPS listener")
@@ -106,6 +110,20 @@ func TestHTTPSProcesses(t *testing.T) {
 		conn.Close()
 		if got != tc.want {
 			t.Errorf("SNI %q: certificate serial %s, want %s", tc.sni, got, tc.want)
+		}
+	}
+
+	// With --tls-strict-sni a name no certificate covers is refused.
+	for _, tc := range []struct {
+		sni string
+		ok  bool
+	}{{"s.test", true}, {"unknown.test", false}} {
+		conn, err := tls.Dial("tcp", strict.httpsAddr, &tls.Config{ServerName: tc.sni, RootCAs: ca.Pool})
+		if (err == nil) != tc.ok {
+			t.Errorf("strict SNI, a handshake for %q: %v, want success %v", tc.sni, err, tc.ok)
+		}
+		if err == nil {
+			conn.Close()
 		}
 	}
 

@@ -475,7 +475,7 @@ func edgeCommand() *cli.Command {
 			var certs *tlscert.Store
 			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 			if len(pairs) > 0 {
-				if certs, err = loadTLS(pairs, reg, "geocdn_edge"); err != nil {
+				if certs, err = loadTLS(pairs, c.Bool("tls-strict-sni"), reg, "geocdn_edge"); err != nil {
 					return err
 				}
 				getCert = certs.GetCertificate

@@ -81,7 +81,7 @@ func routerCommand() *cli.Command {
 			var certs *tlscert.Store
 			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 			if len(pairs) > 0 {
-				if certs, err = loadTLS(pairs, reg, "geocdn_router"); err != nil {
+				if certs, err = loadTLS(pairs, c.Bool("tls-strict-sni"), reg, "geocdn_router"); err != nil {
 					return err
 				}
 				getCert = certs.GetCertificate

@@ -30,6 +30,8 @@ func tlsFlags(what string) []cli.Flag {
 			Usage: "PEM private key of the --tls-cert at the same position"},
 		&cli.DurationFlag{Name: "tls-reload-interval", Value: 10 * time.Second, EnvVars: env("tls-reload-interval"),
 			Usage: "how often certificate files are checked for changes (SIGHUP reloads at once)"},
+		&cli.BoolFlag{Name: "tls-strict-sni", EnvVars: env("tls-strict-sni"),
+			Usage: "refuse a handshake for a name no certificate covers, rather than answer it with the first pair's"},
 	}
 }
 
@@ -49,14 +51,15 @@ func tlsPairs(c *cli.Context) ([]tlscert.Pair, error) {
 // loadTLS loads pairs (refusing, with the file and the reason, any that
 // cannot be used) and counts failed reloads in reg as
 // <prefix>_tls_reload_failures_total.
-func loadTLS(pairs []tlscert.Pair, reg *prometheus.Registry, prefix string) (*tlscert.Store, error) {
+func loadTLS(pairs []tlscert.Pair, strictSNI bool, reg *prometheus.Registry, prefix string) (*tlscert.Store, error) {
 	failures := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: prefix + "_tls_reload_failures_total",
 		Help: "Certificate reloads that kept the previous certificate because the new files could not be used.",
 	})
 	reg.MustRegister(failures)
 	return tlscert.Load(pairs, tlscert.Options{
-		Logger: slog.Default(),
+		Logger:    slog.Default(),
+		NoDefault: strictSNI,
 		OnReload: func(_ tlscert.Pair, err error) {
 			if err != nil {
 				failures.Inc()

@@ -46,6 +46,10 @@ type Options struct {
 	// Reload (Watch's, for reloads Watch triggers); it may call the Store's
 	// methods, including Reload.
 	OnReload func(p Pair, err error)
+	// NoDefault refuses a handshake whose server name (or, without one,
+	// local address) no certificate names, rather than answer it with
+	// the first pair's certificate.
+	NoDefault bool
 }
 
 // Store holds the certificates of a set of Pairs. Create it with Load; its
@@ -55,6 +59,8 @@ type Store struct {
 	log      *slog.Logger
 	now      func() time.Time
 	onReload func(Pair, error)
+	// noDefault is Options.NoDefault.
+	noDefault bool
 
 	// snap is what handshakes read; it is replaced whole, never modified,
 	// so GetCertificate takes no lock however often Reload runs.
@@ -91,11 +97,12 @@ func Load(pairs []Pair, opts Options) (*Store, error) {
 		return nil, errors.New("tlscert: no certificate pairs to load")
 	}
 	s := &Store{
-		pairs:    slices.Clone(pairs),
-		log:      opts.Logger,
-		now:      opts.Now,
-		onReload: opts.OnReload,
-		stamps:   make([]pairStamp, len(pairs)),
+		pairs:     slices.Clone(pairs),
+		log:       opts.Logger,
+		now:       opts.Now,
+		onReload:  opts.OnReload,
+		noDefault: opts.NoDefault,
+		stamps:    make([]pairStamp, len(pairs)),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -139,7 +146,8 @@ func (s *Store) Pairs() []Pair { return slices.Clone(s.pairs) }
 // When several certificates match (say an ECDSA and an RSA one for the same
 // name), the first, in the order the pairs were given, that the client
 // supports wins (tls.ClientHelloInfo.SupportsCertificate); if it supports
-// none, the first. It never returns an error for a Store made by Load.
+// none, the first. It returns an error only with Options.NoDefault, for a
+// handshake no certificate names.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	snap := s.snap.Load()
 	if snap == nil {
@@ -159,6 +167,9 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 		}
 	} else if ip, ok := localAddr(hello.Conn); ok {
 		first = snap.ips[ip]
+	}
+	if len(first)+len(second) == 0 && s.noDefault {
+		return nil, fmt.Errorf("tlscert: no certificate for server name %q", hello.ServerName)
 	}
 	return choose(hello, snap.certs[0], first, second), nil
 }

@@ -278,6 +278,19 @@ func TestGetCertificateSelection(t *testing.T) {
 			}
 		})
 	}
+
+	// With NoDefault, what only the default answered is refused.
+	strict := mustLoad(t, pairs, Options{NoDefault: true})
+	for _, tt := range tests {
+		c, err := strict.GetCertificate(&tls.ClientHelloInfo{ServerName: tt.sni, Conn: tt.conn})
+		refused := tt.want == "default" && tt.sni != "default.test"
+		switch {
+		case refused && err == nil:
+			t.Errorf("NoDefault, %s: got the %s certificate, want a refusal", tt.name, names[c.Leaf.SerialNumber.String()])
+		case !refused && (err != nil || names[c.Leaf.SerialNumber.String()] != tt.want):
+			t.Errorf("NoDefault, %s: %v, want the %s certificate", tt.name, err, tt.want)
+		}
+	}
 }
 
 func TestGetCertificatePrefersSupportedKey(t *testing.T) {
