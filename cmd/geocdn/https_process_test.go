@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,6 +190,42 @@ func TestHTTPSProcesses(t *testing.T) {
 	}
 	if !strings.Contains(e.p.out.String(), certA) {
 		t.Errorf("the edge's log does not name the broken file %s", certA)
+	}
+}
+
+// TestHTTPSBadCertificateRefusedAtStart: an edge given a certificate and
+// a key that do not match, or an expired certificate, does not start, and
+// says which file is wrong.
+func TestHTTPSBadCertificateRefusedAtStart(t *testing.T) {
+	k := newPKI(t)
+	ca, err := pki.LoadCA(k.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certA, _, err := pki.IssueWebFiles(ca, "a", []string{"a.test"}, dir, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, keyB, err := pki.IssueWebFiles(ca, "b", []string{"b.test"}, dir, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Issued two hours ago for one hour: expired an hour ago.
+	certOld, keyOld, err := pki.IssueWebFiles(ca, "old", []string{"old.test"}, dir, time.Now().Add(-2*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, cert, key, want string }{
+		{"mismatched", certA, keyB, certA},
+		{"expired", certOld, keyOld, certOld},
+	} {
+		_, stderr, err := runCLI(t, "edge", "--id", "lhr", "--region", "eu-west", "--lat", "51.5", "--lon", "-0.1",
+			"--origin", "127.0.0.1:9", "--http", anyPort, "--https", anyPort, "--data", filepath.Join(dir, "data-"+tc.name),
+			"--ca", k.dir, "--tls-cert", tc.cert, "--tls-key", tc.key)
+		if err == nil || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s certificate: err %v, stderr %q; want a failure naming %s", tc.name, err, stderr, tc.want)
+		}
 	}
 }
 
