@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -50,6 +51,31 @@ func BenchmarkServeHitTCP(b *testing.B) {
 				Logger: slog.New(slog.DiscardHandler)}
 			benchTCP(b, srv, "/bench/object", bc.size)
 		})
+		if bc.size <= 64<<10 {
+			// Over TLS (HTTP/1.1): the same fast path behind the
+			// handshake, next to net/http's TLS server writing from
+			// memory.
+			b.Run("edge-tls-"+bc.name, func(b *testing.B) {
+				e := newTestEdge(b, storeConfig{Logger: slog.New(slog.DiscardHandler)}, 0)
+				e.publish(b, 1, "bench/object", body, true)
+				srv := &h1.Server{Handler: e.h, Fast: e.h.serveFast, SlowHeaders: SlowHeaders,
+					Logger: slog.New(slog.DiscardHandler)}
+				benchTLS(b, srv, "/bench/object", bc.size, func(ln net.Listener, conf *tls.Config) net.Listener {
+					return tls.NewListener(ln, conf)
+				})
+			})
+			b.Run("plain-tls-"+bc.name, func(b *testing.B) {
+				ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
+				h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header()["Content-Type"] = ct
+					w.Header()["Content-Length"] = cl
+					w.Write(body)
+				})
+				benchTLS(b, newHTTPServer(h, slog.New(slog.DiscardHandler)), "/bench/object", bc.size, func(ln net.Listener, conf *tls.Config) net.Listener {
+					return tls.NewListener(ln, conf)
+				})
+			})
+		}
 		b.Run("plain-"+bc.name, func(b *testing.B) {
 			ct, cl := []string{"text/plain"}, []string{strconv.Itoa(len(body))}
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +125,31 @@ func benchTCP(b *testing.B, srv interface {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchConn(b, conn, path, size)
+}
+
+// benchTLS is benchTCP over TLS 1.3 (HTTP/1.1): wrap puts TLS on the
+// listener, with a certificate made for the benchmark.
+func benchTLS(b *testing.B, srv interface {
+	Serve(net.Listener) error
+	Close() error
+}, path string, size int, wrap func(net.Listener, *tls.Config) net.Listener) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert, pool := testCert(b)
+	go srv.Serve(wrap(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}))
+	b.Cleanup(func() { srv.Close() })
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchConn(b, conn, path, size)
+}
+
+// benchConn times requests for path, one at a time, on conn.
+func benchConn(b *testing.B, conn net.Conn, path string, size int) {
 	defer conn.Close()
 	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
 	br := bufio.NewReaderSize(conn, 64<<10)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -539,12 +540,17 @@ func copyFile(w io.Writer, hdr []byte, f *os.File, size, piece int64, next func(
 	if piece <= 0 {
 		piece = size
 	}
+	// A TLS connection has no ReadFrom, so io.Copy would allocate 32 KiB
+	// per response: a pooled buffer instead, twice that, which also
+	// halves the reads.
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
 	for off := int64(0); off < size; off += piece {
 		if off > 0 {
 			next()
 		}
 		n := min(piece, size-off)
-		m, err := io.Copy(w, io.NewSectionReader(f, off, n))
+		m, err := io.CopyBuffer(w, io.NewSectionReader(f, off, n), *buf)
 		if err != nil {
 			return err
 		}
@@ -554,6 +560,9 @@ func copyFile(w io.Writer, hdr []byte, f *os.File, size, piece int64, next func(
 	}
 	return nil
 }
+
+// copyBufs are copyFile's buffers.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 func (w *Reply) begin(hdr []byte) bool {
 	if w.sent {
