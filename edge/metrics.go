@@ -1,8 +1,8 @@
 package edge
 
 import (
-	"strings"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
