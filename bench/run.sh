@@ -3,19 +3,20 @@
 # Go server, nginx's proxy_cache and Apache Traffic Server, driven by wrk;
 # push replication next to a raw quic-go stream; purges over the simulated
 # WAN; anti-entropy, snapshot catch-up, restart and memory of an edge at a
-# million objects, and the scrubber's effect on hits. Raw outputs go to
+# million objects, and the scrubber's effect on hits; the edge over TLS
+# (HTTP/1.1, HTTP/2, HTTP/3, handshakes) next to nginx. Raw outputs go to
 # bench/out/<timestamp>/ (and bench/out/latest); the tables are printed at
 # the end and saved as results.md there. See bench/README.md for what each
 # column means.
 #
 # Environment (defaults in brackets):
-#   BENCH_ONLY        http, push, purge, pull, resync, loadtest or origin: run that part only [all]
+#   BENCH_ONLY        http, push, purge, pull, resync, loadtest, origin or tls: run that part only [all]
 #   BENCH_RUNS        measured runs per (server, size), interleaved [3]
 #   BENCH_DURATION    wrk -d of each run [10s]
 #   BENCH_THREADS     wrk -t [2]
 #   BENCH_CONNS       wrk -c [64]
 #   BENCH_COUNT       URLs (objects) per size [1000]
-#   BENCH_PORT_BASE   first of 17 loopback ports used (7 to 12: etcd; 13 to 16: the pull-through edge) [18100]
+#   BENCH_PORT_BASE   first of 23 loopback ports used (7 to 12: etcd; 13 to 16: the pull-through edge; 17 to 22: the TLS part) [18100]
 #   BENCH_TMP         tmpfs for content, nginx and ATS caches and the origin's data [/dev/shm]
 #   BENCH_EDGE_DATA   directory on disk for the geocdn edge's store [/var/tmp]
 #   BENCH_PUSH_ROUNDS iterations of BenchmarkPush [3]
@@ -32,6 +33,8 @@
 #   BENCH_BASELINE    commit whose single origin is measured beside this one [77896ff]
 #   BENCH_WRITES      publishes, and purges, per origin case [20000]
 #   BENCH_FAILOVER_KILLS leader kills of the failover benchmark [20]
+#   BENCH_TLS_RUNS    measured runs of each TLS case, interleaved [3]
+#   BENCH_TLS_DURATION length of each TLS run, whole seconds with an s (h2load -D, h3load, handshakes) [10s]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -790,6 +793,247 @@ run_origin() {
 	grep '^|' "$OUT/failover.txt" >"$OUT/failover-table.md" || { log "no table in $OUT/failover.txt"; exit 1; }
 }
 
+# ---------------------------------------------------------------- TLS
+# The edge over TLS next to nginx, both serving the same certificate (from
+# the benchmark's CA) with the same cipher: TLS 1.3 with
+# TLS_AES_128_GCM_SHA256, Go's choice on a CPU with AES instructions, to
+# which nginx is pinned. h2load hits of 1 KiB and 64 KiB over HTTP/1.1 and
+# HTTP/2; the edge's HTTP/3 next to its HTTP/2 from one Go client
+# (benchtool h3load); TLS handshakes per second, full and resumed
+# (benchtool handshakes). Runs are interleaved as in run_http; every
+# process is stopped by its PID.
+TLS_RUNS=${BENCH_TLS_RUNS:-3}
+TLS_DURATION=${BENCH_TLS_DURATION:-10s}
+TLS_SIZES=(1k 64k)
+TLS_NGINX_PORT=$((PORT + 17))
+TLS_MAP_PORT=$((PORT + 18))
+TLS_ORIGIN_PORT=$((PORT + 19))     # TCP admin API and UDP QUIC
+TLS_EDGE_PORT=$((PORT + 20))
+TLS_EDGE_ADMIN_PORT=$((PORT + 21))
+TLS_EDGE_HTTPS_PORT=$((PORT + 22)) # TCP HTTP/1.1 and HTTP/2, UDP HTTP/3
+# HTTP/2 streams per connection, for h2load -m and h3load -streams.
+TLS_STREAMS=10
+
+run_tls() {
+	command -v h2load >/dev/null || install_pkgs nghttp2-client
+	command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || install_pkgs nginx
+	local NGINX
+	NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+	{
+		echo "h2load: $(h2load --version 2>&1 | head -1)"
+		echo "nginx (TLS part): $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $("$NGINX" -V 2>&1 | grep -o 'built with OpenSSL [^ ]*')"
+	} >>"$OUT/machine.txt"
+	# A whole number of seconds bounds each run at that plus a minute;
+	# anything else at 10 minutes.
+	local bound=600
+	if [[ $TLS_DURATION =~ ^([0-9]+)s$ ]]; then
+		bound=$((BASH_REMATCH[1] + 60))
+	fi
+
+	local p
+	for p in $TLS_NGINX_PORT $TLS_MAP_PORT $TLS_ORIGIN_PORT $TLS_EDGE_PORT $TLS_EDGE_ADMIN_PORT $TLS_EDGE_HTTPS_PORT; do
+		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
+	done
+
+	WORK=$(mktemp -d "$TMPBASE/geocdn-bench-tls.XXXXXX")
+	chmod 755 "$WORK"
+	EDGE_WORK=$(mktemp -d "$EDGE_BASE/geocdn-bench-tls-edge.XXXXXX")
+	echo "geocdn edge store (TLS part): $(df -T "$EDGE_WORK" | awk 'NR == 2 {print $2 " on " $1}')" >>"$OUT/machine.txt"
+	local content=$WORK/content
+	log "TLS: generating $COUNT objects of 1 KiB and 64 KiB in $content"
+	"$TOOL" gen -dir "$content" -count "$COUNT"
+	# gen writes every size; only these two are measured, and the map
+	# server would load the 1 MiB ones into memory too.
+	rm -rf "$content/1m"
+
+	# One CA, one web certificate (ECDSA P-256, for 127.0.0.1 and
+	# localhost) for both servers.
+	"$GEOCDN" ca init --dir "$WORK/ca" >/dev/null
+	head -c 24 /dev/urandom | base64 >"$WORK/token"
+	"$TOOL" webcert -ca "$WORK/ca" -out "$WORK/web" -hosts 127.0.0.1,localhost >/dev/null
+	local crt=$WORK/web/web-bench.crt key=$WORK/web/web-bench.key cacrt=$WORK/ca/ca.crt
+
+	# (a) nginx proxy_cache over TLS in front of a map server, as in run_http
+	"$BIN/mapserver" -addr "127.0.0.1:$TLS_MAP_PORT" -content "$content" >"$OUT/tls-mapserver.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$TLS_MAP_PORT/1k/00000.bin" -timeout 60s
+	local ng=$WORK/nginx user_line="" ver listen h2line=""
+	mkdir -p "$ng/cache" "$ng/tmp"
+	if [[ $(id -u) -eq 0 ]]; then
+		user_line="user nobody nogroup;"
+		chown -R nobody:nogroup "$ng/cache" "$ng/tmp"
+	fi
+	# `http2 on` came with nginx 1.25.1; before it, a flag of listen.
+	ver=$("$NGINX" -v 2>&1 | sed 's|.*/||')
+	if [[ $(printf '%s\n' 1.25.1 "$ver" | sort -V | head -1) == 1.25.1 ]]; then
+		listen="listen 127.0.0.1:$TLS_NGINX_PORT ssl;"
+		h2line="http2 on;"
+	else
+		listen="listen 127.0.0.1:$TLS_NGINX_PORT ssl http2;"
+	fi
+	cat >"$ng/nginx.conf" <<NGINX
+$user_line
+worker_processes 2;
+daemon off;
+master_process on;
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_timeout 120s;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=120s;
+    open_file_cache_valid 120s;
+    client_body_temp_path $ng/tmp/body;
+    proxy_temp_path $ng/tmp/proxy;
+    fastcgi_temp_path $ng/tmp/fastcgi;
+    uwsgi_temp_path $ng/tmp/uwsgi;
+    scgi_temp_path $ng/tmp/scgi;
+    proxy_cache_path $ng/cache levels=1:2 keys_zone=bench:32m max_size=8g inactive=1d use_temp_path=off;
+    upstream origin {
+        server 127.0.0.1:$TLS_MAP_PORT;
+        keepalive 16;
+    }
+    server {
+        $listen
+        $h2line
+        ssl_certificate $crt;
+        ssl_certificate_key $key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_tickets on;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 1d;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+NGINX
+	"$NGINX" -t -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-tls-t.log" 2>&1 ||
+		{ cat "$OUT/nginx-tls-t.log" >&2; exit 1; }
+	cp "$ng/nginx.conf" "$OUT/nginx-tls.conf"
+	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-tls.log" 2>&1 &
+	PIDS+=($!)
+	local nginx_pid=$! i
+	for ((i = 0; i < 300; i++)); do
+		port_free "$TLS_NGINX_PORT" || break
+		kill -0 "$nginx_pid" 2>/dev/null || { cat "$OUT/nginx-tls.log" "$ng/error.log" >&2; exit 1; }
+		sleep 0.1
+	done
+
+	# (b) geocdn: an origin and one edge serving HTTPS and HTTP/3 with the
+	# same certificate.
+	"$GEOCDN" --log-level warn origin --data "$WORK/origin" \
+		--http "127.0.0.1:$TLS_ORIGIN_PORT" --quic "127.0.0.1:$TLS_ORIGIN_PORT" \
+		--ca "$WORK/ca" --token-file "$WORK/token" --publish-timeout 2m \
+		>"$OUT/tls-geocdn-origin.log" 2>&1 &
+	PIDS+=($!)
+	"$GEOCDN" --log-level warn edge --id bench --region local --lat 0 --lon 0 \
+		--origin "127.0.0.1:$TLS_ORIGIN_PORT" --http "127.0.0.1:$TLS_EDGE_PORT" \
+		--admin "127.0.0.1:$TLS_EDGE_ADMIN_PORT" --data "$EDGE_WORK/edge" --ca "$WORK/ca" \
+		--drain-delay 0s --https "127.0.0.1:$TLS_EDGE_HTTPS_PORT" --tls-cert "$crt" --tls-key "$key" \
+		$EDGE_FLAGS >"$OUT/tls-geocdn-edge.log" 2>&1 &
+	PIDS+=($!)
+	"$TOOL" wait -url "http://127.0.0.1:$TLS_EDGE_ADMIN_PORT/healthz" -timeout 60s
+	log "TLS: publishing $((COUNT * ${#TLS_SIZES[@]})) objects to geocdn with w=all"
+	"$TOOL" publish -origin "http://127.0.0.1:$TLS_ORIGIN_PORT" -token-file "$WORK/token" \
+		-dir "$content" -count "$COUNT" -sizes 1k,64k -w all | tee "$OUT/tls-publish.txt" >&2
+
+	declare -A port=([nginx]=$TLS_NGINX_PORT [geocdn]=$TLS_EDGE_HTTPS_PORT)
+	local server size
+	for server in nginx geocdn; do
+		for size in "${TLS_SIZES[@]}"; do
+			for ((i = 0; i < COUNT; i++)); do
+				printf 'https://127.0.0.1:%d/%s/%05d.bin\n' "${port[$server]}" "$size" "$i"
+			done >"$OUT/tls-urls-$server-$size.txt"
+		done
+	done
+	log "TLS: warming: every object twice over every protocol of each server, bytes checked, hits checked"
+	local warm=("$TOOL" warmtls -ca "$cacrt" -dir "$content" -count "$COUNT" -sizes 1k,64k)
+	{
+		"${warm[@]}" -base "https://127.0.0.1:$TLS_NGINX_PORT" -proto h2 -header X-Cache-Status -want HIT
+		"${warm[@]}" -base "https://127.0.0.1:$TLS_NGINX_PORT" -proto h1 -header X-Cache-Status -want HIT
+		"${warm[@]}" -base "https://127.0.0.1:$TLS_EDGE_HTTPS_PORT" -proto h1 -header X-Cache -want HIT
+		"${warm[@]}" -base "https://127.0.0.1:$TLS_EDGE_HTTPS_PORT" -proto h2 -header X-Cache -want HIT
+		"${warm[@]}" -base "https://127.0.0.1:$TLS_EDGE_HTTPS_PORT" -proto h3 -header X-Cache -want HIT
+	} | tee "$OUT/tls-warm.txt" >&2
+
+	tls_metrics() { curl -fsS "http://127.0.0.1:$TLS_EDGE_ADMIN_PORT/metrics" | grep -E '^geocdn_edge_(hits|misses)_total' || true; }
+	tls_metrics >"$OUT/tls-geocdn-metrics-before.txt"
+
+	# Each run: h2load for every (size, protocol), both servers back to back
+	# (order rotated per run); then h3load HTTP/2 and HTTP/3 per size (order
+	# rotated); then handshakes, full and resumed, both servers.
+	local servers=(nginx geocdn) protos=(h2 h3) r k n=0 f proto mode h2opt
+	local total=$((TLS_RUNS * (${#TLS_SIZES[@]} * 6 + 4)))
+	log "TLS: measuring: $total runs of $TLS_DURATION, interleaved"
+	for ((r = 1; r <= TLS_RUNS; r++)); do
+		for size in "${TLS_SIZES[@]}"; do
+			for proto in h1 h2; do
+				h2opt=(-m "$TLS_STREAMS")
+				[[ $proto == h2 ]] || h2opt=(--h1)
+				for ((k = 0; k < 2; k++)); do
+					server=${servers[$(((k + r - 1) % 2))]}
+					f=$OUT/h2load-$server-$size-$proto-r$r.txt
+					n=$((n + 1))
+					timeout "$bound" h2load -c "$CONNS" -t "$THREADS" -D "$TLS_DURATION" --warm-up-time 2s \
+						"${h2opt[@]}" -i "$OUT/tls-urls-$server-$size.txt" >"$f" 2>&1 ||
+						{ cat "$f" >&2; exit 1; }
+					log "  [$n/$total] run $r $size $proto $server (h2load): $(awk '/^finished in/ {print $4}' "$f") req/s"
+				done
+			done
+			for ((k = 0; k < 2; k++)); do
+				proto=${protos[$(((k + r - 1) % 2))]}
+				f=$OUT/h3load-$size-$proto-r$r.txt
+				n=$((n + 1))
+				timeout "$bound" "$TOOL" h3load -url-list "$OUT/tls-urls-geocdn-$size.txt" -proto "$proto" \
+					-conns "$CONNS" -streams "$TLS_STREAMS" -duration "$TLS_DURATION" -warmup 2s -ca "$cacrt" \
+					>"$f" 2>&1 || { cat "$f" >&2; exit 1; }
+				log "  [$n/$total] run $r $size $proto geocdn (h3load): $(awk '/ req\/s/ {print $3}' "$f") req/s"
+			done
+		done
+		for mode in full resumed; do
+			for ((k = 0; k < 2; k++)); do
+				server=${servers[$(((k + r - 1) % 2))]}
+				f=$OUT/handshakes-$server-$mode-r$r.txt
+				n=$((n + 1))
+				timeout "$bound" "$TOOL" handshakes -addr "127.0.0.1:${port[$server]}" -ca "$cacrt" -mode "$mode" \
+					-conns "$CONNS" -duration "$TLS_DURATION" >"$f" 2>&1 || { cat "$f" >&2; exit 1; }
+				log "  [$n/$total] run $r $mode handshakes $server: $(awk '/ handshakes, / {sub(",", "", $3); print $3}' "$f")"
+			done
+		done
+	done
+	tls_metrics >"$OUT/tls-geocdn-metrics-after.txt"
+	local miss_before miss_after
+	miss_before=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/tls-geocdn-metrics-before.txt")
+	miss_after=$(awk '/^geocdn_edge_misses_total/ {print $2}' "$OUT/tls-geocdn-metrics-after.txt")
+	if [[ $miss_before != "$miss_after" ]]; then
+		log "WARNING: the geocdn edge counted misses during the TLS measurement ($miss_before → $miss_after)"
+	fi
+	grep -q . "$OUT/tls-geocdn-metrics-after.txt" || log "WARNING: could not read the geocdn edge's hit and miss counters"
+
+	log "stopping the TLS servers"
+	for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do
+		stop_pid "${PIDS[k]}"
+	done
+	cp "$ng/error.log" "$OUT/nginx-tls-error.log" 2>/dev/null || true
+	rm -rf "$WORK" "$EDGE_WORK"
+	WORK=""
+	EDGE_WORK=""
+
+	"$TOOL" tlstable -dir "$OUT" >"$OUT/tls-table.md"
+}
+
 [[ -n $ONLY && $ONLY != http ]] || run_http
 [[ -n $ONLY && $ONLY != push ]] || run_push
 [[ -n $ONLY && $ONLY != purge ]] || run_purge
@@ -797,6 +1041,7 @@ run_origin() {
 [[ -n $ONLY && $ONLY != resync ]] || run_resync
 [[ -n $ONLY && $ONLY != loadtest ]] || run_loadtest
 [[ -n $ONLY && $ONLY != origin ]] || run_origin
+[[ -n $ONLY && $ONLY != tls ]] || run_tls
 
 {
 	echo "# geocdn benchmarks"
@@ -819,6 +1064,12 @@ run_origin() {
 		cat "$OUT/servehit-table.md"
 		echo
 		echo "CPU profiles of the edge under wrk: bench/out/$STAMP/profile/ (top-<size>.txt, cpu-<size>.prof)"
+	fi
+	if [[ -f $OUT/tls-table.md ]]; then
+		echo
+		echo "## Over TLS: geocdn edge next to nginx (h2load -c$CONNS -t$THREADS -D $TLS_DURATION --warm-up-time 2s, HTTP/2 with -m $TLS_STREAMS; $COUNT URLs per size; $TLS_RUNS interleaved runs)"
+		echo
+		cat "$OUT/tls-table.md"
 	fi
 	if [[ -f $OUT/push-table.md ]]; then
 		echo

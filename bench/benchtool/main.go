@@ -12,6 +12,7 @@
 //	benchtool tcptable -in servehit-tcp.txt
 //	benchtool resynctable [-resync F] [-store F] [-scrub F] [-objects N]
 //	benchtool writes  -origin URL -token-file F [-op publish|purge] [-count N] [-clients 64]
+//	benchtool webcert|warmtls|h3load|handshakes|tlstable (tls.go)
 package main
 
 import (
@@ -49,11 +50,12 @@ var sizes = []struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable|writes [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable|writes|webcert|warmtls|h3load|handshakes|tlstable [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
 		"gen": gen, "publish": publish, "wait": wait, "warm": warm,
+		"webcert": webCert, "warmtls": warmTLS, "h3load": h3load, "handshakes": handshakes, "tlstable": tlsTable,
 		"table": table, "pushtable": pushTable, "tcptable": tcpTable, "resynctable": resyncTable,
 		"writes": writes,
 	}
@@ -590,6 +592,8 @@ func tcpTable(args []string) error {
 	}
 	handlers := []struct{ prefix, label string }{
 		{"edge-pulled-", "geocdn edge, pulled object"},
+		{"edge-tls-", "geocdn edge over TLS"},
+		{"plain-tls-", "plain over TLS (net/http), w.Write from memory"},
 		{"edge-", "geocdn edge"},
 		{"plain-sendfile-", "plain, io.Copy from a file (sendfile)"},
 		{"plain-", "plain, w.Write from memory"},
@@ -608,8 +612,13 @@ func tcpTable(args []string) error {
 	for _, name := range names {
 		prefix, label, object := split(name)
 		m := func(unit string) float64 { return median(vals[name][unit]) }
+		// Over TLS, against the plain handler over TLS.
+		base := "plain-"
+		if strings.Contains(prefix, "tls-") {
+			base = "plain-tls-"
+		}
 		ratio := "—"
-		if p := vals["plain-"+object]; prefix != "plain-" && p != nil {
+		if p := vals[base+object]; prefix != base && prefix != "plain-" && p != nil {
 			ratio = fmt.Sprintf("%.2f×", m("ns/op")/median(p["ns/op"]))
 		}
 		fmt.Fprintf(&sb, "| %s | %s | %.1f | %.0f | %.2f | %.0f | %.0f | %s |\n", object, label,
