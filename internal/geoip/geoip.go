@@ -20,9 +20,12 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocdn/geocdn/internal/geo"
 )
@@ -117,20 +120,25 @@ type Options struct {
 type Reader struct {
 	db            *geoip2.Reader
 	dbType        string
+	built         time.Time
 	maxAccuracyKm int
 	def           *geo.Point
 	countries     map[string]geo.Point
 }
 
-// Open opens a GeoIP2/GeoLite2 City database (memory-mapped).
+// Open reads a GeoIP2/GeoLite2 City database into memory and verifies it
+// whole (its metadata, search tree and data section, as the reader's
+// Verify does): a database that is corrupt anywhere is refused, with the
+// file's name and the reason, rather than answer some lookups wrong. It
+// is read rather than memory-mapped, so that a Reader dropped for a newer
+// file needs no Close while lookups may still run on it.
 func Open(path string, opts Options) (*Reader, error) {
-	db, err := geoip2.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("open geoip database %s: %w", path, err)
+		return nil, fmt.Errorf("open geoip database: %w", err)
 	}
-	r, err := newReader(db, opts)
+	r, err := OpenBytes(b, opts)
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("geoip database %s: %w", path, err)
 	}
 	return r, nil
@@ -139,14 +147,20 @@ func Open(path string, opts Options) (*Reader, error) {
 // OpenBytes is Open for a database already in memory; b must not change
 // while the Reader is in use.
 func OpenBytes(b []byte, opts Options) (*Reader, error) {
+	raw, err := maxminddb.OpenBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("not a MaxMind DB: %w", err)
+	}
+	if err := raw.Verify(); err != nil {
+		return nil, fmt.Errorf("corrupt: %w", err)
+	}
 	db, err := geoip2.OpenBytes(b)
 	if err != nil {
-		return nil, fmt.Errorf("open geoip database: %w", err)
+		return nil, fmt.Errorf("open: %w", err)
 	}
 	r, err := newReader(db, opts)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("geoip database: %w", err)
+		return nil, err
 	}
 	return r, nil
 }
@@ -165,7 +179,8 @@ func newReader(db *geoip2.Reader, opts Options) (*Reader, error) {
 	if opts.Default != nil && !validPoint(*opts.Default) {
 		return nil, fmt.Errorf("default location %v: latitude or longitude out of range", *opts.Default)
 	}
-	r := &Reader{db: db, dbType: typ, maxAccuracyKm: opts.MaxAccuracyKm, countries: make(map[string]geo.Point, len(countryPoints)+len(opts.Countries))}
+	r := &Reader{db: db, dbType: typ, maxAccuracyKm: opts.MaxAccuracyKm, countries: make(map[string]geo.Point, len(countryPoints)+len(opts.Countries)),
+		built: time.Unix(int64(db.Metadata().BuildEpoch), 0).UTC()}
 	if r.maxAccuracyKm == 0 {
 		r.maxAccuracyKm = DefaultMaxAccuracyKm
 	}
@@ -187,6 +202,9 @@ func newReader(db *geoip2.Reader, opts Options) (*Reader, error) {
 
 // DatabaseType is the database's metadata type, e.g. "GeoLite2-City".
 func (r *Reader) DatabaseType() string { return r.dbType }
+
+// BuildTime is when the database was built (its metadata's build epoch).
+func (r *Reader) BuildTime() time.Time { return r.built }
 
 // Close releases the database.
 func (r *Reader) Close() error { return r.db.Close() }

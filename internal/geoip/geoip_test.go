@@ -1,12 +1,14 @@
 package geoip
 
 import (
+	"bytes"
 	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/geocdn/geocdn/internal/geo"
 )
@@ -199,5 +201,38 @@ func BenchmarkLocate(b *testing.B) {
 	a := netip.MustParseAddr("192.0.2.1")
 	for b.Loop() {
 		r.Locate(a)
+	}
+}
+
+// TestOpenRefusesCorruptDatabase: a database whose data section is
+// damaged is refused at open, naming the file, though its metadata and
+// search tree are intact; the intact file opens and knows when it was
+// built.
+func TestOpenRefusesCorruptDatabase(t *testing.T) {
+	good, err := os.ReadFile(testDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(testDB, Options{})
+	if err != nil {
+		t.Fatalf("the intact database: %v", err)
+	}
+	if r.BuildTime().IsZero() || r.BuildTime().After(time.Now()) {
+		t.Errorf("build time %v", r.BuildTime())
+	}
+	meta := bytes.LastIndex(good, []byte("\xab\xcd\xefMaxMind.com"))
+	if meta < 400 {
+		t.Fatalf("no metadata marker in %s", testDB)
+	}
+	bad := bytes.Clone(good)
+	for i := meta - 300; i < meta-100; i++ {
+		bad[i] = 0xff // the end of the data section: invalid control bytes
+	}
+	path := filepath.Join(t.TempDir(), "corrupt.mmdb")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("a database with a damaged data section: %v; want an error naming %s as corrupt", err, path)
 	}
 }
