@@ -61,8 +61,11 @@ type Config struct {
 	Token string
 
 	// GeoIPPath is a GeoIP2/GeoLite2 City database. Required unless
-	// Locator is set.
-	GeoIPPath string
+	// Locator is set. It is verified when opened, and reopened when it
+	// changes (checked every GeoIPReloadInterval, default 30 s;
+	// negative: never) or on Router.ReloadGeoIP.
+	GeoIPPath           string
+	GeoIPReloadInterval time.Duration
 	// Locator, when set, places clients instead of a database opened from
 	// GeoIPPath (the next three fields then do not apply).
 	Locator Locator
@@ -154,6 +157,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Equivalence == 0 {
 		c.Equivalence = d.Equivalence
+	}
+	if c.GeoIPReloadInterval == 0 {
+		c.GeoIPReloadInterval = 30 * time.Second
 	}
 	if c.MembershipInterval == 0 {
 		c.MembershipInterval = d.MembershipInterval

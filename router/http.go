@@ -109,7 +109,11 @@ func (r *Router) serveHealth(w http.ResponseWriter) {
 	}
 	w.Header()["Cache-Control"] = noStore
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("ok\n"))
+	if r.db != nil {
+		w.Write([]byte("ok\n" + r.db.String() + "\n"))
+	} else {
+		w.Write([]byte("ok\n"))
+	}
 	r.metrics.responded(http.StatusOK)
 }
 

@@ -27,7 +27,7 @@ type Router struct {
 	log     *slog.Logger
 	clk     clock.Clock
 	loc     Locator
-	db      *geoip.Reader // opened by New, closed by Close
+	db      *geoDB // opened by New from GeoIPPath, reloaded when it changes
 	locs    *locCache
 	table   atomic.Pointer[Table]
 	members *membership
@@ -71,9 +71,9 @@ func New(cfg Config) (*Router, error) {
 		r.nsFor = func(string) string { return objkey.DefaultNamespace }
 	}
 	if r.loc == nil {
-		db, err := geoip.Open(cfg.GeoIPPath, geoip.Options{
+		db, err := openGeoDB(cfg.GeoIPPath, geoip.Options{
 			MaxAccuracyKm: cfg.MaxAccuracyKm, Default: cfg.DefaultLocation, Countries: cfg.CountryLocations,
-		})
+		}, r.log, cfg.Registry)
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +131,16 @@ func (r *Router) newTable(edges []Edge) *Table {
 	return NewTable(edges, TableOptions{Equivalence: r.cfg.Equivalence, CacheEntries: r.cfg.CacheEntries})
 }
 
+// ReloadGeoIP opens the GeoIP database file again and uses it if it opens
+// and verifies (SIGHUP); otherwise the database in use stays, and the
+// error says why. Nil error, and nothing done, without a database file.
+func (r *Router) ReloadGeoIP() error {
+	if r.db == nil {
+		return nil
+	}
+	return r.db.Reload()
+}
+
 // HTTPSAddr is the bound address of the TLS server, nil without one.
 func (r *Router) HTTPSAddr() net.Addr {
 	if r.tlsLn == nil {
@@ -174,6 +184,9 @@ func (r *Router) Run(ctx context.Context) error {
 		defer close(done)
 		r.members.run(ctx)
 	}()
+	if r.db != nil && r.cfg.GeoIPReloadInterval > 0 {
+		go r.db.Watch(ctx, r.cfg.GeoIPReloadInterval)
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -210,11 +223,6 @@ func (r *Router) Close() error {
 				continue
 			}
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) && r.closeErr == nil {
-				r.closeErr = err
-			}
-		}
-		if r.db != nil {
-			if err := r.db.Close(); err != nil && r.closeErr == nil {
 				r.closeErr = err
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
@@ -25,7 +26,9 @@ func routerCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "listen address for redirects, /v1/route, /healthz and /metrics", EnvVars: env("http")},
 			&cli.StringFlag{Name: "origin-admin", Usage: "origin admin API base URL, whose /v1/edges lists the edges", Required: true, EnvVars: env("origin-admin")},
-			&cli.StringFlag{Name: "geoip", Usage: "GeoIP2 or GeoLite2 City database (.mmdb)", Required: true, EnvVars: env("geoip")},
+			&cli.StringFlag{Name: "geoip", Usage: "GeoIP2 or GeoLite2 City database (.mmdb), verified when opened; reopened when it changes or on SIGHUP", Required: true, EnvVars: env("geoip")},
+			&cli.DurationFlag{Name: "geoip-reload-interval", Value: 30 * time.Second, EnvVars: env("geoip-reload-interval"),
+				Usage: "how often the --geoip file is checked for changes (0 or negative: only on SIGHUP)"},
 			&cli.StringFlag{Name: "trusted-proxies", Usage: "comma-separated CIDRs or addresses whose --client-ip-header is believed (e.g. 127.0.0.0/8,::1)", EnvVars: env("trusted-proxies")},
 			&cli.StringFlag{Name: "client-ip-header", Value: d.ClientIPHeader, Usage: "header trusted proxies append the client to: X-Forwarded-For or Forwarded", EnvVars: env("client-ip-header")},
 			&cli.StringFlag{Name: "default-location", Usage: "LAT,LON for clients the database places nowhere (default: spread them over every edge)", EnvVars: env("default-location")},
@@ -95,6 +98,7 @@ func routerCommand() *cli.Command {
 				ProbeInterval: c.Duration("probe-interval"), ProbeTimeout: c.Duration("probe-timeout"),
 				Logger:      slog.Default(),
 				Certificate: getCert, HTTPSAddr: c.String("https"), EdgeRootCAs: edgeCAs, Registry: reg,
+				GeoIPReloadInterval: geoipInterval(c.Duration("geoip-reload-interval")),
 			})
 			if err != nil {
 				return err
@@ -104,9 +108,23 @@ func routerCommand() *cli.Command {
 			if certs != nil {
 				reloadTLS(ctx, certs, c.Duration("tls-reload-interval"))
 			}
+			onSIGHUP(ctx, func() {
+				if err := r.ReloadGeoIP(); err == nil {
+					slog.Info("geoip database reloaded on SIGHUP")
+				}
+			})
 			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr()), HTTPS: addrString(r.HTTPSAddr())}, r.Run)
 		},
 	}
+}
+
+// geoipInterval maps the flag's "0 or negative: never" to router.Config's
+// (whose zero is the default).
+func geoipInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // parseCountryLocations parses "US=39.83,-98.58;CA=43.65,-79.38".

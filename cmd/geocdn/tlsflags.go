@@ -71,6 +71,18 @@ func loadTLS(pairs []tlscert.Pair, strictSNI bool, reg *prometheus.Registry, pre
 // reloadTLS reloads st whenever its files change (checked every
 // interval) and on SIGHUP, until ctx ends.
 func reloadTLS(ctx context.Context, st *tlscert.Store, interval time.Duration) {
+	onSIGHUP(ctx, func() {
+		if err := st.Reload(); err == nil {
+			slog.Info("certificates reloaded on SIGHUP")
+		}
+	})
+	if interval > 0 {
+		go st.Watch(ctx, interval)
+	}
+}
+
+// onSIGHUP calls fn on every SIGHUP until ctx ends.
+func onSIGHUP(ctx context.Context, fn func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -80,13 +92,8 @@ func reloadTLS(ctx context.Context, st *tlscert.Store, interval time.Duration) {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := st.Reload(); err == nil {
-					slog.Info("certificates reloaded on SIGHUP")
-				}
+				fn()
 			}
 		}
 	}()
-	if interval > 0 {
-		go st.Watch(ctx, interval)
-	}
 }
