@@ -416,21 +416,8 @@ func (e *Edge) listen() error {
 		e.tlsSrv.ownsUDP = ownsH3
 		registerConnMetrics(e.cfg.Registry, e.tlsSrv.h1, "https")
 	}
-	e.httpSrv = &h1.Server{
-		Handler:     h,
-		Fast:        h.serveFast,
-		SlowHeaders: SlowHeaders,
-		// As newHTTPServer's; a large body gets writeTimeout for each
-		// minClientRate × writeTimeout bytes the client takes.
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		MinWriteRate:      minClientRate,
-		MaxConns:          max(e.cfg.MaxConns, 0),
-		Logger:            e.log,
-	}
+	e.httpSrv = clientServer(h, max(e.cfg.MaxConns, 0), e.log)
+
 	registerConnMetrics(e.cfg.Registry, e.httpSrv, "http")
 	e.adminLn = e.cfg.AdminListener
 	if e.adminLn == nil && e.cfg.AdminAddr != "" {
@@ -451,6 +438,26 @@ func (e *Edge) listen() error {
 		e.adminSrv = newHTTPServer(mux, e.log)
 	}
 	return nil
+}
+
+// clientServer is the HTTP/1.1 server of a client listener, plain or TLS:
+// hits from a lean loop, the rest through net/http's parser. A large body
+// gets writeTimeout for each minClientRate × writeTimeout bytes the client
+// takes.
+func clientServer(h *handler, maxConns int, log *slog.Logger) *h1.Server {
+	return &h1.Server{
+		Handler:           h,
+		Fast:              h.serveFast,
+		SlowHeaders:       SlowHeaders,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		MinWriteRate:      minClientRate,
+		MaxConns:          maxConns,
+		Logger:            log,
+	}
 }
 
 // Limits of both HTTP listeners.

@@ -60,23 +60,8 @@ type exchange struct {
 
 func fetch(t *testing.T, c *http.Client, method, url string, hdr ...string) exchange {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: body: %v", method, url, err)
-	}
-	return exchange{resp.StatusCode, resp.Header, body}
+	x, _ := fetchProto(t, c, method, url, hdr...)
+	return x
 }
 
 // TestFastPathMatchesServeHTTP sends the same requests to the edge's

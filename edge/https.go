@@ -108,21 +108,9 @@ func newTLSServers(ln net.Listener, udp net.PacketConn, h *handler, conf *tls.Co
 		},
 		ConnState: s.h2State,
 	}
-	s.h1 = &h1.Server{
-		Handler:           h,
-		Fast:              h.serveFast,
-		SlowHeaders:       SlowHeaders,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		MinWriteRate:      minClientRate,
-		MaxConns:          maxConns,
-		Logger:            log,
-		HandshakeTimeout:  tlsHandshakeTimeout,
-		TLSNextProto:      map[string]func(*tls.Conn){"h2": s.serveH2},
-	}
+	s.h1 = clientServer(h, maxConns, log)
+	s.h1.HandshakeTimeout = tlsHandshakeTimeout
+	s.h1.TLSNextProto = map[string]func(*tls.Conn){"h2": s.serveH2}
 	if udp != nil {
 		s.h3 = &http3.Server{
 			Handler:   h,

@@ -362,7 +362,7 @@ func h3load(args []string) error {
 	type stats struct {
 		hist             *hdrhistogram.Histogram
 		requests, bytes  int64
-		errors, inWindow int64
+		errors           int64
 		firstErr         error
 	}
 	now := time.Now()
