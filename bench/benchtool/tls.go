@@ -360,10 +360,10 @@ func h3load(args []string) error {
 	}
 
 	type stats struct {
-		hist             *hdrhistogram.Histogram
-		requests, bytes  int64
-		errors           int64
-		firstErr         error
+		hist            *hdrhistogram.Histogram
+		requests, bytes int64
+		errors          int64
+		firstErr        error
 	}
 	now := time.Now()
 	w := window{Start: now.Add(*warmup), End: now.Add(*warmup + *duration)}
