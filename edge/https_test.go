@@ -103,10 +103,12 @@ func serveTLS(t *testing.T, e *testEdge) (base string, pool *x509.CertPool, fast
 // HTTP/3 to servers whose certificate pool trusts.
 func protocolClients(t *testing.T, pool *x509.CertPool) map[string]*http.Client {
 	t.Helper()
+	// A tls.Config each: a transport that speaks HTTP/2 adds "h2" to the
+	// ALPN list of the config it is given.
 	tc := &tls.Config{RootCAs: pool}
-	h1t := &http.Transport{TLSClientConfig: tc, DisableCompression: true, Protocols: protocolsOf(true, false)}
-	h2t := &http.Transport{TLSClientConfig: tc, DisableCompression: true, Protocols: protocolsOf(false, true)}
-	h3t := &http3.Transport{TLSClientConfig: tc, DisableCompression: true}
+	h1t := &http.Transport{TLSClientConfig: tc.Clone(), DisableCompression: true, Protocols: protocolsOf(true, false)}
+	h2t := &http.Transport{TLSClientConfig: tc.Clone(), DisableCompression: true, Protocols: protocolsOf(false, true)}
+	h3t := &http3.Transport{TLSClientConfig: tc.Clone(), DisableCompression: true}
 	t.Cleanup(func() {
 		h1t.CloseIdleConnections()
 		h2t.CloseIdleConnections()

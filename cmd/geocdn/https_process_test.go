@@ -63,10 +63,12 @@ func TestHTTPSProcesses(t *testing.T) {
 	var p1, p2 http.Protocols
 	p1.SetHTTP1(true)
 	p2.SetHTTP2(true)
+	// A tls.Config each: a transport that speaks HTTP/2 adds "h2" to
+	// the ALPN list of the config it is given.
 	clients := map[string]*http.Client{
-		"HTTP/1.1": {Transport: &http.Transport{TLSClientConfig: tc, Protocols: &p1}},
-		"HTTP/2.0": {Transport: &http.Transport{TLSClientConfig: tc, Protocols: &p2}},
-		"HTTP/3.0": {Transport: &http3.Transport{TLSClientConfig: tc}},
+		"HTTP/1.1": {Transport: &http.Transport{TLSClientConfig: tc.Clone(), Protocols: &p1}},
+		"HTTP/2.0": {Transport: &http.Transport{TLSClientConfig: tc.Clone(), Protocols: &p2}},
+		"HTTP/3.0": {Transport: &http3.Transport{TLSClientConfig: tc.Clone()}},
 	}
 	port := e.httpsAddr[strings.LastIndexByte(e.httpsAddr, ':')+1:]
 	for proto, cl := range clients {
