@@ -279,17 +279,25 @@ func warm(args []string) error {
 		}
 		return resp, b, nil
 	}
-	err := forEachObject(*count, *conc, func(_, rel string) error {
+	return warmPasses(get, *count, *conc, *dir, *header, *want, *base)
+}
+
+// warmPasses runs warm's two passes with get, which fetches one object:
+// the first checks every object's bytes against dir, the second that
+// header (if given) says want on every answer. what names the server in
+// the summary line.
+func warmPasses(get func(rel string) (*http.Response, []byte, error), count, conc int, dir, header, want, what string) error {
+	err := forEachObject(count, conc, func(_, rel string) error {
 		_, b, err := get(rel)
 		if err != nil {
 			return err
 		}
-		want, err := os.ReadFile(filepath.Join(*dir, rel))
+		content, err := os.ReadFile(filepath.Join(dir, rel))
 		if err != nil {
 			return err
 		}
-		if !bytes.Equal(b, want) {
-			return fmt.Errorf("GET %s: %d bytes that differ from the content (%d bytes)", rel, len(b), len(want))
+		if !bytes.Equal(b, content) {
+			return fmt.Errorf("GET %s: %d bytes that differ from the content (%d bytes)", rel, len(b), len(content))
 		}
 		return nil
 	})
@@ -298,28 +306,28 @@ func warm(args []string) error {
 	}
 	var hits, total atomic.Int64
 	var notHit atomic.Value
-	err = forEachObject(*count, *conc, func(_, rel string) error {
+	err = forEachObject(count, conc, func(_, rel string) error {
 		resp, _, err := get(rel)
 		if err != nil {
 			return err
 		}
 		total.Add(1)
-		if *header == "" || resp.Header.Get(*header) == *want {
+		if header == "" || resp.Header.Get(header) == want {
 			hits.Add(1)
 		} else {
-			notHit.Store(fmt.Sprintf("%s: %s=%q", rel, *header, resp.Header.Get(*header)))
+			notHit.Store(fmt.Sprintf("%s: %s=%q", rel, header, resp.Header.Get(header)))
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if *header == "" {
-		fmt.Printf("warm %s: %d objects fetched twice, bytes checked\n", *base, total.Load())
+	if header == "" {
+		fmt.Printf("warm %s: %d objects fetched twice, bytes checked\n", what, total.Load())
 		return nil
 	}
 	fmt.Printf("warm %s: %d objects fetched twice, bytes checked, %d of %d answered %s: %s\n",
-		*base, total.Load(), hits.Load(), total.Load(), *header, *want)
+		what, total.Load(), hits.Load(), total.Load(), header, want)
 	if hits.Load() != total.Load() {
 		return fmt.Errorf("not every object is a hit after warming (e.g. %v)", notHit.Load())
 	}

@@ -197,51 +197,7 @@ func warmTLS(args []string) error {
 		}
 		return resp, b, nil
 	}
-	err = forEachObject(*count, *conc, func(_, rel string) error {
-		_, b, err := get(rel)
-		if err != nil {
-			return err
-		}
-		want, err := os.ReadFile(filepath.Join(*dir, rel))
-		if err != nil {
-			return err
-		}
-		if !bytes.Equal(b, want) {
-			return fmt.Errorf("GET %s: %d bytes that differ from the content (%d bytes)", rel, len(b), len(want))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	var hits, total atomic.Int64
-	var notHit atomic.Value
-	err = forEachObject(*count, *conc, func(_, rel string) error {
-		resp, _, err := get(rel)
-		if err != nil {
-			return err
-		}
-		total.Add(1)
-		if *header == "" || resp.Header.Get(*header) == *want {
-			hits.Add(1)
-		} else {
-			notHit.Store(fmt.Sprintf("%s: %s=%q", rel, *header, resp.Header.Get(*header)))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("warm %s over %s: %d objects fetched twice, bytes checked", *base, *proto, total.Load())
-	if *header == "" {
-		fmt.Println()
-		return nil
-	}
-	fmt.Printf(", %d of %d answered %s: %s\n", hits.Load(), total.Load(), *header, *want)
-	if hits.Load() != total.Load() {
-		return fmt.Errorf("not every object is a hit after warming (e.g. %v)", notHit.Load())
-	}
-	return nil
+	return warmPasses(get, *count, *conc, *dir, *header, *want, *base+" over "+*proto)
 }
 
 // readLines reads the non-empty lines of path.
@@ -359,20 +315,14 @@ func h3load(args []string) error {
 		state = resp.TLS
 	}
 
-	type stats struct {
-		hist            *hdrhistogram.Histogram
-		requests, bytes int64
-		errors          int64
-		firstErr        error
-	}
 	now := time.Now()
 	w := window{Start: now.Add(*warmup), End: now.Add(*warmup + *duration)}
 	cpuc := w.clientCPU()
 	var issued atomic.Int64
-	all := make([]*stats, *conns**streams)
+	all := make([]*loopStats, *conns**streams)
 	var wg sync.WaitGroup
 	for i := range all {
-		st := &stats{hist: newHist()}
+		st := &loopStats{hist: newHist()}
 		all[i] = st
 		client := clients[i / *streams]
 		next := i * len(urls) / len(all)
@@ -396,14 +346,11 @@ func h3load(args []string) error {
 				}
 				end := time.Now()
 				if err != nil {
-					st.errors++
-					if st.firstErr == nil {
-						st.firstErr = err
-					}
+					st.fail(err)
 					continue
 				}
 				if w.has(end) {
-					st.requests++
+					st.n++
 					st.bytes += n
 					st.hist.RecordValue(max(1, end.Sub(start).Microseconds()))
 				}
@@ -412,18 +359,8 @@ func h3load(args []string) error {
 	}
 	wg.Wait()
 	clientCPU := <-cpuc
-	h := newHist()
-	var requests, nbytes, nerrs int64
-	var firstErr error
-	for _, st := range all {
-		h.Merge(st.hist)
-		requests += st.requests
-		nbytes += st.bytes
-		nerrs += st.errors
-		if firstErr == nil {
-			firstErr = st.firstErr
-		}
-	}
+	sum := mergeStats(all)
+	h, requests, nbytes, nerrs, firstErr := sum.hist, sum.n, sum.bytes, sum.errors, sum.firstErr
 	secs := duration.Seconds()
 	fmt.Printf("h3load: %s to %s, %d connections × %d streams, %v warm-up, %v measured\n",
 		*proto, urls[0], *conns, *streams, *warmup, *duration)
@@ -438,6 +375,39 @@ func h3load(args []string) error {
 		*proto, *conns, *streams, requests, duration.Microseconds(), nbytes, h.Mean(),
 		h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.Max(), nerrs, dials.Load(), clientCPU, tlsFields(state))
 	return nil
+}
+
+// loopStats is what one load loop of h3load or handshakes counted; each
+// loop has its own, merged when all are done.
+type loopStats struct {
+	hist              *hdrhistogram.Histogram
+	n, bytes, resumed int64 // requests or handshakes; body bytes; resumed handshakes
+	errors            int64
+	firstErr          error
+}
+
+// fail counts err, keeping the first.
+func (st *loopStats) fail(err error) {
+	st.errors++
+	if st.firstErr == nil {
+		st.firstErr = err
+	}
+}
+
+// mergeStats adds up the loops' counts and histograms.
+func mergeStats(all []*loopStats) loopStats {
+	sum := loopStats{hist: newHist()}
+	for _, st := range all {
+		sum.hist.Merge(st.hist)
+		sum.n += st.n
+		sum.bytes += st.bytes
+		sum.resumed += st.resumed
+		sum.errors += st.errors
+		if sum.firstErr == nil {
+			sum.firstErr = st.firstErr
+		}
+	}
+	return sum
 }
 
 // handshakes measures TLS handshakes per second: -conns loops, each
@@ -494,33 +464,25 @@ func handshakes(args []string) error {
 		}
 	}
 
-	type stats struct {
-		hist                *hdrhistogram.Histogram
-		ok, resumed, errors int64
-		firstErr            error
-	}
 	now := time.Now()
 	w := window{Start: now.Add(*warmup), End: now.Add(*warmup + *duration)}
 	cpuc := w.clientCPU()
 	var issued atomic.Int64
-	all := make([]*stats, *conns)
+	all := make([]*loopStats, *conns)
 	var wg sync.WaitGroup
 	for i := range all {
-		st := &stats{hist: newHist()}
+		st := &loopStats{hist: newHist()}
 		all[i] = st
 		wg.Go(func() {
 			for time.Now().Before(w.End) && issued.Add(1) <= *maxHS {
 				cs, took, err := handshakeOnce(*addr, conf, req)
 				end := time.Now()
 				if err != nil {
-					st.errors++
-					if st.firstErr == nil {
-						st.firstErr = err
-					}
+					st.fail(err)
 					continue
 				}
 				if w.has(end) {
-					st.ok++
+					st.n++
 					if cs.DidResume {
 						st.resumed++
 					}
@@ -531,18 +493,8 @@ func handshakes(args []string) error {
 	}
 	wg.Wait()
 	clientCPU := <-cpuc
-	h := newHist()
-	var ok, resumed, nerrs int64
-	var firstErr error
-	for _, st := range all {
-		h.Merge(st.hist)
-		ok += st.ok
-		resumed += st.resumed
-		nerrs += st.errors
-		if firstErr == nil {
-			firstErr = st.firstErr
-		}
-	}
+	sum := mergeStats(all)
+	h, ok, resumed, nerrs, firstErr := sum.hist, sum.n, sum.resumed, sum.errors, sum.firstErr
 	secs := duration.Seconds()
 	fmt.Printf("handshakes: %s to %s, %d loops, %v warm-up, %v measured\n", *mode, *addr, *conns, *warmup, *duration)
 	fmt.Printf("  %d handshakes, %.0f/s, %d resumed; handshake p50 %s, p99 %s; %d errors; client CPU %.0f %%\n",
