@@ -168,11 +168,23 @@ func LoadCA(dir string) (*CA, error) {
 // SAN id.URI(); it is good for both client and server authentication because
 // a node both dials and accepts.
 func (ca *CA) Issue(id Identity, now time.Time, validity time.Duration) (tls.Certificate, error) {
-	if ca.Key == nil {
-		return tls.Certificate{}, errors.New("pki: ca has no private key; issuing needs " + CAKeyFile)
-	}
 	if err := id.validate(); err != nil {
 		return tls.Certificate{}, err
+	}
+	return ca.issue(id.String(), now, validity, func(c *x509.Certificate) {
+		c.Subject = pkix.Name{CommonName: id.String()}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		c.URIs = []*url.URL{id.URI()}
+	})
+}
+
+// issue signs a leaf certificate for a new ECDSA P-256 key, valid from
+// now (backdated) for validity and never past the CA; shape sets what
+// differs between kinds of leaf (subject, key usages, names). what names
+// the certificate in errors.
+func (ca *CA) issue(what string, now time.Time, validity time.Duration, shape func(*x509.Certificate)) (tls.Certificate, error) {
+	if ca.Key == nil {
+		return tls.Certificate{}, errors.New("pki: ca has no private key; issuing needs " + CAKeyFile)
 	}
 	if validity <= 0 {
 		return tls.Certificate{}, fmt.Errorf("pki: certificate validity %v is not positive", validity)
@@ -194,21 +206,19 @@ func (ca *CA) Issue(id Identity, now time.Time, validity time.Duration) (tls.Cer
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: id.String()},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{id.URI()},
 	}
+	shape(tmpl)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: create certificate for %s: %w", id, err)
+		return tls.Certificate{}, fmt.Errorf("pki: create certificate for %s: %w", what, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: parse certificate for %s: %w", id, err)
+		return tls.Certificate{}, fmt.Errorf("pki: parse certificate for %s: %w", what, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

@@ -2,9 +2,6 @@ package pki
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -42,46 +39,13 @@ func (ca *CA) IssueWeb(hosts []string, now time.Time, validity time.Duration) (t
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if validity <= 0 {
-		return tls.Certificate{}, fmt.Errorf("pki: certificate validity %v is not positive", validity)
-	}
-	notAfter := now.Add(validity)
-	if notAfter.After(ca.Cert.NotAfter) {
-		// As in Issue: a leaf outliving its CA fails at an unannounced
-		// moment.
-		return tls.Certificate{}, fmt.Errorf("pki: certificate would expire %s, after the ca (%s)",
-			notAfter.UTC().Format(time.RFC3339), ca.Cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: generate key: %w", err)
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
+	return ca.issue("web host "+strings.Join(hosts, ", "), now, validity, func(c *x509.Certificate) {
 		// Clients read only the SANs; the common name is for people
 		// looking at the certificate in a browser or openssl.
-		Subject:               pkix.Name{CommonName: hosts[0]},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		DNSNames:              dnsNames,
-		IPAddresses:           ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: create web certificate for %s: %w", strings.Join(hosts, ", "), err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: parse web certificate for %s: %w", strings.Join(hosts, ", "), err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+		c.Subject = pkix.Name{CommonName: hosts[0]}
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		c.DNSNames, c.IPAddresses = dnsNames, ips
+	})
 }
 
 // IssueWebFiles issues a web certificate with ca.IssueWeb and writes it to
