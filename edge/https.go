@@ -85,7 +85,7 @@ func altSvcValue(port int) string {
 // here) and udp for h, and the fast path of HTTP/1.1 hits.
 func newTLSServers(ln net.Listener, udp net.PacketConn, h *handler, conf *tls.Config, maxConns int, log *slog.Logger) *tlsServers {
 	s := &tlsServers{
-		ln:     tls.NewListener(ln, conf),
+		ln:     tls.NewListener(batchListener{ln}, conf),
 		udp:    udp,
 		h2ln:   newConnQueue(ln.Addr()),
 		h2done: map[net.Conn]chan struct{}{},
@@ -141,6 +141,9 @@ func protocols(http1, http2 bool) *http.Protocols {
 // returns once it closed, so that the HTTP/1.1 server counts it open
 // until then.
 func (s *tlsServers) serveH2(tc *tls.Conn) {
+	if bc, ok := tc.NetConn().(*batchConn); ok {
+		bc.batch()
+	}
 	done := make(chan struct{})
 	s.h2mu.Lock()
 	s.h2done[tc] = done

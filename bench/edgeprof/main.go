@@ -5,16 +5,28 @@
 // process, so not in the profile) against the edge while it records a CPU
 // profile to <out>/cpu-<size>.prof.
 //
-//	edgeprof -content DIR -out DIR [-addr 127.0.0.1:18105] [-duration 10s]
+// With -https ADDR the edge also serves TLS there, from a throwaway
+// self-signed certificate, and the load is h2load over HTTP/2 (-h2load
+// flags) instead of wrk, for profiling the HTTP/2 hit path.
+//
+//	edgeprof -content DIR -out DIR [-addr 127.0.0.1:18105] [-duration 10s] [-https 127.0.0.1:18106]
 package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,6 +47,8 @@ func main() {
 	duration := flag.String("duration", "10s", "wrk -d of each run")
 	lua := flag.String("lua", "bench/urls.lua", "wrk script")
 	wrkArgs := flag.String("wrk", "-t2 -c64", "other wrk flags")
+	httpsAddr := flag.String("https", "", "edge HTTPS address; when set, load HTTP/2 with h2load there")
+	h2loadArgs := flag.String("h2load", "-c64 -t2 -m10", "other h2load flags (with -https)")
 	flag.Parse()
 	if *content == "" || *out == "" {
 		log.Fatal("edgeprof: -content and -out are required")
@@ -44,11 +58,19 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	c, err := cluster.Start(cluster.Config{
+	cfg := cluster.Config{
 		Dir:    dir,
-		Edges:  []cluster.EdgeSpec{{ID: "bench", Region: "local", HTTPAddr: *addr}},
+		Edges:  []cluster.EdgeSpec{{ID: "bench", Region: "local", HTTPAddr: *addr, HTTPSAddr: *httpsAddr}},
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if *httpsAddr != "" {
+		cert, err := selfSigned()
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.EdgeCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	c, err := cluster.Start(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -88,6 +110,17 @@ func main() {
 		args := append(strings.Fields(*wrkArgs), "-d"+*duration, "-s", *lua, base)
 		cmd := exec.Command("wrk", args...)
 		cmd.Env = append(os.Environ(), "BENCH_PREFIX=/"+size+"/", fmt.Sprintf("BENCH_COUNT=%d", n))
+		if *httpsAddr != "" {
+			urls := filepath.Join(*out, "urls-"+size+".txt")
+			var b strings.Builder
+			for i := range n {
+				fmt.Fprintf(&b, "https://%s/%s/%05d.bin\n", *httpsAddr, size, i)
+			}
+			if err := os.WriteFile(urls, []byte(b.String()), 0o644); err != nil {
+				log.Fatal(err)
+			}
+			cmd = exec.Command("h2load", append(strings.Fields(*h2loadArgs), "-D", strings.TrimSuffix(*duration, "s"), "-i", urls)...)
+		}
 		var wout bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &wout, &wout
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -101,7 +134,7 @@ func main() {
 			log.Fatalf("edgeprof: wrk: %v\n%s", err, wout.String())
 		}
 		for _, l := range strings.Split(wout.String(), "\n") {
-			if strings.HasPrefix(l, "Requests/sec") {
+			if strings.HasPrefix(l, "Requests/sec") || strings.HasPrefix(l, "finished in") {
 				fmt.Printf("edgeprof: %s: %s (under the profiler)\n", size, strings.TrimSpace(l))
 			}
 		}
@@ -147,4 +180,25 @@ func publishDir(c *cluster.Cluster, content, size string) (int, error) {
 		}
 	}
 	return len(names), nil
+}
+
+// selfSigned is a throwaway ECDSA certificate for 127.0.0.1 and localhost.
+func selfSigned() (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "edgeprof"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
