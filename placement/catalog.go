@@ -51,7 +51,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 		if err != nil {
 			return nil, err
 		}
-		var c Class
+		c := Class{src: source{name, it.Line}}
 		if c.Name, err = f.reqID(path, "name", it, fs); err != nil {
 			return nil, err
 		}
@@ -127,7 +127,7 @@ func ParseCatalog(name string, r io.Reader) (*Catalog, error) {
 			if err != nil {
 				return nil, err
 			}
-			o := Object{Namespace: objkey.DefaultNamespace}
+			o := Object{Namespace: objkey.DefaultNamespace, src: source{name, it.Line}}
 			if n, ok := fs["namespace"]; ok {
 				if o.Namespace, err = f.namespace(path+".namespace", n, false); err != nil {
 					return nil, err

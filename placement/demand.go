@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -17,10 +18,18 @@ import (
 // people (a country, a source) and ignored.
 var demandColumns = []string{"id", "lat", "lon", "region", "weight"}
 
+const utf8BOM = "\ufeff"
+
 // ParseDemand reads demand points in the CSV format described in the
 // package documentation. name labels errors, which are *InputError.
 func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
-	cr := csv.NewReader(r)
+	// Spreadsheet programs start a UTF-8 CSV with a byte-order mark; it
+	// is not part of the first column's name.
+	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(len(utf8BOM)); string(bom) == utf8BOM {
+		br.Discard(len(utf8BOM))
+	}
+	cr := csv.NewReader(br)
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
@@ -65,7 +74,7 @@ func ParseDemand(name string, r io.Reader) ([]DemandPoint, error) {
 			return nil, yamlx.Errorf(name, line, "", "%d fields, the header has %d", len(rec), len(hdr))
 		}
 		get := func(c string) string { return strings.TrimSpace(rec[col[c]]) }
-		d := DemandPoint{ID: get("id"), Region: get("region")}
+		d := DemandPoint{ID: get("id"), Region: get("region"), src: source{name, line}}
 		if d.ID == "" {
 			return nil, yamlx.Errorf(name, line, "id", "empty")
 		}

@@ -49,3 +49,26 @@ func (e *InfeasibleError) Error() string {
 }
 
 func (e *InfeasibleError) Is(target error) bool { return target == ErrInfeasible }
+
+// source is where a topology, demand or catalog entry was read from, so
+// that a problem only the optimiser can see (a region without an anchor,
+// more replicas than edges) still names the file and the line. Entries
+// built in code have none.
+type source struct {
+	file string
+	line int
+}
+
+// known reports whether the entry was read from a file.
+func (s source) known() bool { return s.file != "" }
+
+func (s source) String() string { return fmt.Sprintf("%s:%d", s.file, s.line) }
+
+// errorf is an error about the entry: an *InputError naming its file, line
+// and field when it was read from a file, else a plain error.
+func (s source) errorf(field, format string, args ...any) error {
+	if !s.known() {
+		return fmt.Errorf(format, args...)
+	}
+	return yamlx.Errorf(s.file, s.line, field, format, args...)
+}

@@ -12,8 +12,8 @@ import (
 // Explanation says why a key's replicas are where they are.
 type Explanation struct {
 	Namespace, Key string
-	// Rule is how the plan maps the key to its set: an object entry, or
-	// the class whose prefix matched.
+	// Rule is how the plan maps the key to its set: an object entry (and
+	// why the object has one), or the class whose prefix matched.
 	Rule string
 	// Unit is the set the key follows.
 	Unit UnitReport
@@ -44,8 +44,13 @@ type ReplicaReason struct {
 	// Share of the content's requests nearest to this edge, and their mean
 	// RTT.
 	Share, MeanMs float64
-	// LossMs is how much the content's mean RTT would rise without it.
+	// LossMs is how much the content's mean RTT would rise without it,
+	// when another replica remains to take its requests.
 	LossMs float64
+	// Only marks the set's only replica: without it every request for
+	// the content is a miss, served from the origin at the origin's
+	// latency, which placement does not model. LossMs is then 0.
+	Only bool
 }
 
 // Alternative is an edge not chosen.
@@ -84,6 +89,9 @@ func (r *Result) Explain(namespace, key string) (*Explanation, error) {
 	}
 	if u != nil && slices.ContainsFunc(r.Plan.Objects, func(o PlanObject) bool { return o.Namespace == namespace && o.Key == key }) {
 		ex.Rule = "object entry: among the hottest objects, it wants a different set from its class's"
+		if u.fixedBy == "object "+u.name {
+			ex.Rule = "object entry: its catalog entry fixes its replicas" + at(" at ", u.fixedAt)
+		}
 	} else {
 		cname, ok := r.Plan.ClassFor(namespace, key)
 		if !ok {
@@ -107,10 +115,8 @@ func (r *Result) Explain(namespace, key string) (*Explanation, error) {
 	ex.Unit = *r.unitReport(u.name, map[bool]string{true: "class", false: "object"}[u.isClass()])
 
 	switch {
-	case !u.isClass() && pl.cat.Objects[u.object].Replicas > 0:
-		ex.KRule = fmt.Sprintf("k=%d, fixed by the object's replicas field in the catalog", u.k)
-	case u.isClass() && pl.cat.Classes[u.class].Replicas > 0:
-		ex.KRule = fmt.Sprintf("k=%d, fixed by the class's replicas field in the catalog", u.k)
+	case u.fixedBy != "":
+		ex.KRule = fmt.Sprintf("k=%d, fixed by the replicas field of %s in the catalog%s", u.k, u.fixedBy, at(" at ", u.fixedAt))
 	case pl.cfg.ReplicaRate > 0 && u.isClass():
 		cl := pl.cat.Classes[u.class]
 		n := len(u.members)
@@ -169,7 +175,7 @@ func (r *Result) Explain(namespace, key string) (*Explanation, error) {
 		if len(set) > 1 {
 			rr.LossMs = mean(without(set, x)) - now
 		} else {
-			rr.LossMs = math.Inf(1)
+			rr.Only = true
 		}
 		ex.Replicas = append(ex.Replicas, rr)
 	}

@@ -85,7 +85,7 @@ func newInstance(p Problem, cfg Config) (*instance, error) {
 	m := p.Topology.Measured
 
 	ids := make(map[string]bool, in.nE)
-	fdIndex := map[string]int32{}
+	fdIndex := map[faultDomain]int32{}
 	in.fd = make([]int32, in.nE)
 	for i, e := range in.edges {
 		switch {
@@ -99,15 +99,12 @@ func newInstance(p Problem, cfg Config) (*instance, error) {
 			return nil, fmt.Errorf("edge %q: negative capacity", e.ID)
 		}
 		ids[e.ID] = true
-		fd := e.FaultDomain
-		if fd == "" {
-			fd = e.ID
-		}
+		fd := e.domain()
 		x, ok := fdIndex[fd]
 		if !ok {
 			x = int32(len(in.fdNames))
 			fdIndex[fd] = x
-			in.fdNames = append(in.fdNames, fd)
+			in.fdNames = append(in.fdNames, fd.String())
 		}
 		in.fd[i] = x
 	}
@@ -121,15 +118,20 @@ func newInstance(p Problem, cfg Config) (*instance, error) {
 		if math.IsNaN(d.Lat) || math.IsNaN(d.Lon) {
 			a, ok := m.Anchor(d.Region)
 			if !ok {
-				return nil, fmt.Errorf("demand point %q has no coordinates and region %q has no anchor in the topology", d.ID, d.Region)
+				if m == nil {
+					return nil, d.src.errorf("lat/lon", "demand point %q has no lat/lon, and the topology has no regions: to anchor its region %q: give the point's lat and lon, or add regions: [{name: %s, lat: ..., lon: ...}] to the topology",
+						d.ID, d.Region, d.Region)
+				}
+				return nil, d.src.errorf("lat/lon", "demand point %q has no lat/lon, and its region %q has no anchor in the topology: give the point's lat and lon, or add {name: %s, lat: ..., lon: ...} to the topology's regions:",
+					d.ID, d.Region, d.Region)
 			}
 			d.Lat, d.Lon = a.Lat, a.Lon
 		}
 		if !(geo.Point{Lat: d.Lat, Lon: d.Lon}).Valid() {
-			return nil, fmt.Errorf("demand point %q: lat/lon %v,%v out of range", d.ID, d.Lat, d.Lon)
+			return nil, d.src.errorf("lat/lon", "demand point %q: lat/lon %v,%v out of range", d.ID, d.Lat, d.Lon)
 		}
 		if !(d.Weight > 0) || math.IsInf(d.Weight, 0) {
-			return nil, fmt.Errorf("demand point %q: weight %v: want a positive number", d.ID, d.Weight)
+			return nil, d.src.errorf("weight", "demand point %q: weight %v: want a positive number", d.ID, d.Weight)
 		}
 		total += d.Weight
 		if _, ok := regionIndex[d.Region]; !ok {

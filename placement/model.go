@@ -20,7 +20,9 @@ type Edge struct {
 	// Lat and Lon locate the edge, in degrees.
 	Lat, Lon float64
 	// FaultDomain names what fails together (a power grid, a facility);
-	// replicas are spread over distinct ones.
+	// replicas are spread over distinct ones. Empty puts the edge in a
+	// domain of its own, reported as edge/<ID>, which no FaultDomain
+	// shares: not even one spelled like the edge's id.
 	FaultDomain string
 	// CapacityBytes bounds the bytes of replicas placed here; 0 means no
 	// limit.
@@ -31,6 +33,31 @@ type Edge struct {
 
 // Point returns the edge's location.
 func (e Edge) Point() geo.Point { return geo.Point{Lat: e.Lat, Lon: e.Lon} }
+
+// faultDomain identifies what an edge fails with. An edge without a
+// FaultDomain has one of its own, kept apart from the named ones by own,
+// so that an edge "a" and another declaring the domain "a" do not share
+// one without saying so.
+type faultDomain struct {
+	name string
+	own  bool
+}
+
+func (e Edge) domain() faultDomain {
+	if e.FaultDomain == "" {
+		return faultDomain{name: e.ID, own: true}
+	}
+	return faultDomain{name: e.FaultDomain}
+}
+
+// String is the domain as reports show it; an edge's own domain is
+// edge/<id>, which no valid fault_domain can spell.
+func (d faultDomain) String() string {
+	if d.own {
+		return "edge/" + d.name
+	}
+	return d.name
+}
 
 // DemandPoint is where requests come from, with how many.
 type DemandPoint struct {
@@ -45,6 +72,8 @@ type DemandPoint struct {
 	// Weight is the point's share of requests, in any unit (population,
 	// internet users); only ratios matter. Positive.
 	Weight float64
+
+	src source // where ParseDemand read it
 }
 
 // Topology is the set of edges and what is known about latency between
@@ -95,6 +124,8 @@ type Class struct {
 	// its total size and request rate (requests per second).
 	Bytes int64
 	Rate  float64
+
+	src source // where ParseCatalog read it
 }
 
 // Object is one object of the catalog.
@@ -109,9 +140,15 @@ type Object struct {
 	Rate float64
 	// Affinity, when set, replaces the class's for this object.
 	Affinity Affinity
-	// Replicas fixes the object's replication factor when it gets its own
-	// replica set; 0 derives it from the rate.
+	// Replicas, when positive, fixes the object's replication factor,
+	// whatever its rate and Config.HotObjects: the object gets a replica
+	// set of its own of that size, more or fewer than its class's, unless
+	// its class fixes the same number and it has no affinity of its own
+	// (then its class's set is that set). 0 derives k from the rate, for
+	// the hottest objects (Config.HotObjects), else follows the class.
 	Replicas int
+
+	src source // where ParseCatalog read it
 }
 
 // Catalog is the content to place.
@@ -140,9 +177,10 @@ type Config struct {
 	// adds another, up to MaxReplicas. 0 (default) keeps k at MinReplicas.
 	ReplicaRate float64
 	// HotObjects is how many of the most requested objects are considered
-	// for a replica set of their own; an object gets one when it needs
-	// more replicas than its class, fixes its own replicas, or has an
-	// affinity of its own. Default 100; negative means none.
+	// for a replica set of their own by their rate: one gets a set when
+	// its rate asks for more replicas than its class has, or it has an
+	// affinity of its own. An object whose Replicas fixes k gets its set
+	// whether or not it is among them. Default 100; negative means none.
 	HotObjects int
 	// SLO, when positive, is the latency every demand point should see;
 	// points that miss it are reported.

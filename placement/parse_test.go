@@ -148,6 +148,16 @@ func TestCatalogRoundTrip(t *testing.T) {
 			cat.Objects[i].Namespace = "default"
 		}
 	}
+	// Entries remember where they were read; the rest must be equal.
+	if src := got.Objects[len(got.Objects)-1].src; src.file != "catalog.yaml" || src.line == 0 {
+		t.Errorf("last object read from %v, want catalog.yaml and its line", src)
+	}
+	for i := range got.Classes {
+		got.Classes[i].src = source{}
+	}
+	for i := range got.Objects {
+		got.Objects[i].src = source{}
+	}
 	if !reflect.DeepEqual(got, cat) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", got.Classes[len(got.Classes)-1], cat.Classes[len(cat.Classes)-1])
 	}
@@ -162,6 +172,14 @@ func TestDemandRoundTrip(t *testing.T) {
 	got, err := ParseDemand("d.csv", &buf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i, want := range []source{{"d.csv", 2}, {"d.csv", 3}} {
+		if i < len(got) && got[i].src != want {
+			t.Errorf("point %d read from %v, want %v", i, got[i].src, want)
+		}
+		if i < len(got) {
+			got[i].src = source{}
+		}
 	}
 	if len(got) != 2 || got[0] != in[0] || !math.IsNaN(got[1].Lat) || got[1].Region != "r2" {
 		t.Errorf("round trip: got %+v, want %+v", got, in)

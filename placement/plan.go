@@ -41,7 +41,10 @@ type Plan struct {
 	// Classes give a replica set per content class, matched by key
 	// prefix.
 	Classes []PlanClass `json:"classes"`
-	// Objects override their class for the hottest objects.
+	// Objects override their class for the objects whose set differs
+	// from their class's: those whose catalog entry fixes another k, and
+	// the hottest that want more replicas or have an affinity of their
+	// own.
 	Objects []PlanObject `json:"objects,omitempty"`
 	// Violations lists the constraints a best-effort plan does not meet;
 	// empty for a plan that meets them all.

@@ -144,9 +144,9 @@ func Reassign(ctx context.Context, base *Plan, edges []Edge, lost, unavailable [
 		p.Objects = append(p.Objects, o)
 	}
 	p.Violations = slices.Clone(base.Violations)
-	domains := map[string]bool{}
+	domains := map[faultDomain]bool{}
 	for _, e := range topo.Edges {
-		domains[e.FaultDomain] = true
+		domains[e.domain()] = true
 	}
 	check := func(subject string, old, now []string) {
 		if !affected(old) {
@@ -156,9 +156,9 @@ func Reassign(ctx context.Context, base *Plan, edges []Edge, lost, unavailable [
 			p.Violations = append(p.Violations, Violation{Constraint: "replicas", Subject: subject,
 				Detail: fmt.Sprintf("needs %d replicas, %d edges remain to hold them", len(old), len(now))})
 		}
-		fds := map[string]bool{}
+		fds := map[faultDomain]bool{}
 		for _, id := range now {
-			fds[known[id].FaultDomain] = true
+			fds[known[id].domain()] = true
 		}
 		if need := min(len(old), len(domains)); len(fds) < need {
 			p.Violations = append(p.Violations, Violation{Constraint: "fault-domains", Subject: subject,

@@ -693,13 +693,35 @@ func (pl *placer) shortfalls(u *unit) int {
 func (pl *placer) violations() []Violation {
 	var vs []Violation
 	in := pl.in
+	// The largest edge: content bigger than it fits nowhere, which is a
+	// fact about the unit, not about the edges best effort put it on.
+	largest := -1
+	for e, ed := range in.edges {
+		if ed.CapacityBytes == 0 {
+			largest = -1
+			break
+		}
+		if largest < 0 || ed.CapacityBytes > in.edges[largest].CapacityBytes {
+			largest = e
+		}
+	}
+	fitsNowhere := func(u *unit) bool { return largest >= 0 && u.bytes > in.edges[largest].CapacityBytes }
 	for i, u := range pl.units {
 		set := pl.sets[i]
 		subject := u.label()
+		if fitsNowhere(u) {
+			ed := in.edges[largest]
+			vs = append(vs, Violation{Constraint: "capacity", Subject: subject,
+				Detail: fmt.Sprintf("%s fits on no edge: %s more than the largest capacity, %s (edge %s)%s",
+					HumanBytes(u.bytes), HumanBytes(u.bytes-ed.CapacityBytes), HumanBytes(ed.CapacityBytes), ed.ID, at("; catalog entry at ", u.src))})
+		}
 		if len(set) < u.k {
 			why := fmt.Sprintf("needs %d replicas, the topology has %d edges", u.k, in.nE)
 			if in.nE >= u.k {
 				why = fmt.Sprintf("needs %d replicas, only %d edges have room for %s", u.k, len(set), HumanBytes(u.bytes))
+			}
+			if u.fixedBy != "" {
+				why += fmt.Sprintf(" (k fixed by the replicas of %s%s)", u.fixedBy, at(" at ", u.fixedAt))
 			}
 			vs = append(vs, Violation{Constraint: "replicas", Subject: subject, Detail: why})
 		}
@@ -710,14 +732,20 @@ func (pl *placer) violations() []Violation {
 		}
 	}
 	for e, ed := range in.edges {
-		if pl.residual[e] < 0 {
-			var who []string
-			for i, u := range pl.units {
-				if slices.Contains(pl.sets[i], e) && u.bytes > 0 {
-					who = append(who, u.label())
-				}
+		if pl.residual[e] >= 0 {
+			continue
+		}
+		// Content that fits nowhere is reported above; the edge is over
+		// capacity only if the rest overfills it too.
+		var who []string
+		used := int64(0)
+		for i, u := range pl.units {
+			if slices.Contains(pl.sets[i], e) && u.bytes > 0 && !fitsNowhere(u) {
+				who = append(who, u.label())
+				used += u.bytes
 			}
-			used := ed.CapacityBytes - pl.residual[e]
+		}
+		if used > ed.CapacityBytes {
 			vs = append(vs, Violation{Constraint: "capacity", Subject: "edge " + ed.ID,
 				Detail: fmt.Sprintf("%s placed, capacity %s (%s)", HumanBytes(used), HumanBytes(ed.CapacityBytes), abbreviate(who, 5))})
 		}
@@ -730,6 +758,15 @@ func (u *unit) label() string {
 		return "class " + u.name
 	}
 	return "object " + u.name
+}
+
+// at is prep followed by src ("at catalog.yaml:12"), or "" for an entry
+// built in code.
+func at(prep string, src source) string {
+	if !src.known() {
+		return ""
+	}
+	return prep + src.String()
 }
 
 func abbreviate(xs []string, n int) string {

@@ -47,7 +47,7 @@ func TestSolveConstraints(t *testing.T) {
 		{name: "k=3 spans three", catalog: oneObject(1e9, 3), want: []string{"b", "d", "e"}},
 		{name: "without a catalog, k from the config", cfg: Config{MinReplicas: 2, MaxReplicas: 2}, want: []string{"c", "e"}},
 		{name: "more replicas than edges", catalog: oneObject(1e9, 6), wantErr: "replicas: class all: needs 6 replicas, the topology has 5 edges"},
-		{name: "too big for any edge", catalog: oneObject(20e9, 1), wantErr: "capacity: edge d: 20.0 GB placed, capacity 10.0 GB (class all)"},
+		{name: "too big for any edge", catalog: oneObject(20e9, 1), wantErr: "capacity: class all: 20.0 GB fits on no edge: 10.0 GB more than the largest capacity, 10.0 GB (edge a)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +58,9 @@ func TestSolveConstraints(t *testing.T) {
 				var ie *InfeasibleError
 				if !errors.Is(err, ErrInfeasible) || !errors.As(err, &ie) || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Solve error = %v, want ErrInfeasible with %q", err, tt.wantErr)
+				}
+				if len(ie.Violations) != 1 {
+					t.Errorf("violations %v, want only the one the error names", ie.Violations)
 				}
 				cfg := tt.cfg
 				cfg.BestEffort = true
@@ -376,7 +379,7 @@ func TestBadProblems(t *testing.T) {
 		{"no demand", func(p *Problem) { p.Demand = nil }, "no demand points"},
 		{"duplicate edge", func(p *Problem) { p.Topology.Edges[1].ID = "a" }, `edge "a" given twice`},
 		{"zero weight", func(p *Problem) { p.Demand[0].Weight = 0 }, "weight 0"},
-		{"unlocated demand", func(p *Problem) { p.Demand[0].Lat = math.NaN(); p.Demand[0].Lon = math.NaN() }, "has no coordinates"},
+		{"unlocated demand", func(p *Problem) { p.Demand[0].Lat = math.NaN(); p.Demand[0].Lon = math.NaN() }, `demand point "p0" has no lat/lon, and the topology has no regions:`},
 		{"affinity leaves no demand", func(p *Problem) {
 			p.Catalog = &Catalog{Classes: []Class{{Name: "x", Prefixes: []string{""}, Affinity: Affinity{"*": 0}}}}
 		}, "leaves it no demand"},

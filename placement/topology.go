@@ -125,6 +125,13 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 		return nil, f.Errorf(en.Line, "edges", "empty: a topology needs at least one edge")
 	}
 	ids := map[string]int{}
+	// The first declaration of each fault domain, for refusing one spelled
+	// like the id of an edge that declares none (see below).
+	type declared struct {
+		path string
+		node *yaml.Node
+	}
+	domains := map[string]declared{}
 	for i, it := range items {
 		path := fmt.Sprintf("edges[%d]", i)
 		fs, err := f.Fields(path, it, "id", "city", "region", "lat", "lon", "fault_domain", "capacity")
@@ -147,10 +154,14 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 			return nil, err
 		}
 		e.Lat, e.Lon = p.Lat, p.Lon
-		e.FaultDomain = e.ID // an edge with no fault domain given fails alone
-		if _, ok := fs["fault_domain"]; ok {
+		// Without fault_domain the edge fails alone: FaultDomain stays
+		// empty, which the optimiser keeps apart from every named domain.
+		if n, ok := fs["fault_domain"]; ok {
 			if e.FaultDomain, err = f.reqID(path, "fault_domain", it, fs); err != nil {
 				return nil, err
+			}
+			if _, seen := domains[e.FaultDomain]; !seen {
+				domains[e.FaultDomain] = declared{path + ".fault_domain", n}
 			}
 		}
 		if n, ok := fs["capacity"]; ok {
@@ -164,6 +175,15 @@ func ParseTopology(name string, r io.Reader) (*Topology, error) {
 			}
 		}
 		t.Edges = append(t.Edges, e)
+	}
+	// A domain named like an edge that declares none reads as "fails with
+	// that edge", which it does not: that edge fails alone. Say so rather
+	// than guess which was meant.
+	for _, e := range t.Edges {
+		if d, ok := domains[e.ID]; ok && e.FaultDomain == "" {
+			return nil, f.Errorf(d.node.Line, d.path, "%q is also the id of edge %s (line %d), which has no fault_domain and so fails alone: to make the two fail together, give %s fault_domain: %s as well; otherwise give this domain another name",
+				e.ID, e.ID, ids[e.ID], e.ID, e.ID)
+		}
 	}
 	return t, nil
 }

@@ -26,6 +26,13 @@ type unit struct {
 	k    int
 	// members are the catalog objects this unit serves.
 	members []int
+	// src is the unit's catalog entry: the object's, or the class's.
+	src source
+	// fixedBy, when k is fixed by the catalog rather than derived from
+	// the rate, is the entry that fixes it: "object default:x" or
+	// "class vod"; fixedAt is where that entry was read.
+	fixedBy string
+	fixedAt source
 }
 
 func (u *unit) isClass() bool { return u.object < 0 }
@@ -36,9 +43,11 @@ func defaultCatalog() *Catalog {
 	return &Catalog{Classes: []Class{{Name: "default", Prefixes: []string{""}, Rate: 1}}}
 }
 
-// buildUnits splits the catalog into units: every class, plus the hottest
-// objects that want a different replica set from their class's (another
-// k or an affinity of their own).
+// buildUnits splits the catalog into units: every class, plus the objects
+// that want a different replica set from their class's: those whose entry
+// fixes a k of their own, whatever their rate, and, among the hottest,
+// those whose rate asks for more replicas than their class or that have
+// an affinity of their own.
 func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 	match := newClassMatcher(cat.Classes)
 	classOf := make([]int, len(cat.Objects))
@@ -49,13 +58,13 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		}
 		classOf[i] = match.match(ns, o.Key)
 		if classOf[i] < 0 {
-			return nil, fmt.Errorf("object %s:%s matches no class", ns, o.Key)
+			return nil, o.src.errorf("key", "object %s:%s matches no class", ns, o.Key)
 		}
 	}
 
 	// Per-region multipliers of each distinct affinity, normalised so the
 	// shape sums to 1.
-	regionMult := func(a Affinity, what string) ([]float64, error) {
+	regionMult := func(a Affinity, what string, src source) ([]float64, error) {
 		mult := make([]float64, len(in.regions))
 		z := 0.0
 		for r, name := range in.regions {
@@ -63,7 +72,7 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 			z += mult[r] * in.regionSum[r]
 		}
 		if !(z > 0) || math.IsInf(z, 0) {
-			return nil, fmt.Errorf("%s: its affinity leaves it no demand in any demand region (%v)", what, in.regions)
+			return nil, src.errorf("affinity", "%s: its affinity leaves it no demand in any demand region (%v)", what, in.regions)
 		}
 		for r := range mult {
 			mult[r] /= z
@@ -88,7 +97,7 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 	classRate := make([]float64, len(cat.Classes))
 	for c, cl := range cat.Classes {
 		var err error
-		if classMult[c], err = regionMult(cl.Affinity, "class "+cl.Name); err != nil {
+		if classMult[c], err = regionMult(cl.Affinity, "class "+cl.Name, cl.src); err != nil {
 			return nil, err
 		}
 		classRate[c] = cl.Rate
@@ -98,7 +107,7 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		if o.Affinity == nil {
 			return classMult[c], nil
 		}
-		return regionMult(o.Affinity, "object "+o.Key)
+		return regionMult(o.Affinity, "object "+o.Key, o.src)
 	}
 	for i, o := range cat.Objects {
 		classRate[classOf[i]] += o.Rate
@@ -137,39 +146,60 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 		return cmp.Or(cmp.Compare(cat.Objects[a].Namespace, cat.Objects[b].Namespace), cmp.Compare(cat.Objects[a].Key, cat.Objects[b].Key))
 	})
 	hot = hot[:max(0, min(len(hot), cfg.HotObjects))]
+	isHot := make([]bool, len(cat.Objects))
+	for _, i := range hot {
+		isHot[i] = true
+	}
+	// Candidates for a set of their own: the hot objects, hottest first,
+	// then those that fix their k, in catalog order.
+	candidates := hot
+	for i, o := range cat.Objects {
+		if o.Replicas > 0 && !isHot[i] {
+			candidates = append(candidates, i)
+		}
+	}
 	own := make([]bool, len(cat.Objects))
 	var units []*unit
-	for _, i := range hot {
+	for _, i := range candidates {
 		o := cat.Objects[i]
 		c := classOf[i]
-		k := o.Replicas
-		switch {
-		case k > 0:
-		case cat.Classes[c].Replicas > 0:
-			k = cat.Classes[c].Replicas // the class fixes k for its objects
-		default:
-			k = cfg.ReplicasFor(o.Rate)
+		cl := cat.Classes[c]
+		ns := o.Namespace
+		if ns == "" {
+			ns = objkey.DefaultNamespace
 		}
-		ck := classK(c, classRate[c], classCount[c])
-		// A set of its own for more replicas than its class, a k of its own,
-		// or demand of its own; otherwise its class's set is the one it
-		// would get, or one it should not fall below.
-		if !(k > ck || o.Replicas > 0 && k != ck || o.Affinity != nil) {
-			continue
+		u := &unit{class: c, object: i, name: ns + ":" + o.Key, bytes: o.Size, rate: o.Rate, members: []int{i}, src: o.src}
+		switch {
+		case o.Replicas > 0:
+			// The catalog fixes k: honoured whatever the rate and the
+			// hot list, with a set of its own unless the class fixes the
+			// same k and the object wants no demand of its own, so that
+			// its class's set has exactly that k. A class whose k comes
+			// from the rate could end with another k once its own objects
+			// leave it, so the object never relies on that.
+			u.k, u.fixedBy, u.fixedAt = o.Replicas, "object "+u.name, o.src
+			if o.Replicas == cl.Replicas && o.Affinity == nil {
+				continue
+			}
+		default:
+			u.k = cfg.ReplicasFor(o.Rate)
+			if cl.Replicas > 0 {
+				u.k, u.fixedBy, u.fixedAt = cl.Replicas, "class "+cl.Name, cl.src // the class fixes k for its objects
+			}
+			// A set of its own for more replicas than its class or demand
+			// of its own; otherwise its class's set is the one it would
+			// get, or one it should not fall below.
+			if !(u.k > classK(c, classRate[c], classCount[c]) || o.Affinity != nil) {
+				continue
+			}
 		}
 		mult, err := objectMult(o, c)
 		if err != nil {
 			return nil, err
 		}
 		own[i] = true
-		ns := o.Namespace
-		if ns == "" {
-			ns = objkey.DefaultNamespace
-		}
-		units = append(units, &unit{
-			class: c, object: i, name: ns + ":" + o.Key,
-			bytes: o.Size, rate: o.Rate, w: shape(mult), mult: mult, k: k, members: []int{i},
-		})
+		u.w, u.mult = shape(mult), mult
+		units = append(units, u)
 	}
 
 	// A class's demand is the mixture of its members' demand, weighted by
@@ -218,10 +248,15 @@ func buildUnits(in *instance, cat *Catalog, cfg Config) ([]*unit, error) {
 				mult[r] /= rate[c]
 			}
 		}
-		units = append(units, &unit{
+		u := &unit{
 			class: c, object: -1, name: cl.Name,
 			bytes: bytes[c], rate: rate[c], w: shape(mult), mult: mult, k: classK(c, rate[c], n), members: members[c],
-		})
+			src: cl.src,
+		}
+		if cl.Replicas > 0 {
+			u.fixedBy, u.fixedAt = "class "+cl.Name, cl.src
+		}
+		units = append(units, u)
 	}
 	return units, nil
 }

@@ -3,6 +3,8 @@ package placement
 import (
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -12,6 +14,75 @@ import (
 // yamlFile is one YAML document being decoded: the generic node helpers
 // of yamlx, plus the field types only placement's files have.
 type yamlFile struct{ yamlx.Doc }
+
+// Fields is yamlx's, but first recognises a value a comma split: inside
+// { } a comma separates fields, so "capacity: 1,5GB" reads as capacity 1
+// and a field "5GB" with no value, which would otherwise be reported as
+// an unknown field "5GB".
+func (f yamlFile) Fields(path string, n *yaml.Node, allowed ...string) (map[string]*yaml.Node, error) {
+	if err := f.commaSplit(path, n); err != nil {
+		return nil, err
+	}
+	return f.Doc.Fields(path, n, allowed...)
+}
+
+// commaSplit reports a field of flow mapping n whose value a comma cut
+// short: a plain scalar followed, on the same line and with no space
+// after the comma, by a key without a value.
+func (f yamlFile) commaSplit(path string, n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode || n.Style&yaml.FlowStyle == 0 {
+		return nil
+	}
+	for i := 2; i+1 < len(n.Content); i += 2 {
+		pk, pv := n.Content[i-2], n.Content[i-1]
+		k, v := n.Content[i], n.Content[i+1]
+		split := pv.Kind == yaml.ScalarNode && pv.Style == 0 &&
+			k.Kind == yaml.ScalarNode && k.Style == 0 && k.Line == pv.Line &&
+			k.Column == pv.Column+utf8.RuneCountInString(pv.Value)+1 && // "1,5GB": no space after the comma
+			v.Kind == yaml.ScalarNode && v.Tag == "!!null" && v.Value == "" && v.Line == k.Line &&
+			v.Column == k.Column+utf8.RuneCountInString(k.Value) // no ':' either
+		if !split {
+			continue
+		}
+		whole := pv.Value + "," + k.Value
+		fix := fmt.Sprintf("quote it (%q)", whole)
+		if c := pv.Value[0]; c >= '0' && c <= '9' || c == '.' || c == '-' || c == '+' {
+			fix = commaFix(whole)
+		}
+		return f.Errorf(pv.Line, yamlx.Join(path, pk.Value), "%q was cut at the comma, which separates fields inside { }, and read as %s and a field %q: %s",
+			whole, pv.Value, k.Value, fix)
+	}
+	return nil
+}
+
+// commaFix says how to write a number that has a comma, which may have
+// been meant as a decimal or a thousands separator: "1,5GB" is 1.5GB or
+// 15GB, and only the person knows which.
+func commaFix(s string) string {
+	return fmt.Sprintf("write %s with a decimal point, or %s with no thousands separator",
+		strings.Replace(s, ",", ".", 1), strings.ReplaceAll(s, ",", ""))
+}
+
+// Num is yamlx's, with a hint for a comma in the number.
+func (f yamlFile) Num(path string, n *yaml.Node) (float64, error) {
+	v, err := f.Doc.Num(path, n)
+	if err != nil && n.Kind == yaml.ScalarNode && strings.Contains(n.Value, ",") {
+		return 0, f.Errorf(n.Line, path, "want a number, got %q: %s", n.Value, commaFix(n.Value))
+	}
+	return v, err
+}
+
+// Bytes is yamlx's, with a hint for a comma in the number.
+func (f yamlFile) Bytes(path string, n *yaml.Node) (int64, error) {
+	v, err := f.Doc.Bytes(path, n)
+	if err != nil && n.Kind == yaml.ScalarNode && strings.Contains(n.Value, ",") {
+		return 0, f.Errorf(n.Line, path, "want a size like 40TB, got %q: %s", n.Value, commaFix(n.Value))
+	}
+	return v, err
+}
 
 // affinity returns mapping n as an Affinity.
 func (f yamlFile) affinity(path string, n *yaml.Node) (Affinity, error) {

@@ -225,7 +225,7 @@ func problemFlags() []cli.Flag {
 		&cli.IntFlag{Name: "min-replicas", EnvVars: penv("min-replicas"), Value: d.MinReplicas, Usage: "smallest replication factor"},
 		&cli.IntFlag{Name: "max-replicas", EnvVars: penv("max-replicas"), Value: d.MaxReplicas, Usage: "largest replication factor"},
 		&cli.Float64Flag{Name: "replica-rate", EnvVars: penv("replica-rate"), Usage: "req/s at which content gets one replica more than the minimum, and one more per doubling; 0: always the minimum"},
-		&cli.IntFlag{Name: "hot-objects", EnvVars: penv("hot-objects"), Value: d.HotObjects, Usage: "most requested objects considered for sets of their own; negative: none"},
+		&cli.IntFlag{Name: "hot-objects", EnvVars: penv("hot-objects"), Value: d.HotObjects, Usage: "most requested objects considered for sets of their own by their rate; an object whose catalog entry fixes replicas gets its own set regardless; 0 or negative: none"},
 		&cli.DurationFlag{Name: "slo", EnvVars: penv("slo"), Usage: "latency SLO; demand points estimated to miss it are reported"},
 		&cli.Float64Flag{Name: "slo-penalty", EnvVars: penv("slo-penalty"), Usage: "ms added to every request over the SLO while optimising (0: report only)"},
 		&cli.Int64Flag{Name: "seed", EnvVars: penv("seed"), Value: 1, Usage: "seed of the randomised restarts; same seed, same plan"},
@@ -438,7 +438,11 @@ func printExplanation(w io.Writer, ex *placement.Explanation) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHOSEN\tREGION\tFAULT DOMAIN\tNEAREST FOR\tTHEIR MEAN RTT\tWITHOUT IT\t")
 	for _, r := range ex.Replicas {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%+.1f ms\t\n", r.ID, r.Region, r.FaultDomain, 100*r.Share, ms(r.MeanMs), r.LossMs)
+		loss := fmt.Sprintf("%+.1f ms", r.LossMs)
+		if r.Only {
+			loss = "every request a miss, served from the origin at its latency"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f%%\t%s\t%s\t\n", r.ID, r.Region, r.FaultDomain, 100*r.Share, ms(r.MeanMs), loss)
 	}
 	tw.Flush()
 	if len(ex.Alternatives) > 0 {
