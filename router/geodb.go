@@ -38,10 +38,14 @@ type geoDB struct {
 }
 
 // fileStamp is what a file looked like: a change to any part means it was
-// replaced or rewritten.
+// replaced or rewritten. The file's identity (device and inode) is part of
+// it: file times are kept at the kernel's clock tick, so a database
+// renamed over the old one within a tick, at the same size, differs only
+// in that.
 type fileStamp struct {
 	size    int64
 	modTime time.Time
+	fi      os.FileInfo
 }
 
 func stampOf(path string) fileStamp {
@@ -49,7 +53,14 @@ func stampOf(path string) fileStamp {
 	if err != nil {
 		return fileStamp{}
 	}
-	return fileStamp{fi.Size(), fi.ModTime()}
+	return fileStamp{fi.Size(), fi.ModTime(), fi}
+}
+
+func (a fileStamp) same(b fileStamp) bool {
+	if a.fi == nil || b.fi == nil {
+		return a.fi == b.fi
+	}
+	return a.size == b.size && a.modTime.Equal(b.modTime) && os.SameFile(a.fi, b.fi)
 }
 
 // openGeoDB opens path, refusing a database that does not verify.
@@ -122,7 +133,7 @@ func (g *geoDB) Watch(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		g.mu.Lock()
-		changed := stampOf(g.path) != g.stamp
+		changed := !stampOf(g.path).same(g.stamp)
 		g.mu.Unlock()
 		if changed {
 			g.Reload()

@@ -83,7 +83,14 @@ func TestDecideNearest(t *testing.T) {
 		{"IPv6 Sydney", ip6Sydney, []string{"syd"}, geoip.SourceCity, "city Sydney"},
 		{"IPv4-mapped Tokyo", "::ffff:" + ipTokyo, []string{"nrt"}, geoip.SourceCity, "city Tokyo"},
 		{"unknown → default (Frankfurt)", ipUnknown, []string{"fra"}, geoip.SourceDefault, "default location"},
-		{"US centroid → US population centre, not Kansas", ipUSCentroid, []string{"dfw"}, geoip.SourceCountry, "US centroid"},
+		{"US centroid → US population centre, not Kansas", ipUSCentroid, []string{"iad", "dfw"}, geoip.SourceCountry, "US centroid"},
+		// A record with no city but a 100 km radius in California is a
+		// position: the nearer US edge, not the country's centre.
+		{"California, no city → Dallas", "203.0.113.100", []string{"dfw"}, geoip.SourcePosition, "no city (accuracy 100 km)"},
+		// Known only as Lebanon: Beirut, so Europe, not Asia's hub.
+		{"Lebanon, country only → Europe, not Tokyo", "203.0.113.120", []string{"fra"}, geoip.SourceCountry, "country LB"},
+		// Canada's geographic centre is a trap: Toronto's side.
+		{"Canada's centre → the population, near the east", "203.0.113.85", []string{"iad"}, geoip.SourceCountry, "geographic centre of CA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			loc := db.Locate(netip.MustParseAddr(tc.ip))

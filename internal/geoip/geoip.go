@@ -1,14 +1,18 @@
 // Package geoip locates clients with a MaxMind GeoIP2 or GeoLite2 City
 // database (or the test database generated from ./gen) for the router.
 //
-// A database answer is only as good as its accuracy radius: for addresses
-// it can place no better than a country, MaxMind returns the country's
-// geographic centroid with a radius of hundreds of kilometres — for the
-// United States 37.751,-97.822, a farm in Kansas, which has sent real
-// traffic to the wrong coast. Locate therefore uses a record's coordinates
-// only when they are city-level; otherwise it falls back, in order, to a
-// representative point of the record's country (where its people are, not
-// its centroid), of its continent, then to the configured default.
+// A database answer is only as good as its accuracy radius. Locate uses a
+// record's own coordinates whenever that radius is within MaxAccuracyKm,
+// with a city or without one (a record placed in a region to 100 km is a
+// position, city name or not). It does not for known centroid traps: for
+// addresses it can place no better than a country, a database may return
+// the country's geographic centre, which for a large country is far from
+// almost all of its people; MaxMind's US centroid, 37.751,-97.822, is a
+// farm in Kansas that has sent real traffic to the wrong coast. Those
+// records, and those with too large a radius or no coordinates, fall back
+// in order to a point of the record's country (where its people are:
+// countries_gen.go, generated from GeoNames for every ISO 3166-1 country
+// with people), of its continent, then to the configured default.
 //
 // Key invariant: Locate never fails and every Location it returns says
 // which of those sources it came from and why (Source and Reason), so a
@@ -30,9 +34,9 @@ import (
 	"github.com/geocdn/geocdn/internal/geo"
 )
 
-// DefaultMaxAccuracyKm is the largest accuracy radius Locate accepts as a
-// city-level position. MaxMind's city-level answers are mostly 1–200 km;
-// country-level ones 500 km and more.
+// DefaultMaxAccuracyKm is the largest accuracy radius at which Locate
+// uses a record's own coordinates. MaxMind's city-level answers are mostly
+// 1–200 km; answers for a whole large country 1000 km.
 const DefaultMaxAccuracyKm = 500
 
 // usCentroid is where MaxMind places US addresses it cannot locate better.
@@ -51,11 +55,14 @@ const (
 	SourceContinent
 	// SourceCountry: a representative point of the record's country.
 	SourceCountry
-	// SourceCity: the record's own city-level coordinates.
+	// SourcePosition: the record's own coordinates, trusted by their
+	// accuracy radius, in a record that names no city.
+	SourcePosition
+	// SourceCity: the record's own coordinates, in a record with a city.
 	SourceCity
 )
 
-var sourceNames = [...]string{"none", "default", "continent", "country", "city"}
+var sourceNames = [...]string{"none", "default", "continent", "country", "position", "city"}
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
@@ -104,7 +111,8 @@ type Location struct {
 
 // Options configures fallbacks. The zero value is usable.
 type Options struct {
-	// MaxAccuracyKm is the largest accuracy radius taken as city-level.
+	// MaxAccuracyKm is the largest accuracy radius at which a record's
+	// own coordinates are used.
 	// Default DefaultMaxAccuracyKm; at least 1.
 	MaxAccuracyKm int
 	// Default is where clients that nothing else locates are placed. Nil
@@ -251,30 +259,41 @@ func (r *Reader) Locate(addr netip.Addr) Location {
 	if !rec.Found {
 		return r.fallback(rec, "address not in the database")
 	}
-	why := r.cityLevel(rec)
-	if why == "" {
+	why := r.untrusted(rec)
+	switch {
+	case why != "":
+		return r.fallback(rec, why)
+	case rec.City == "" && rec.CityID == 0:
 		return Location{
 			Point:  rec.Point,
-			Source: SourceCity,
-			Reason: fmt.Sprintf("city %s (accuracy %d km)", placeName(rec), rec.AccuracyKm),
+			Source: SourcePosition,
+			Reason: fmt.Sprintf("position %.3f,%.3f in %s, no city (accuracy %d km)", rec.Point.Lat, rec.Point.Lon, rec.Country, rec.AccuracyKm),
 			Record: rec,
 		}
 	}
-	return r.fallback(rec, why)
+	return Location{
+		Point:  rec.Point,
+		Source: SourceCity,
+		Reason: fmt.Sprintf("city %s (accuracy %d km)", placeName(rec), rec.AccuracyKm),
+		Record: rec,
+	}
 }
 
-// cityLevel returns "" when rec's coordinates place the client well enough,
-// else why not.
-func (r *Reader) cityLevel(rec Record) string {
+// untrusted returns "" when rec's own coordinates place the client well
+// enough, else why not.
+func (r *Reader) untrusted(rec Record) string {
+	noCity := rec.City == "" && rec.CityID == 0
 	switch {
 	case !rec.HasPoint:
 		return "no coordinates"
 	case isUSCentroid(rec.Point):
 		return fmt.Sprintf("coordinates %.3f,%.3f are MaxMind's US centroid, not a position", rec.Point.Lat, rec.Point.Lon)
-	case rec.City == "" && rec.CityID == 0:
-		return fmt.Sprintf("no city (coordinates %.3f,%.3f are a country-level answer)", rec.Point.Lat, rec.Point.Lon)
+	case noCity && centroidTrap(rec.Country, rec.Point):
+		return fmt.Sprintf("no city, coordinates %.3f,%.3f are the geographic centre of %s, not a position", rec.Point.Lat, rec.Point.Lon, rec.Country)
 	case rec.AccuracyKm > r.maxAccuracyKm:
 		return fmt.Sprintf("accuracy radius %d km > %d km", rec.AccuracyKm, r.maxAccuracyKm)
+	case noCity && rec.AccuracyKm == 0:
+		return fmt.Sprintf("no city and no accuracy radius (coordinates %.3f,%.3f)", rec.Point.Lat, rec.Point.Lon)
 	}
 	return ""
 }

@@ -117,12 +117,20 @@ func TestLocateFallbacks(t *testing.T) {
 		point    geo.Point
 		reason   string
 	}{
-		{"country only", "203.0.113.5", SourceCountry, countryPoints["FR"], "country FR: no city"},
+		// No city but a position its radius lets us trust: its own
+		// point, not the country's.
+		{"no city, radius within the limit", "203.0.113.5", SourcePosition, geo.Point{Lat: 46.0, Lon: 2.0}, "no city (accuracy 500 km)"},
+		{"no city, California to 100 km", "203.0.113.100", SourcePosition, geo.Point{Lat: 36.78, Lon: -119.42}, "position 36.780,-119.420 in US"},
+		// Centroid traps: the country's point, whatever the radius.
 		{"US centroid", "203.0.113.20", SourceCountry, countryPoints["US"], "US centroid"},
 		{"US centroid v6", "2001:db8:ffff::1", SourceCountry, countryPoints["US"], "US centroid"},
+		{"Canada's geographic centre at 100 km", "203.0.113.85", SourceCountry, countryPoints["CA"], "geographic centre of CA"},
 		{"large radius", "203.0.113.33", SourceCountry, countryPoints["AU"], "accuracy radius 1000 km > 500 km"},
+		// No coordinates: the country's point, for a country the old
+		// table lacked (Lebanon went to Tokyo).
+		{"no coordinates, Lebanon", "203.0.113.120", SourceCountry, countryPoints["LB"], "country LB: no coordinates"},
 		{"continent only", "203.0.113.50", SourceContinent, continentPoints["AF"], "continent AF"},
-		{"country without point", "203.0.113.70", SourceContinent, continentPoints["OC"], "no point for country TV"},
+		{"country without point", "203.0.113.70", SourceContinent, continentPoints["AS"], "no point for country IO"},
 		{"unknown v4", "203.0.113.200", SourceDefault, def, "not in the database"},
 		{"unknown v6", "2001:db8:abcd::1", SourceDefault, def, "not in the database"},
 		{"outside every test network", "8.8.8.8", SourceDefault, def, "not in the database"},
@@ -186,7 +194,16 @@ func TestTablesValid(t *testing.T) {
 			}
 		}
 	}
-	// The US point must not be the centroid it replaces.
+	// Generated for every ISO 3166-1 country with people: 245 of 249.
+	if len(countryPoints) < 245 {
+		t.Errorf("%d country points, want every inhabited ISO 3166-1 country", len(countryPoints))
+	}
+	// No country point may be a centroid trap it replaces.
+	for _, tr := range centroidTraps {
+		if d := geo.DistanceKm(countryPoints[tr.country], tr.point); d < 100 || math.IsNaN(d) {
+			t.Errorf("%s point is %.0f km from the centroid trap %v", tr.country, d, tr.point)
+		}
+	}
 	if d := geo.DistanceKm(countryPoints["US"], usCentroid); d < 100 || math.IsNaN(d) {
 		t.Errorf("US point is %.0f km from the centroid", d)
 	}

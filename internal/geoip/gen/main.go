@@ -34,33 +34,34 @@ const buildEpoch = 1767225600
 type country struct{ iso, name, continent string }
 
 var (
-	fr = country{"FR", "France", "EU"}
-	gb = country{"GB", "United Kingdom", "EU"}
-	de = country{"DE", "Germany", "EU"}
-	es = country{"ES", "Spain", "EU"}
-	nl = country{"NL", "Netherlands", "EU"}
-	se = country{"SE", "Sweden", "EU"}
-	pl = country{"PL", "Poland", "EU"}
-	it = country{"IT", "Italy", "EU"}
-	us = country{"US", "United States", "NA"}
-	ca = country{"CA", "Canada", "NA"}
-	mx = country{"MX", "Mexico", "NA"}
-	br = country{"BR", "Brazil", "SA"}
-	ar = country{"AR", "Argentina", "SA"}
-	cl = country{"CL", "Chile", "SA"}
-	co = country{"CO", "Colombia", "SA"}
-	jp = country{"JP", "Japan", "AS"}
-	kr = country{"KR", "South Korea", "AS"}
-	sg = country{"SG", "Singapore", "AS"}
-	in = country{"IN", "India", "AS"}
-	hk = country{"HK", "Hong Kong", "AS"}
-	ae = country{"AE", "United Arab Emirates", "AS"}
-	au = country{"AU", "Australia", "OC"}
-	nz = country{"NZ", "New Zealand", "OC"}
-	za = country{"ZA", "South Africa", "AF"}
-	ng = country{"NG", "Nigeria", "AF"}
-	eg = country{"EG", "Egypt", "AF"}
-	tv = country{"TV", "Tuvalu", "OC"}
+	fr  = country{"FR", "France", "EU"}
+	gb  = country{"GB", "United Kingdom", "EU"}
+	de  = country{"DE", "Germany", "EU"}
+	es  = country{"ES", "Spain", "EU"}
+	nl  = country{"NL", "Netherlands", "EU"}
+	se  = country{"SE", "Sweden", "EU"}
+	pl  = country{"PL", "Poland", "EU"}
+	it  = country{"IT", "Italy", "EU"}
+	us  = country{"US", "United States", "NA"}
+	ca  = country{"CA", "Canada", "NA"}
+	mx  = country{"MX", "Mexico", "NA"}
+	br  = country{"BR", "Brazil", "SA"}
+	ar  = country{"AR", "Argentina", "SA"}
+	cl  = country{"CL", "Chile", "SA"}
+	co  = country{"CO", "Colombia", "SA"}
+	jp  = country{"JP", "Japan", "AS"}
+	kr  = country{"KR", "South Korea", "AS"}
+	sg  = country{"SG", "Singapore", "AS"}
+	in  = country{"IN", "India", "AS"}
+	hk  = country{"HK", "Hong Kong", "AS"}
+	ae  = country{"AE", "United Arab Emirates", "AS"}
+	au  = country{"AU", "Australia", "OC"}
+	nz  = country{"NZ", "New Zealand", "OC"}
+	za  = country{"ZA", "South Africa", "AF"}
+	ng  = country{"NG", "Nigeria", "AF"}
+	eg  = country{"EG", "Egypt", "AF"}
+	iot = country{"IO", "British Indian Ocean Territory", "AS"}
+	lb  = country{"LB", "Lebanon", "AS"}
 )
 
 var continentNames = map[string]string{
@@ -126,8 +127,8 @@ type special struct {
 // specials exercise Locate's fallbacks, one behaviour per network.
 func specials() []special {
 	return []special{
-		// A country-level answer: country and continent, coordinates
-		// near the centroid, no city → country point.
+		// No city, coordinates within the accuracy trusted → the
+		// record's own position.
 		{"203.0.113.0/28", record(nil, &fr, 46.0, 2.0, 500, "Europe/Paris")},
 		// MaxMind's US centroid for US addresses it cannot place.
 		{"203.0.113.16/28", record(nil, &us, 37.751, -97.822, 1000, "America/Chicago")},
@@ -135,8 +136,15 @@ func specials() []special {
 		{"203.0.113.32/28", record(&city{"Alice Springs", au, -23.6980, 133.8807, "Australia/Darwin"}, &au, -23.6980, 133.8807, 1000, "")},
 		// A continent and nothing else → continent point.
 		{"203.0.113.48/28", continentOnly("AF")},
-		// A country with no built-in point and no coordinates → continent.
-		{"203.0.113.64/28", record(nil, &tv, 0, 0, 0, "")},
+		// A country no place is known in, no coordinates → continent.
+		{"203.0.113.64/28", record(nil, &iot, 0, 0, 0, "")},
+		// A country-level record at a country's geographic centre, with
+		// a radius small enough to pass → the country's point.
+		{"203.0.113.80/28", record(nil, &ca, 60.0, -95.0, 100, "")},
+		// No city, in California, 100 km: a position, not the US point.
+		{"203.0.113.96/28", record(nil, &us, 36.78, -119.42, 100, "America/Los_Angeles")},
+		// A country outside the old hand-made table, no coordinates.
+		{"203.0.113.112/28", record(nil, &lb, 0, 0, 0, "")},
 		{"2001:db8:ffff::/48", record(nil, &us, 37.751, -97.822, 1000, "America/Chicago")},
 		// Two cities in one /48, to check that per-network caching keys
 		// by the database's own networks.
