@@ -4,7 +4,7 @@ GO      ?= go
 PKGS    := ./...
 BIN     := bin/geocdn
 
-.PHONY: all build run test test-short vet fmt bench fuzz clean loadtest soak
+.PHONY: all build run test test-short vet fmt bench bench-dns fuzz clean loadtest soak
 
 all: build
 
@@ -33,6 +33,10 @@ fmt:
 bench: build
 	./bench/run.sh
 
+# DNS answers/s of `geocdn router --dns` on one core, with ECS (dnsperf).
+bench-dns: build
+	./bench/dns.sh
+
 # Load tests: not part of `make test`. `make loadtest` runs global-zipf for
 # 60 s against the cluster `make run` started, or one it starts and stops,
 # and prints where the HTML report is; `make soak` runs edge-loss and
@@ -48,6 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFromPath -fuzztime 30s ./internal/objkey
 	$(GO) test -run '^$$' -fuzz FuzzScanHead -fuzztime 60s ./internal/h1
 	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 60s ./internal/h1c
+	$(GO) test -run '^$$' -fuzz FuzzDNSQuery -fuzztime 60s ./router
 
 clean:
 	rm -rf bin

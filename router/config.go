@@ -49,6 +49,42 @@ type Config struct {
 	Certificate   func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	HTTPSAddr     string
 	HTTPSListener net.Listener
+	// DNSAddr, when set, serves the DNS front end (dns.go) on this
+	// address over UDP and TCP, one port for both; port 0 takes one the
+	// kernel picks that is free for both. Default none: no DNS server.
+	// Ignored when DNSPacketConn is set.
+	DNSAddr string
+	// DNSPacketConn and DNSListener, when set (both), are used instead
+	// of listening on DNSAddr. A UDP socket bound to one address is
+	// served in batches (recvmmsg, sendmmsg); anything else, a wildcard
+	// address included, by miekg/dns's server, at under half the rate.
+	DNSPacketConn net.PacketConn
+	DNSListener   net.Listener
+	// DNSZone is the zone the DNS front end is authoritative for, such
+	// as "cdn.example.com": SOA and NS at its apex, NXDOMAIN for the
+	// names in it that it does not serve, REFUSED for names outside it.
+	// Required with DNS; one zone, not the root.
+	DNSZone string
+	// DNSNames are the hostnames answered with the chosen edge's
+	// addresses (A, AAAA), each the zone's apex or a name in it; no
+	// wildcards. Default the apex alone.
+	DNSNames []string
+	// DNSTTL is the TTL of every DNS record, and the SOA minimum, so
+	// negative answers are cached no longer than positive ones. Default
+	// 30s; whole seconds (a fraction is dropped), from 1s to 1h.
+	DNSTTL time.Duration
+	// DNSNameservers are the zone's NS records, first the SOA's primary.
+	// Names inside the zone need addresses, which are answered for them;
+	// names outside it must have none. Default one, "ns.<zone>", whose
+	// address is the one DNS is bound to (none on a wildcard address).
+	DNSNameservers []Nameserver
+	// DNSEdgeAddrs are the addresses DNS answers with for each edge, by
+	// edge id. An edge not in it is answered with the host of its public
+	// URL when that is an IP address; an edge with neither is left out
+	// of DNS answers (logged and counted), never resolved. DNS answers
+	// carry no port: edges reached by DNS serve on the scheme's default.
+	DNSEdgeAddrs map[string][]netip.Addr
+
 	// EdgeRootCAs verifies edges whose public URL is https:// when they
 	// are probed (nil: the system's roots). Clients are sent to those
 	// URLs as they are: an edge that serves TLS gets https redirects.
@@ -141,8 +177,12 @@ func DefaultConfig() Config {
 		ProbeTimeout:       time.Second,
 		PlanInterval:       2 * time.Second,
 		CacheEntries:       1 << 16,
+		DNSTTL:             DefaultDNSTTL,
 	}
 }
+
+// dnsEnabled reports whether c configures the DNS front end.
+func (c Config) dnsEnabled() bool { return c.DNSAddr != "" || c.DNSPacketConn != nil }
 
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
@@ -175,6 +215,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PlanInterval == 0 {
 		c.PlanInterval = d.PlanInterval
+	}
+	if c.DNSTTL == 0 {
+		c.DNSTTL = d.DNSTTL
 	}
 	c.Clock = clock.Or(c.Clock)
 	if c.Logger == nil {
@@ -237,7 +280,64 @@ func (c Config) Validate() error {
 	if c.ProbeTimeout <= 0 || c.ProbeTimeout > 2*time.Second {
 		errs = append(errs, fmt.Errorf("probe timeout: %v is outside (0, 2s]", c.ProbeTimeout))
 	}
+	if c.dnsEnabled() {
+		if (c.DNSPacketConn == nil) != (c.DNSListener == nil) {
+			errs = append(errs, errors.New("dns: a packet conn and a listener go together"))
+		}
+		if _, err := newDNSZone(c, netip.Addr{}, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// ParseNameAddrs parses "NAME=ADDR,ADDR;NAME;..." (the addresses are
+// optional): --dns-ns, and --dns-edge-addrs with edge ids for names.
+func ParseNameAddrs(s string) ([]Nameserver, error) {
+	var out []Nameserver
+	for f := range strings.SplitSeq(s, ";") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		name, addrs, _ := strings.Cut(f, "=")
+		ns := Nameserver{Name: strings.TrimSpace(name)}
+		if ns.Name == "" {
+			return nil, fmt.Errorf("%q: want NAME=ADDR,ADDR", f)
+		}
+		for a := range strings.SplitSeq(addrs, ",") {
+			if a = strings.TrimSpace(a); a == "" {
+				continue
+			}
+			ip, err := netip.ParseAddr(a)
+			if err != nil || ip.Zone() != "" {
+				return nil, fmt.Errorf("%s: %q is not an IP address", ns.Name, a)
+			}
+			ns.Addrs = append(ns.Addrs, ip.Unmap())
+		}
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+// ParseEdgeAddrs parses "ID=ADDR,ADDR;ID=ADDR" into
+// Config.DNSEdgeAddrs.
+func ParseEdgeAddrs(s string) (map[string][]netip.Addr, error) {
+	list, err := ParseNameAddrs(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]netip.Addr, len(list))
+	for _, e := range list {
+		if len(e.Addrs) == 0 {
+			return nil, fmt.Errorf("%s: no address", e.Name)
+		}
+		if _, dup := out[e.Name]; dup {
+			return nil, fmt.Errorf("%s: given twice", e.Name)
+		}
+		out[e.Name] = e.Addrs
+	}
+	return out, nil
 }
 
 // ParseTrustedProxies parses a comma-separated list of CIDRs or bare

@@ -7,9 +7,12 @@
 // It learns edges from the origin's GET /v1/edges and probes each edge's
 // /healthz itself.
 //
-// The decision logic (Table, Router.Decide) does not depend on HTTP, so a
-// DNS front end can reuse it; the HTTP front end answers GET /{key} with a
-// 302 to the chosen edge and GET /v1/route with the decision as JSON.
+// The decision logic (Table, Router.Decide) does not depend on HTTP: the
+// HTTP front end answers GET /{key} with a 302 to the chosen edge and GET
+// /v1/route with the decision as JSON, and the DNS front end (dns.go,
+// Config.DNSAddr) answers A and AAAA queries for the CDN's names with the
+// chosen edge's addresses, placing the client by its EDNS Client Subnet
+// when the query carries one.
 //
 // Key invariant: a decision only ever names an edge that the origin last
 // reported up and whose last /healthz probe succeeded; with none, Decide

@@ -3,6 +3,7 @@ package router
 import (
 	"strconv"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/geocdn/geocdn/internal/geoip"
@@ -71,4 +72,61 @@ func (m *metrics) decided(s geoip.Source, err error) {
 	if int(s) < len(m.decisions) {
 		m.decisions[s].Inc()
 	}
+}
+
+// dnsRcodes are the response codes the DNS metrics name; others count as
+// "other".
+var dnsRcodes = []int{
+	dns.RcodeSuccess, dns.RcodeFormatError, dns.RcodeServerFailure, dns.RcodeNameError,
+	dns.RcodeNotImplemented, dns.RcodeRefused, dns.RcodeBadVers,
+}
+
+// dnsMetrics are the DNS front end's, by transport (dnsUDP, dnsTCP).
+type dnsMetrics struct {
+	responses [2][dns.RcodeBadVers + 1]prometheus.Counter // by rcode; nil: other
+	other     [2]prometheus.Counter
+	dropped   [2]prometheus.Counter
+	truncated prometheus.Counter
+	ecs       prometheus.Counter
+}
+
+func newDNSMetrics(reg *prometheus.Registry, s *dnsServer) *dnsMetrics {
+	resp := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geocdn_router_dns_responses_total", Help: "DNS responses by transport (udp, tcp) and rcode.",
+	}, []string{"transport", "rcode"})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "geocdn_router_dns_dropped_total", Help: "DNS messages not answered: shorter than a header, or responses.",
+	}, []string{"transport"})
+	m := &dnsMetrics{
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_router_dns_truncated_total", Help: "UDP answers too large for the resolver's buffer, sent truncated (TC) so it asks over TCP.",
+		}),
+		ecs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "geocdn_router_dns_client_subnet_total", Help: "DNS decisions made for an EDNS Client Subnet address rather than the resolver's.",
+		}),
+	}
+	for t, name := range []string{"udp", "tcp"} {
+		for _, rc := range dnsRcodes {
+			m.responses[t][rc] = resp.WithLabelValues(name, dns.RcodeToString[rc])
+		}
+		m.other[t] = resp.WithLabelValues(name, "other")
+		m.dropped[t] = dropped.WithLabelValues(name)
+	}
+	reg.MustRegister(resp, dropped, m.truncated, m.ecs,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_router_dns_edges", Help: "Routable edges DNS answers may name: those with an address.",
+		}, func() float64 { return float64(s.current().table.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "geocdn_router_dns_edges_without_address", Help: "Routable edges left out of DNS answers for want of an address (--dns-edge-addrs).",
+		}, func() float64 { return float64(len(s.current().skipped)) }),
+	)
+	return m
+}
+
+func (m *dnsMetrics) respond(transport, rcode int) {
+	if rcode >= 0 && rcode < len(m.responses[transport]) && m.responses[transport][rcode] != nil {
+		m.responses[transport][rcode].Inc()
+		return
+	}
+	m.other[transport].Inc()
 }

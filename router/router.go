@@ -42,12 +42,15 @@ type Router struct {
 	tlsLn   net.Listener
 	tlsSrv  *http.Server
 	httpSrv *http.Server
+	// dns is the DNS front end, when configured.
+	dns *dnsServer
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// New opens the GeoIP database and binds the HTTP listener; Run serves.
+// New opens the GeoIP database and binds the HTTP listener (and the DNS
+// sockets, when configured); Run serves.
 // A Router that is never Run must be Closed.
 func New(cfg Config) (*Router, error) {
 	cfg = cfg.withDefaults()
@@ -107,6 +110,14 @@ func New(cfg Config) (*Router, error) {
 	if r.httpLn != nil {
 		r.httpSrv = r.newServer()
 	}
+	if cfg.dnsEnabled() {
+		d, err := newDNSServer(r)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.dns = d
+	}
 	return r, nil
 }
 
@@ -157,12 +168,21 @@ func (r *Router) HTTPAddr() net.Addr {
 	return r.httpLn.Addr()
 }
 
-// Run fetches the edge list, probes edges and serves HTTP until ctx is
-// cancelled, then shuts down and closes the Router.
+// DNSAddr is the bound address of the DNS front end, UDP and TCP alike;
+// nil without one.
+func (r *Router) DNSAddr() net.Addr {
+	if r.dns == nil {
+		return nil
+	}
+	return r.dns.pc.LocalAddr()
+}
+
+// Run fetches the edge list, probes edges and serves HTTP (and DNS) until
+// ctx is cancelled, then shuts down and closes the Router.
 func (r *Router) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	if r.httpSrv != nil {
 		go func() {
 			if err := r.httpSrv.Serve(r.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -178,6 +198,10 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		}()
 		r.log.Info("router serving", "https", r.HTTPSAddr().String())
+	}
+	if r.dns != nil {
+		r.dns.start(errc)
+		r.log.Info("router serving", "dns", r.DNSAddr().String(), "zone", r.dns.zone.apex)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -207,6 +231,13 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		scancel()
 	}
+	if r.dns != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := r.dns.shutdown(sctx); serr != nil && err == nil {
+			err = fmt.Errorf("router dns shutdown: %w", serr)
+		}
+		scancel()
+	}
 	<-done
 	if cerr := r.Close(); cerr != nil && err == nil {
 		err = cerr
@@ -223,6 +254,11 @@ func (r *Router) Close() error {
 				continue
 			}
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) && r.closeErr == nil {
+				r.closeErr = err
+			}
+		}
+		if r.dns != nil {
+			if err := r.dns.close(); err != nil && r.closeErr == nil {
 				r.closeErr = err
 			}
 		}
@@ -243,6 +279,12 @@ func (r *Router) Explain(client netip.Addr, namespace, key string) (Decision, er
 }
 
 func (r *Router) decide(client netip.Addr, ns, key string, explain bool) (Decision, error) {
+	return r.decideOn(r.table.Load(), client, ns, key, explain)
+}
+
+// decideOn is decide on table t: the DNS front end's leaves out the edges
+// it has no address for.
+func (r *Router) decideOn(t *Table, client netip.Addr, ns, key string, explain bool) (Decision, error) {
 	client = client.Unmap().WithZone("")
 	q := Query{Location: r.locate(client), Namespace: ns, Key: key, Explain: explain}
 	if key == "" {
@@ -251,7 +293,7 @@ func (r *Router) decide(client netip.Addr, ns, key string, explain bool) (Decisi
 	if r.holders != nil {
 		q.Holders = r.holders(ns, key)
 	}
-	d, err := r.table.Load().Decide(q)
+	d, err := t.Decide(q)
 	r.metrics.decided(q.Location.Source, err)
 	return d, err
 }
@@ -275,16 +317,20 @@ func (r *Router) Edges() []EdgeView { return r.members.view() }
 // affinity hashes the client's network (/24, /48), so clients asking
 // without a key keep one edge while their neighbours spread.
 func affinity(a netip.Addr) uint64 {
-	bits := 24
-	if a.Is6() {
-		bits = 48
-	}
-	p, err := a.Prefix(bits)
+	p, err := a.Prefix(affinityBits(a))
 	if err != nil {
 		return 0
 	}
 	b := p.Addr().As16()
 	return xxhash.Sum64(b[:])
+}
+
+// affinityBits is the length of the network affinity hashes.
+func affinityBits(a netip.Addr) int {
+	if a.Is6() {
+		return 48
+	}
+	return 24
 }
 
 // locCache maps client networks to locations. Keys are prefixes at fixed

@@ -13,6 +13,7 @@
 //	benchtool resynctable [-resync F] [-store F] [-scrub F] [-objects N]
 //	benchtool writes  -origin URL -token-file F [-op publish|purge] [-count N] [-clients 64]
 //	benchtool webcert|warmtls|h3load|handshakes|tlstable (tls.go)
+//	benchtool dnsqueries -name N -out F (dns.go)
 package main
 
 import (
@@ -50,14 +51,14 @@ var sizes = []struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable|writes|webcert|warmtls|h3load|handshakes|tlstable [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool gen|publish|wait|warm|table|pushtable|tcptable|resynctable|writes|webcert|warmtls|h3load|handshakes|tlstable|dnsqueries [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
 		"gen": gen, "publish": publish, "wait": wait, "warm": warm,
 		"webcert": webCert, "warmtls": warmTLS, "h3load": h3load, "handshakes": handshakes, "tlstable": tlsTable,
 		"table": table, "pushtable": pushTable, "tcptable": tcpTable, "resynctable": resyncTable,
-		"writes": writes,
+		"writes": writes, "dnsqueries": dnsQueries,
 	}
 	cmd, ok := cmds[os.Args[1]]
 	if !ok {

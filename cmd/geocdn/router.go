@@ -22,7 +22,7 @@ func routerCommand() *cli.Command {
 	d := router.DefaultConfig()
 	return &cli.Command{
 		Name:  "router",
-		Usage: "send HTTP clients to their nearest healthy edge (302) using a GeoIP2 City database",
+		Usage: "send clients to their nearest healthy edge, by HTTP redirect (302) or DNS, using a GeoIP2 City database",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "http", Value: d.HTTPAddr, Usage: "listen address for redirects, /v1/route, /healthz and /metrics", EnvVars: env("http")},
 			&cli.StringFlag{Name: "origin-admin", Usage: "origin admin API base URL, whose /v1/edges lists the edges", Required: true, EnvVars: env("origin-admin")},
@@ -33,7 +33,7 @@ func routerCommand() *cli.Command {
 			&cli.StringFlag{Name: "client-ip-header", Value: d.ClientIPHeader, Usage: "header trusted proxies append the client to: X-Forwarded-For or Forwarded", EnvVars: env("client-ip-header")},
 			&cli.StringFlag{Name: "default-location", Usage: "LAT,LON for clients the database places nowhere (default: spread them over every edge)", EnvVars: env("default-location")},
 			&cli.StringFlag{Name: "country-locations", Usage: "override where clients known only by country are placed: CC=LAT,LON;CC=LAT,LON", EnvVars: env("country-locations")},
-			&cli.IntFlag{Name: "max-accuracy", Value: d.MaxAccuracyKm, Usage: "largest GeoIP accuracy radius (km) taken as a city-level position", EnvVars: env("max-accuracy")},
+			&cli.IntFlag{Name: "max-accuracy", Value: d.MaxAccuracyKm, Usage: "largest GeoIP accuracy radius (km) at which a record's own coordinates are used, city or not (beyond it: its country's point)", EnvVars: env("max-accuracy")},
 			&cli.DurationFlag{Name: "equivalence", Value: d.Equivalence, Usage: "edges within this estimated RTT of the nearest share clients by rendezvous hashing", EnvVars: env("equivalence")},
 			&cli.DurationFlag{Name: "membership-interval", Value: d.MembershipInterval, Usage: "how often the origin's edge list is fetched (at most 1s)", EnvVars: env("membership-interval")},
 			&cli.DurationFlag{Name: "probe-interval", Value: d.ProbeInterval, Usage: "how often each edge's /healthz is probed (at most 500ms)", EnvVars: env("probe-interval")},
@@ -42,6 +42,18 @@ func routerCommand() *cli.Command {
 				Usage: "listen address of the same API over TLS (HTTP/1.1 and HTTP/2), served when --tls-cert is given"},
 			&cli.StringFlag{Name: "edge-ca", EnvVars: env("edge-ca"),
 				Usage: "PEM certificates that edges serving https:// public URLs are checked against when probed (default: the system's roots)"},
+			&cli.StringFlag{Name: "dns", EnvVars: env("dns"),
+				Usage: "listen address (UDP and TCP, one port) of the DNS front end, e.g. 127.0.0.1:8053 (default: no DNS)"},
+			&cli.StringFlag{Name: "dns-zone", EnvVars: env("dns-zone"),
+				Usage: "zone the DNS front end is authoritative for, e.g. cdn.example.com (required with --dns)"},
+			&cli.StringFlag{Name: "dns-names", EnvVars: env("dns-names"),
+				Usage: "comma-separated hostnames in the zone answered with the nearest edge's addresses (default: the zone's apex)"},
+			&cli.DurationFlag{Name: "dns-ttl", Value: router.DefaultDNSTTL, EnvVars: env("dns-ttl"),
+				Usage: "TTL of DNS answers, and of negative answers (1s to 1h)"},
+			&cli.StringFlag{Name: "dns-ns", EnvVars: env("dns-ns"),
+				Usage: "the zone's nameservers, NAME=ADDR,ADDR;NAME: names in the zone need their addresses (default: ns.<zone> at the --dns address)"},
+			&cli.StringFlag{Name: "dns-edge-addrs", EnvVars: env("dns-edge-addrs"),
+				Usage: "addresses DNS answers with, by edge id: ID=ADDR,ADDR;ID=ADDR (default: the host of the edge's public URL when it is an IP address; other edges are left out of DNS)"},
 			readyFileFlag(),
 		}, append(tlsFlags("the router's HTTPS listener"), tokenFlags...)...),
 		Action: func(c *cli.Context) error {
@@ -80,6 +92,23 @@ func routerCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if c.String("dns") != "" && c.String("dns-zone") == "" {
+				return fmt.Errorf("--dns-zone: required with --dns")
+			}
+			var dnsNames []string
+			for n := range strings.SplitSeq(c.String("dns-names"), ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					dnsNames = append(dnsNames, n)
+				}
+			}
+			dnsNS, err := router.ParseNameAddrs(c.String("dns-ns"))
+			if err != nil {
+				return fmt.Errorf("--dns-ns: %w", err)
+			}
+			edgeAddrs, err := router.ParseEdgeAddrs(c.String("dns-edge-addrs"))
+			if err != nil {
+				return fmt.Errorf("--dns-edge-addrs: %w", err)
+			}
 			reg := prometheus.NewRegistry()
 			var certs *tlscert.Store
 			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
@@ -99,6 +128,8 @@ func routerCommand() *cli.Command {
 				Logger:      slog.Default(),
 				Certificate: getCert, HTTPSAddr: c.String("https"), EdgeRootCAs: edgeCAs, Registry: reg,
 				GeoIPReloadInterval: geoipInterval(c.Duration("geoip-reload-interval")),
+				DNSAddr:             c.String("dns"), DNSZone: c.String("dns-zone"), DNSNames: dnsNames,
+				DNSTTL: c.Duration("dns-ttl"), DNSNameservers: dnsNS, DNSEdgeAddrs: edgeAddrs,
 			})
 			if err != nil {
 				return err
@@ -113,7 +144,7 @@ func routerCommand() *cli.Command {
 					slog.Info("geoip database reloaded on SIGHUP")
 				}
 			})
-			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr()), HTTPS: addrString(r.HTTPSAddr())}, r.Run)
+			return ready.Serve(ctx, c.String("ready-file"), ready.File{Role: "router", HTTP: addrString(r.HTTPAddr()), HTTPS: addrString(r.HTTPSAddr()), DNS: addrString(r.DNSAddr())}, r.Run)
 		},
 	}
 }

@@ -38,6 +38,9 @@ type File struct {
 	// its HTTP/3 UDP socket (the same port), when it serves TLS.
 	HTTPS string `json:"https,omitempty"`
 	HTTP3 string `json:"http3,omitempty"`
+	// DNS is the router's DNS front end: its UDP and TCP sockets, which
+	// share the port.
+	DNS string `json:"dns,omitempty"`
 	// Admin is an edge's admin listener (/metrics, /healthz).
 	Admin string `json:"admin,omitempty"`
 	// QUIC is the origin's listening UDP socket, or the local UDP socket
