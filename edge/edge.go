@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/h1"
 	"github.com/geocdn/geocdn/internal/pki"
+	"github.com/geocdn/geocdn/internal/rttstat"
 	"github.com/geocdn/geocdn/internal/scrub"
 	"github.com/geocdn/geocdn/invalidation"
 	"github.com/geocdn/geocdn/placement"
@@ -332,6 +334,9 @@ type Edge struct {
 	quarantined atomic.Uint64
 	// scrubber re-hashes the stored blobs in the background (scrub.go).
 	scrubber *scrub.Scrubber
+	// rtts are the RTTs of client connections per client network,
+	// reported to the origin for routers (rttreport.go).
+	rtts *rttstat.Table
 }
 
 // New opens the store and binds the listeners; Run serves them.
@@ -340,7 +345,8 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("edge config: %w", err)
 	}
-	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, resyncNow: make(chan uint64, 16), resyncSem: make(chan struct{}, 1)}
+	e := &Edge{cfg: cfg, log: cfg.Logger.With("role", "edge", "id", cfg.ID), clk: cfg.Clock, resyncNow: make(chan uint64, 16), resyncSem: make(chan struct{}, 1),
+		rtts: rttstat.New(rttstat.Options{MaxNetworks: rttNetworks, HalfLife: rttHalfLife})}
 	var err error
 	e.store, err = openStore(storeConfig{
 		Dir: cfg.DataDir, HotBytes: cfg.CacheSize, HotMaxObject: cfg.HotMaxObject,
@@ -403,7 +409,13 @@ func (e *Edge) listen() error {
 	}
 	altSvc := ""
 	if h3 != nil {
-		altSvc = altSvcValue(tlsLn.Addr().(*net.TCPAddr).Port)
+		// The port clients reach HTTP/3 on: the UDP socket's, which is the
+		// TLS listener's unless both were given.
+		if _, port, err := net.SplitHostPort(h3.LocalAddr().String()); err == nil {
+			if p, err := strconv.Atoi(port); err == nil {
+				altSvc = altSvcValue(p)
+			}
+		}
 	}
 	h := newHandler(handlerConfig{
 		Store: e.store, Fill: e, View: e, Clock: e.clk.Now, Metrics: e.metrics,
@@ -412,9 +424,12 @@ func (e *Edge) listen() error {
 		AltSvc: altSvc,
 	})
 	if tlsLn != nil {
-		e.tlsSrv = newTLSServers(tlsLn, h3, h, tlsConfig(e.cfg.Certificate), max(e.cfg.MaxConns, 0), e.log)
+		e.tlsSrv = newTLSServers(rttListener{tlsLn, e.clientRTT}, h3, h, tlsConfig(e.cfg.Certificate), max(e.cfg.MaxConns, 0), e.log)
 		e.tlsSrv.ownsUDP = ownsH3
 		registerConnMetrics(e.cfg.Registry, e.tlsSrv.h1, "https")
+		if e.tlsSrv.h3 != nil {
+			e.tlsSrv.h3.ConnContext = e.h3ConnContext
+		}
 	}
 	e.httpSrv = clientServer(h, max(e.cfg.MaxConns, 0), e.log)
 
@@ -567,7 +582,7 @@ func (e *Edge) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}
-	go serve(e.httpSrv, e.httpLn)
+	go serve(e.httpSrv, rttListener{e.httpLn, e.clientRTT})
 	if e.tlsSrv != nil {
 		e.tlsSrv.serve(errc)
 	}

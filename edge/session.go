@@ -461,6 +461,7 @@ func (e *Edge) runSession(ctx context.Context, addr net.Addr, handshake time.Dur
 	run("repair", e.repairLoop)
 	run("resync", e.resyncLoop)
 	run("scrub report", e.reportScrub)
+	run("rtt report", e.reportRTT)
 	run("fill origin", e.fillOrigins)
 	<-sctx.Done()
 	control.CloseWithError(0, "")

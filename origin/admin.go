@@ -547,7 +547,7 @@ func (o *Origin) Edges() []EdgeStatus {
 			ID: e.info.ID, Region: e.info.Region, Lat: e.info.Lat, Lon: e.info.Lon,
 			FaultDomain: e.info.FaultDomain, PublicURL: e.info.PublicURL,
 			State: e.stateLocked(now, o.stateRule()), LeaseExpires: e.leaseExpires,
-			Watermark: e.watermark, LastResync: e.lastResync, Scrub: e.scrub,
+			Watermark: e.watermark, LastResync: e.lastResync, Scrub: e.scrub, RTT: e.rtt,
 		}
 		if e.control != nil {
 			st.Origin = o.cfg.ID

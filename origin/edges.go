@@ -76,6 +76,9 @@ type edge struct {
 	// scrub is the edge's latest scrub report (edgescrub.go), replaced,
 	// never changed, by the next.
 	scrub *ScrubProgress
+	// rtt is the edge's latest RTT report (edgertt.go), replaced, never
+	// changed, by the next.
+	rtt []NetworkRTT
 }
 
 func newEdge(info edgeInfo) *edge {
@@ -207,6 +210,9 @@ type EdgeStatus struct {
 	// Scrub is the edge's blob scrubbing as the edge last reported it, if
 	// it has since the origin started.
 	Scrub *ScrubProgress `json:"scrub,omitempty"`
+	// RTT is the edge's measured RTT per client network, as it last
+	// reported it (the networks with the most traffic).
+	RTT []NetworkRTT `json:"rtt,omitempty"`
 	// Origin is the origin the edge follows the log from (the cluster's
 	// leader), while it is connected.
 	Origin string `json:"origin,omitempty"`

@@ -223,6 +223,8 @@ func (o *Origin) readControl(e *edge, st *quic.Stream) error {
 			o.acked.Broadcast()
 		case wire.ScrubProgress:
 			o.edgeScrubbed(e, m)
+		case wire.RTTReport:
+			o.edgeMeasuredRTT(e, m)
 		default:
 			return fmt.Errorf("%w: %T on control stream", errUnexpectedFrame, f)
 		}

@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/geocdn/geocdn/internal/rttstat"
 )
 
 // benchClients are addresses of every city of the test database, several
@@ -34,6 +37,12 @@ func benchClients() []netip.Addr {
 }
 
 func benchRouter(b *testing.B, cacheEntries int) *Router {
+	return benchRouterWith(b, cacheEntries, false)
+}
+
+// benchRouterWith is benchRouter, and with measured every network of
+// benchClients has measured RTTs from three edges, with enough samples.
+func benchRouterWith(b *testing.B, cacheEntries int, measured bool) *Router {
 	r, err := New(Config{
 		HTTPAddr: "-", OriginAdmin: "http://127.0.0.1:1", Token: "bench-token-0123456789",
 		GeoIPPath: testDB, CacheEntries: cacheEntries,
@@ -43,7 +52,16 @@ func benchRouter(b *testing.B, cacheEntries int) *Router {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.Close() })
-	r.table.Store(r.newTable(manyEdges(1000)))
+	edges := manyEdges(1000)
+	if measured {
+		for i, c := range benchClients() {
+			for j := range 3 {
+				e := &edges[(7*i+331*j)%len(edges)]
+				e.RTT = append(e.RTT, MeasuredRTT{Network: rttstat.Network(c), RTT: time.Duration(5+10*j) * time.Millisecond, Samples: 20})
+			}
+		}
+	}
+	r.table.Store(r.newTable(edges))
 	return r
 }
 
@@ -51,7 +69,9 @@ func benchRouter(b *testing.B, cacheEntries int) *Router {
 // lookup, ranking by estimated RTT, rendezvous hashing on the key.
 // "cached" is the steady state (per-network locations and per-location
 // rankings cached); "uncached" pays the database lookup and a scan of
-// every edge on each decision. Run with -cpu 1 for one core.
+// every edge on each decision. The "-measured" variants have measured
+// RTTs from three edges for every client's network, which rank those
+// edges instead of the model. Run with -cpu 1 for one core.
 func BenchmarkDecide(b *testing.B) {
 	clients := benchClients()
 	keys := make([]string, 4096)
@@ -59,11 +79,12 @@ func BenchmarkDecide(b *testing.B) {
 		keys[i] = fmt.Sprintf("assets/img/%05d.jpg", i)
 	}
 	for _, bc := range []struct {
-		name    string
-		entries int
-	}{{"cached", 0}, {"uncached", -1}} {
+		name     string
+		entries  int
+		measured bool
+	}{{"cached", 0, false}, {"uncached", -1, false}, {"cached-measured", 0, true}, {"uncached-measured", -1, true}} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := benchRouter(b, bc.entries)
+			r := benchRouterWith(b, bc.entries, bc.measured)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {

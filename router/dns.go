@@ -584,7 +584,7 @@ func (s *dnsServer) buildView(src *Table) *dnsView {
 			continue
 		}
 		v.addrs[e.id] = a
-		keep = append(keep, Edge{ID: e.id, Region: e.region, Lat: e.point.Lat, Lon: e.point.Lon, PublicURL: e.url, Healthy: true})
+		keep = append(keep, Edge{ID: e.id, Region: e.region, Lat: e.point.Lat, Lon: e.point.Lon, PublicURL: e.url, Healthy: true, RTT: e.rtt})
 	}
 	if len(v.skipped) > 0 {
 		v.table = s.r.newTable(keep)

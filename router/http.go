@@ -120,14 +120,18 @@ func (r *Router) serveHealth(w http.ResponseWriter) {
 // routeJSON is GET /v1/route's answer; the field names are the contract
 // DESIGN.md lists, plus where the client was placed.
 type routeJSON struct {
-	Edge       string      `json:"edge"`
-	URL        string      `json:"url"`
-	Region     string      `json:"region"`
-	DistanceKm float64     `json:"distance_km"`
-	EstRTTms   float64     `json:"est_rtt_ms"`
-	Reason     string      `json:"reason"`
-	Candidates []Candidate `json:"candidates"`
-	Client     clientJSON  `json:"client"`
+	Edge       string  `json:"edge"`
+	URL        string  `json:"url"`
+	Region     string  `json:"region"`
+	DistanceKm float64 `json:"distance_km"`
+	EstRTTms   float64 `json:"est_rtt_ms"`
+	// RTTSource is what ranked the edge: "measured" (MeasuredRTTms, the
+	// edge's own measurement of the client's network) or "model".
+	RTTSource     string      `json:"rtt_source,omitempty"`
+	MeasuredRTTms float64     `json:"measured_rtt_ms,omitempty"`
+	Reason        string      `json:"reason"`
+	Candidates    []Candidate `json:"candidates"`
+	Client        clientJSON  `json:"client"`
 }
 
 type clientJSON struct {
@@ -171,6 +175,7 @@ func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request) {
 	out := routeJSON{
 		Edge: d.Edge, URL: d.URL + "/" + escapeKey(key), Region: d.Region,
 		DistanceKm: round(d.DistanceKm, 1), EstRTTms: round(d.EstRTTms, 2),
+		RTTSource: d.RTTSource, MeasuredRTTms: round(d.MeasuredRTTms, 2),
 		Reason: d.Reason, Candidates: d.Candidates,
 	}
 	if key == "" {
@@ -178,7 +183,7 @@ func (r *Router) serveRoute(w http.ResponseWriter, req *http.Request) {
 	}
 	for i := range out.Candidates {
 		c := &out.Candidates[i]
-		c.DistanceKm, c.EstRTTms = round(c.DistanceKm, 1), round(c.EstRTTms, 2)
+		c.DistanceKm, c.EstRTTms, c.MeasuredRTTms = round(c.DistanceKm, 1), round(c.EstRTTms, 2), round(c.MeasuredRTTms, 2)
 	}
 	if out.Candidates == nil {
 		out.Candidates = []Candidate{}

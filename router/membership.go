@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/geocdn/geocdn/internal/geo"
 	"github.com/geocdn/geocdn/origin"
@@ -176,7 +178,8 @@ func (m *membership) apply(list []origin.EdgeStatus) {
 		}
 		old := mb.status
 		mb.status = s
-		if old.State != s.State || old.PublicURL != s.PublicURL || old.Lat != s.Lat || old.Lon != s.Lon || old.Region != s.Region {
+		if old.State != s.State || old.PublicURL != s.PublicURL || old.Lat != s.Lat || old.Lon != s.Lon || old.Region != s.Region ||
+			!slices.Equal(old.RTT, s.RTT) {
 			if old.PublicURL != s.PublicURL {
 				// A probe of the old address says nothing of the new.
 				mb.probed, mb.probeOK = false, false
@@ -296,12 +299,11 @@ func (m *membership) rebuildLocked() {
 			}
 		}
 		if routable {
-			s := mb.status
-			edges = append(edges, Edge{ID: s.ID, Region: s.Region, Lat: s.Lat, Lon: s.Lon, PublicURL: s.PublicURL, Healthy: true})
+			edges = append(edges, EdgeFromStatus(mb.status))
 		}
 	}
 	slices.SortFunc(edges, func(a, b Edge) int { return strings.Compare(a.ID, b.ID) })
-	if slices.Equal(edges, m.installed) {
+	if slices.EqualFunc(edges, m.installed, sameEdge) {
 		return
 	}
 	m.installed = edges
@@ -335,4 +337,30 @@ func (m *membership) known() (all, routable int) {
 		}
 	}
 	return all, routable
+}
+
+// EdgeFromStatus is the routable edge a GET /v1/edges row describes, with
+// the RTTs it measured; whether it is healthy is the caller's to judge.
+func EdgeFromStatus(s origin.EdgeStatus) Edge {
+	return Edge{ID: s.ID, Region: s.Region, Lat: s.Lat, Lon: s.Lon, PublicURL: s.PublicURL, Healthy: true, RTT: measuredRTTs(s.RTT)}
+}
+
+// sameEdge reports whether a and b would make the same table.
+func sameEdge(a, b Edge) bool {
+	return a.ID == b.ID && a.Region == b.Region && a.Lat == b.Lat && a.Lon == b.Lon &&
+		a.PublicURL == b.PublicURL && a.Healthy == b.Healthy && slices.Equal(a.RTT, b.RTT)
+}
+
+// measuredRTTs is an edge's rtt list of GET /v1/edges as the table takes
+// it; rows that do not parse are left out.
+func measuredRTTs(rows []origin.NetworkRTT) []MeasuredRTT {
+	var out []MeasuredRTT
+	for _, r := range rows {
+		p, err := netip.ParsePrefix(r.Network)
+		if err != nil || r.MedianMs <= 0 || r.Samples <= 0 {
+			continue
+		}
+		out = append(out, MeasuredRTT{Network: p.Masked(), RTT: time.Duration(r.MedianMs * float64(time.Millisecond)), Samples: r.Samples})
+	}
+	return out
 }

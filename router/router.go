@@ -18,6 +18,7 @@ import (
 	"github.com/geocdn/geocdn/internal/clock"
 	"github.com/geocdn/geocdn/internal/geoip"
 	"github.com/geocdn/geocdn/internal/objkey"
+	"github.com/geocdn/geocdn/internal/rttstat"
 	"github.com/geocdn/geocdn/placement"
 )
 
@@ -286,7 +287,7 @@ func (r *Router) decide(client netip.Addr, ns, key string, explain bool) (Decisi
 // it has no address for.
 func (r *Router) decideOn(t *Table, client netip.Addr, ns, key string, explain bool) (Decision, error) {
 	client = client.Unmap().WithZone("")
-	q := Query{Location: r.locate(client), Namespace: ns, Key: key, Explain: explain}
+	q := Query{Location: r.locate(client), Namespace: ns, Key: key, Explain: explain, Network: rttstat.Network(client)}
 	if key == "" {
 		q.Affinity = affinity(client)
 	}

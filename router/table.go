@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,29 @@ type Edge struct {
 	PublicURL string
 	// Healthy edges are routable; NewTable leaves the others out.
 	Healthy bool
+	// RTT is what the edge measured to client networks (GET /v1/edges'
+	// rtt); NewTable keeps the networks with at least
+	// TableOptions.MinRTTSamples.
+	RTT []MeasuredRTT
+}
+
+// MeasuredRTT is an edge's median RTT to one client network (a /24 or
+// /48), over Samples of its recent connections.
+type MeasuredRTT struct {
+	Network netip.Prefix
+	RTT     time.Duration
+	Samples float64
+}
+
+// DefaultMinRTTSamples is how many connections an edge must have measured
+// from a network before their median replaces the model's estimate.
+const DefaultMinRTTSamples = 8
+
+// measuredEdge is one edge's measurement for a network, in Table.measured.
+type measuredEdge struct {
+	i   int32
+	rtt time.Duration
+	n   float64
 }
 
 // Candidate is an edge considered for a decision.
@@ -47,6 +71,10 @@ type Candidate struct {
 	URL        string  `json:"url"`
 	DistanceKm float64 `json:"distance_km"`
 	EstRTTms   float64 `json:"est_rtt_ms"`
+	// MeasuredRTTms is the edge's measured RTT to the client's network,
+	// when it has one the decision used (then it ranked the edge, not
+	// EstRTTms).
+	MeasuredRTTms float64 `json:"measured_rtt_ms,omitempty"`
 	// Holds is set in explained decisions when the plan is known: whether
 	// the edge holds the object under it.
 	Holds *bool `json:"holds,omitempty"`
@@ -61,7 +89,13 @@ type Decision struct {
 	// both 0 when the client could not be located.
 	DistanceKm float64
 	EstRTTms   float64
-	Reason     string
+	// RTTSource says what ranked the chosen edge: "measured" (the edge's
+	// measured RTT to the client's network, MeasuredRTTms), "model"
+	// (EstRTTms), or "" when the client was not located and nothing was
+	// measured.
+	RTTSource     string
+	MeasuredRTTms float64
+	Reason        string
 	// Candidates are the equivalent edges the choice was made among,
 	// nearest first (at most 16); only in explained decisions.
 	Candidates []Candidate
@@ -83,6 +117,9 @@ type Query struct {
 	Holders []string
 	// Explain fills Decision.Candidates.
 	Explain bool
+	// Network is the client's /24 or /48, whose measured RTTs rank the
+	// edges that have them; zero: none.
+	Network netip.Prefix
 }
 
 // TableOptions tune a Table; the zero value takes the defaults.
@@ -93,6 +130,9 @@ type TableOptions struct {
 	// CacheEntries bounds the per-location cache of rankings; when full it
 	// is emptied. Default 65,536; negative disables it.
 	CacheEntries int
+	// MinRTTSamples is how many measured connections make an edge's RTT
+	// to a network count. Default DefaultMinRTTSamples.
+	MinRTTSamples float64
 }
 
 // Table answers routing queries over one fixed set of routable edges. It
@@ -107,6 +147,17 @@ type Table struct {
 	cacheMax int64
 	cacheLen atomic.Int64
 	cache    sync.Map // geo.Point → *ranking
+
+	// measured holds, per client network, the edges that measured it.
+	measured  map[netip.Prefix][]measuredEdge
+	mcacheLen atomic.Int64
+	mcache    sync.Map // measuredKey → *measuredRanking
+}
+
+// measuredRanking is a ranking for a network with measurements.
+type measuredRanking struct {
+	rk       *ranking
+	measured []bool // per rk.idx: ranked by its measurement
 }
 
 type tableEdge struct {
@@ -120,6 +171,7 @@ type tableEdge struct {
 	// seed is the hash of the id that rendezvous hashing mixes with a
 	// key; stable across processes so every router picks alike.
 	seed uint64
+	rtt  []MeasuredRTT
 }
 
 // ranking is the edges equivalent to the nearest for one location, nearest
@@ -136,6 +188,10 @@ func NewTable(edges []Edge, opts TableOptions) *Table {
 	if t.equiv <= 0 {
 		t.equiv = DefaultEquivalence
 	}
+	minSamples := opts.MinRTTSamples
+	if minSamples <= 0 {
+		minSamples = DefaultMinRTTSamples
+	}
 	if opts.CacheEntries == 0 {
 		t.cacheMax = 1 << 16
 	}
@@ -147,11 +203,22 @@ func NewTable(edges []Edge, opts TableOptions) *Table {
 		u := unit(p)
 		t.edges = append(t.edges, tableEdge{
 			id: e.ID, region: e.Region, url: strings.TrimRight(e.PublicURL, "/"),
-			point: p, x: u[0], y: u[1], z: u[2], seed: xxhash.Sum64String(e.ID),
+			point: p, x: u[0], y: u[1], z: u[2], seed: xxhash.Sum64String(e.ID), rtt: e.RTT,
 		})
 	}
 	slices.SortFunc(t.edges, func(a, b tableEdge) int { return strings.Compare(a.id, b.id) })
 	t.edges = slices.CompactFunc(t.edges, func(a, b tableEdge) bool { return a.id == b.id })
+	for i, e := range t.edges {
+		for _, m := range e.rtt {
+			if m.Samples >= minSamples && m.RTT > 0 && m.Network.IsValid() {
+				if t.measured == nil {
+					t.measured = map[netip.Prefix][]measuredEdge{}
+				}
+				n := m.Network.Masked()
+				t.measured[n] = append(t.measured[n], measuredEdge{int32(i), m.RTT, m.Samples})
+			}
+		}
+	}
 	all := &ranking{idx: make([]int32, len(t.edges))}
 	for i, e := range t.edges {
 		all.idx[i] = int32(i)
@@ -185,7 +252,11 @@ func (t *Table) Decide(q Query) (Decision, error) {
 	}
 	located := q.Location.Source != geoip.SourceNone
 	rk := t.all
-	if located {
+	var byMeasure []bool
+	if ms := t.measured[q.Network]; len(ms) > 0 && q.Network.IsValid() {
+		mr := t.rankMeasured(q, ms, located)
+		rk, byMeasure = mr.rk, mr.measured
+	} else if located {
 		rk = t.rank(q.Location.Point)
 	}
 
@@ -215,6 +286,19 @@ func (t *Table) Decide(q Query) (Decision, error) {
 	e := &t.edges[best]
 	d := Decision{Edge: e.id, URL: e.url, Region: e.region, Location: q.Location}
 	if located {
+		d.RTTSource = "model"
+	}
+	for j, i := range rk.idx {
+		if i == best && byMeasure != nil && byMeasure[j] {
+			d.RTTSource = "measured"
+			for _, m := range t.measured[q.Network] {
+				if m.i == best {
+					d.MeasuredRTTms = ms(m.rtt)
+				}
+			}
+		}
+	}
+	if located {
 		for _, c := range rk.cand {
 			if c.Edge == e.id {
 				d.DistanceKm, d.EstRTTms = c.DistanceKm, c.EstRTTms
@@ -227,7 +311,10 @@ func (t *Table) Decide(q Query) (Decision, error) {
 			d.DistanceKm, d.EstRTTms = km, ms(geo.EstimateRTT(km))
 		}
 	}
-	d.Reason = q.Location.Reason + "; " + t.why(len(rk.idx), held, q, located)
+	d.Reason = q.Location.Reason + "; " + t.why(len(rk.idx), held, q, located || byMeasure != nil)
+	if d.RTTSource == "measured" {
+		d.Reason += "; measured RTT " + strconv.FormatFloat(d.MeasuredRTTms, 'f', 1, 64) + " ms from " + q.Network.String()
+	}
 	if q.Explain {
 		d.Candidates = make([]Candidate, len(rk.cand))
 		copy(d.Candidates, rk.cand)
@@ -239,6 +326,115 @@ func (t *Table) Decide(q Query) (Decision, error) {
 		}
 	}
 	return d, nil
+}
+
+// rankMeasured ranks the edges for a client of network q.Network, which
+// the edges of meas measured: each edge by its measured RTT when it has one, else by the
+// model's estimate from the client's location (unlocated: measured edges
+// only). The edges within the equivalence margin of the best are
+// candidates, as in computeRank. Cached per network, for one location.
+func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measuredRanking {
+	key := measuredKey{q.Network, q.Location.Point, located}
+	if v, ok := t.mcache.Load(key); ok {
+		return v.(*measuredRanking)
+	}
+	type cand struct {
+		i        int32
+		km       float64
+		est, rtt time.Duration
+		measured bool
+	}
+	var u [3]float64
+	if located {
+		u = unit(q.Location.Point)
+	}
+	// The model's nearest, found by dot product as computeRank does, and
+	// the best measurement: together they bound the window.
+	best := time.Duration(math.MaxInt64)
+	if located {
+		bi, bestDot := 0, math.Inf(-1)
+		for i := range t.edges {
+			e := &t.edges[i]
+			if d := u[0]*e.x + u[1]*e.y + u[2]*e.z; d > bestDot {
+				bi, bestDot = i, d
+			}
+		}
+		best = geo.EstimateRTT(chordKm(u, &t.edges[bi]))
+	}
+	for _, m := range meas {
+		best = min(best, m.rtt)
+	}
+	limit := best + t.equiv
+	cs := make([]cand, 0, 16)
+	measuredAt := func(i int32) (time.Duration, bool) {
+		for _, m := range meas {
+			if m.i == i {
+				return m.rtt, true
+			}
+		}
+		return 0, false
+	}
+	for _, m := range meas {
+		if m.rtt <= limit {
+			c := cand{i: m.i, rtt: m.rtt, measured: true}
+			if located {
+				c.km = chordKm(u, &t.edges[m.i])
+				c.est = geo.EstimateRTT(c.km)
+			}
+			cs = append(cs, c)
+		}
+	}
+	if located {
+		cosLimit := math.Cos(maxKmWithin(limit)/geo.EarthRadiusKm) - 1e-9
+		for i := range t.edges {
+			e := &t.edges[i]
+			if u[0]*e.x+u[1]*e.y+u[2]*e.z < cosLimit {
+				continue
+			}
+			if _, ok := measuredAt(int32(i)); ok {
+				continue
+			}
+			km := chordKm(u, e)
+			if est := geo.EstimateRTT(km); est <= limit {
+				cs = append(cs, cand{i: int32(i), km: km, est: est, rtt: est})
+			}
+		}
+	}
+	slices.SortFunc(cs, func(a, b cand) int {
+		if c := cmp.Compare(a.rtt, b.rtt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	mr := &measuredRanking{rk: &ranking{}}
+	for j, c := range cs {
+		mr.rk.idx = append(mr.rk.idx, c.i)
+		mr.measured = append(mr.measured, c.measured)
+		if j < maxExplained {
+			e := &t.edges[c.i]
+			cd := Candidate{Edge: e.id, Region: e.region, URL: e.url, DistanceKm: c.km, EstRTTms: ms(c.est)}
+			if c.measured {
+				cd.MeasuredRTTms = ms(c.rtt)
+			}
+			mr.rk.cand = append(mr.rk.cand, cd)
+		}
+	}
+	if t.cacheMax > 0 {
+		if t.mcacheLen.Add(1) > t.cacheMax {
+			t.mcache.Clear()
+			t.mcacheLen.Store(1)
+		}
+		t.mcache.Store(key, mr)
+	}
+	return mr
+}
+
+// measuredKey keys Table.mcache: a ranking by measurement holds for one
+// network placed at one point.
+type measuredKey struct {
+	network netip.Prefix
+	at      geo.Point
+	located bool
 }
 
 // why explains the choice among the equivalent edges.

@@ -117,6 +117,10 @@ type EdgeNode struct {
 	// URL is the edge's public URL (stable across restarts).
 	URL string
 	dir string
+	// httpsLn and h3Conn, when set, are the TLS listeners a WAN edge
+	// serves clients on (WANConfig.EdgeCertificate).
+	httpsLn net.Listener
+	h3Conn  net.PacketConn
 
 	mu   sync.Mutex
 	node *node[*edge.Edge]

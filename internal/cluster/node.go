@@ -94,6 +94,9 @@ func (s nodeSettings) runEdge(en *EdgeNode, originAddrs []net.Addr, pc net.Packe
 	if en.Spec.HTTPSAddr != "" && s.edgeCert != nil {
 		cfg.Certificate, cfg.HTTPSAddr = s.edgeCert, en.Spec.HTTPSAddr
 	}
+	if en.httpsLn != nil && s.edgeCert != nil {
+		cfg.Certificate, cfg.HTTPSListener, cfg.HTTP3Conn = s.edgeCert, en.httpsLn, en.h3Conn
+	}
 	e, err := edge.New(cfg)
 	if err != nil {
 		return nil, err
@@ -103,6 +106,9 @@ func (s nodeSettings) runEdge(en *EdgeNode, originAddrs []net.Addr, pc net.Packe
 	go func() {
 		err := e.Run(ctx)
 		pc.Close()
+		if en.h3Conn != nil {
+			en.h3Conn.Close() // the edge does not own a socket it is given
+		}
 		n.done <- err
 	}()
 	return n, nil

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -62,6 +63,19 @@ type WANConfig struct {
 	// Upstreams are the origin's (origin.Config): pull-through. The
 	// origin reaches them over the host's real network, not the WAN.
 	Upstreams []origin.Upstream
+	// EdgeCertificate, when set, has every edge serve clients over TLS:
+	// HTTP/3 on the WAN (its host, port 443: EdgeNode.H3Addr), and
+	// HTTP/1.1 and HTTP/2 in memory at <id>.edge.wan:443.
+	EdgeCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+}
+
+// edgeH3Port is the WAN port of an edge's HTTP/3 socket.
+const edgeH3Port = 443
+
+// H3Addr is the WAN address of edge id's HTTP/3 listener (with
+// WANConfig.EdgeCertificate).
+func (w *WAN) H3Addr(id string) (*net.UDPAddr, error) {
+	return w.Net.Addr(edgeHost(id), edgeH3Port)
 }
 
 // Direction names one direction of the path between an edge and the
@@ -204,7 +218,7 @@ func (w *WAN) settings() nodeSettings {
 		publishTimeout: w.cfg.PublishTimeout, maxObjectSize: w.cfg.MaxObjectSize,
 		cacheSize: w.cfg.CacheSize, diskBytes: w.cfg.DiskBytes, logger: w.cfg.Logger, onEvent: w.cfg.OnEvent,
 		logRetention: w.cfg.LogRetention, resyncInterval: w.cfg.ResyncInterval,
-		reassignAfter: w.cfg.ReassignAfter, upstreams: w.cfg.Upstreams,
+		reassignAfter: w.cfg.ReassignAfter, upstreams: w.cfg.Upstreams, edgeCert: w.cfg.EdgeCertificate,
 	}
 }
 
@@ -256,10 +270,27 @@ func (w *WAN) startEdge(en *EdgeNode) error {
 		pc.Close()
 		return err
 	}
+	if w.cfg.EdgeCertificate != nil {
+		if en.httpsLn, err = w.Mem.Listen(en.Spec.ID + ".edge.wan:443"); err != nil {
+			pc.Close()
+			ln.Close()
+			return err
+		}
+		if en.h3Conn, err = w.Net.Listen(edgeHost(en.Spec.ID), edgeH3Port); err != nil {
+			pc.Close()
+			ln.Close()
+			en.httpsLn.Close()
+			return err
+		}
+	}
 	n, err := w.settings().runEdge(en, []net.Addr{w.originAddr}, pc, ln)
 	if err != nil {
 		pc.Close()
 		ln.Close()
+		if en.httpsLn != nil {
+			en.httpsLn.Close()
+			en.h3Conn.Close()
+		}
 		return err
 	}
 	en.node = n

@@ -2,7 +2,9 @@ package rttstat
 
 import (
 	"math/rand/v2"
+	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -113,5 +115,34 @@ func BenchmarkAdd(b *testing.B) {
 	for b.Loop() {
 		tab.Add(addrs[i%len(addrs)], 30*time.Millisecond, t0)
 		i++
+	}
+}
+
+// A loopback connection's RTT is read from the kernel, at accept already.
+func TestTCPRTT(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rtt, ok := TCPRTT(s.(*net.TCPConn))
+	if runtime.GOOS != "linux" {
+		if ok {
+			t.Fatalf("RTT %v off Linux", rtt)
+		}
+		return
+	}
+	if !ok || rtt <= 0 || rtt > time.Second {
+		t.Fatalf("loopback RTT %v, %v", rtt, ok)
 	}
 }

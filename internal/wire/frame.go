@@ -43,6 +43,7 @@ const (
 	FrameLogGap          FrameType = 0x59
 
 	FrameScrubProgress FrameType = 0x60
+	FrameRTTReport     FrameType = 0x61
 )
 
 func (t FrameType) String() string {
@@ -97,6 +98,8 @@ func (t FrameType) String() string {
 		return "log-gap"
 	case FrameScrubProgress:
 		return "scrub-progress"
+	case FrameRTTReport:
+		return "rtt-report"
 	}
 	return "frame(0x" + strconv.FormatUint(uint64(t), 16) + ")"
 }
@@ -291,6 +294,8 @@ func parsePayload(t FrameType, p []byte) (Frame, error) {
 		return asFrame(parseLogGap(p))
 	case FrameScrubProgress:
 		return asFrame(parseScrubProgress(p))
+	case FrameRTTReport:
+		return asFrame(parseRTTReport(p))
 	}
 	return nil, fmt.Errorf("%w 0x%02x", ErrUnknownFrame, uint8(t))
 }

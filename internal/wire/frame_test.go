@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -181,6 +182,12 @@ func validFrames() []frameCase {
 		{name: "scrub-progress/listing", in: ScrubProgress{Pass: 1, Running: true}},
 		{name: "scrub-progress/done", in: ScrubProgress{Pass: 7, Bytes: 5, TotalBytes: 5, Blobs: 1, TotalBlobs: 1, LastFullPass: 7, LastFullPassMillis: 1}},
 		{name: "scrub-progress/zero", in: ScrubProgress{}},
+		{name: "rtt-report/empty", in: RTTReport{Networks: []RTTNetwork{}}},
+		{name: "rtt-report/both families", in: RTTReport{Networks: []RTTNetwork{
+			{Network: netip.MustParsePrefix("192.0.2.0/24"), MedianMicros: 23_400, Samples16: 16 * 12},
+			{Network: netip.MustParsePrefix("2001:db8:1::/48"), MedianMicros: MaxVarint, Samples16: 1},
+			{Network: netip.MustParsePrefix("10.0.0.0/8"), MedianMicros: 0, Samples16: 0},
+		}}},
 		{name: "scrub-progress/max", in: ScrubProgress{Pass: MaxVarint, Running: true, Bytes: MaxVarint, TotalBytes: MaxVarint, Blobs: MaxVarint, TotalBlobs: MaxVarint, Corrupt: MaxVarint / 2, ReadErrors: MaxVarint - MaxVarint/2, LastFullPass: MaxVarint, LastFullPassCorrupt: MaxVarint, LastFullPassMillis: MaxVarint, CorruptTotal: MaxVarint}},
 		{name: "fill-response/error-drops-entry", in: FillResponse{Status: FillError, Reason: "io", Entry: fullEntry()}, want: FillResponse{Status: FillError, Reason: "io"}},
 	}
@@ -513,6 +520,12 @@ func TestMalformed(t *testing.T) {
 		detail string
 	}{
 		{"hello/kind 0", AppendFrame(nil, Hello{Kind: 0}), "connection kind"},
+		{"rtt-report/family 5", frameBytes(FrameRTTReport, []byte{1, 5, 24, 192, 0, 2, 0, 1, 1}), "family 5"},
+		{"rtt-report/ipv4 /25", frameBytes(FrameRTTReport, []byte{1, 4, 25, 192, 0, 2, 0, 1, 1}), "longer than /24"},
+		{"rtt-report/ipv6 /64", frameBytes(FrameRTTReport, append(append([]byte{1, 6, 64}, netip.MustParseAddr("2001:db8::").AsSlice()...), 1, 1)), "longer than /48"},
+		{"rtt-report/host bits", frameBytes(FrameRTTReport, []byte{1, 4, 24, 192, 0, 2, 7, 1, 1}), "bits set past the prefix"},
+		{"rtt-report/short address", frameBytes(FrameRTTReport, []byte{1, 4, 24, 192, 0}), "address"},
+		{"rtt-report/count beyond bytes", frameBytes(FrameRTTReport, []byte{0x40, 200}), "cannot fit"},
 		{"hello/kind 4", AppendFrame(nil, Hello{Kind: 4}), "connection kind"},
 		{"hello/lat NaN", AppendFrame(nil, Hello{Kind: ConnData, Lat: math.NaN()}), "latitude"},
 		{"hello/lat 90.5", AppendFrame(nil, Hello{Kind: ConnData, Lat: 90.5}), "latitude"},
