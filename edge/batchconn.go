@@ -33,7 +33,8 @@ type batchConn struct {
 const (
 	// batchMaxPending bounds what a connection buffers before its writer
 	// blocks, as a full socket buffer would block it: a client that does
-	// not read costs at most this.
+	// not read costs at most twice this (the buffer being written, and
+	// the next).
 	batchMaxPending = 256 << 10
 	// batchCloseGrace is how long Close lets buffered bytes reach a
 	// client that has stopped reading (as crypto/tls allows its
@@ -82,6 +83,9 @@ func (b *batchConn) flush() {
 	for len(b.pending) > 0 && b.err == nil {
 		out := b.pending
 		b.pending = b.spare[:0]
+		// Writers held at the bound may fill the emptied buffer while
+		// this one is on the wire: at most twice the bound in all.
+		b.drained.Broadcast()
 		b.mu.Unlock()
 		_, err := b.Conn.Write(out)
 		b.mu.Lock()
