@@ -89,7 +89,7 @@ func pulledMetaOf(obj *object) *pulledMeta {
 // stale versions, Vary, no-cache, and every request when clients' cache
 // directives are honoured (the fast path does not see them). Requests
 // with Authorization never reach it (SlowHeaders).
-func (h *handler) servePulledFast(w *h1.Reply, r *h1.Request, obj *object) bool {
+func (h *handler) servePulledFast(w fastReply, r *h1.Request, obj *object) bool {
 	f := pulledMetaOf(obj).fast
 	if f == nil || h.cacheOpts.HonorClientNoCache {
 		return false

@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"golang.org/x/sync/singleflight"
 
 	"github.com/geocdn/geocdn/internal/h1"
+	"github.com/geocdn/geocdn/internal/h2"
 	"github.com/geocdn/geocdn/internal/httpcache"
 	"github.com/geocdn/geocdn/internal/objkey"
 	"github.com/geocdn/geocdn/internal/wire"
@@ -380,12 +382,32 @@ var SlowHeaders = []string{
 	"Authorization",
 }
 
+// fastReply is how the fast path answers: internal/h1's Reply over
+// HTTP/1.1, internal/h2's over HTTP/2. Both take HTTP/1.1 header lines;
+// a Reply is used by one goroutine, for one response.
+type fastReply interface {
+	// Buffer is a scratch buffer for the header lines.
+	Buffer() []byte
+	// OwnDate says the lines carry their own Date.
+	OwnDate()
+	Send(status int, hdr, body []byte) error
+	SendFile(hdr []byte, f *os.File, size int64) error
+}
+
+var (
+	_ fastReply = (*h1.Reply)(nil)
+	_ fastReply = (*h2.Reply)(nil)
+)
+
 // serveFast answers a plain GET or HEAD of an object this edge holds and
 // may serve without asking anyone: the hit that dominates a cache's
 // traffic. Everything else (misses, revalidations, 404s, bad keys,
 // /healthz) it declines, and ServeHTTP answers. Both send the same headers
 // (TestFastPathMatchesServeHTTP).
-func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
+func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool { return h.serveFastTo(w, r) }
+
+// serveFastTo is serveFast for either protocol's Reply.
+func (h *handler) serveFastTo(w fastReply, r *h1.Request) bool {
 	if r.Path == "/healthz" {
 		return false
 	}
@@ -441,7 +463,7 @@ func (h *handler) serveFast(w *h1.Reply, r *h1.Request) bool {
 }
 
 // sendFast sends c, a hit, with the header lines b, and counts it.
-func (h *handler) sendFast(w *h1.Reply, r *h1.Request, c content, b []byte) bool {
+func (h *handler) sendFast(w fastReply, r *h1.Request, c content, b []byte) bool {
 	if r.TLS {
 		b = append(b, h.altSvcLine...)
 	}
