@@ -90,9 +90,15 @@ func (q quality) p90ExtraKm() float64 {
 
 // judge routes one client of every network of the database at path, and
 // compares the edge chosen with the edge nearest the network's true
-// position: truth gives it (nil: the database's own coordinates). Only
-// networks that have a true position are counted.
+// position: truth gives it (nil: the coordinates of a city record within
+// the router's accuracy limit). Only networks that have a true position
+// are counted.
 func judge(tb testing.TB, path string, edges []Edge, truth func(netip.Prefix) (geo.Point, bool)) quality {
+	return judgeWith(tb, path, edges, truth, TableOptions{})
+}
+
+// judgeWith is judge with the table's options.
+func judgeWith(tb testing.TB, path string, edges []Edge, truth func(netip.Prefix) (geo.Point, bool), opts TableOptions) quality {
 	tb.Helper()
 	r, err := geoip.Open(path, geoip.Options{})
 	if err != nil {
@@ -104,7 +110,7 @@ func judge(tb testing.TB, path string, edges []Edge, truth func(netip.Prefix) (g
 		tb.Fatal(err)
 	}
 	defer raw.Close()
-	tab := NewTable(edges, TableOptions{})
+	tab := NewTable(edges, opts)
 	var q quality
 	for res := range raw.Networks() {
 		if res.Err() != nil {
@@ -113,8 +119,9 @@ func judge(tb testing.TB, path string, edges []Edge, truth func(netip.Prefix) (g
 		prefix := res.Prefix()
 		var rec struct {
 			Location struct {
-				Latitude  *float64 `maxminddb:"latitude"`
-				Longitude *float64 `maxminddb:"longitude"`
+				Latitude       *float64 `maxminddb:"latitude"`
+				Longitude      *float64 `maxminddb:"longitude"`
+				AccuracyRadius int      `maxminddb:"accuracy_radius"`
 			} `maxminddb:"location"`
 			City struct {
 				GeoNameID uint              `maxminddb:"geoname_id"`
@@ -128,7 +135,8 @@ func judge(tb testing.TB, path string, edges []Edge, truth func(netip.Prefix) (g
 		ok := false
 		if truth != nil {
 			p, ok = truth(prefix)
-		} else if rec.Location.Latitude != nil && len(rec.City.Names) > 0 {
+		} else if rec.Location.Latitude != nil && len(rec.City.Names) > 0 && rec.Location.AccuracyRadius <= geoip.DefaultMaxAccuracyKm {
+			// A city record the router trusts: its position is the truth.
 			p, ok = geo.Point{Lat: *rec.Location.Latitude, Lon: *rec.Location.Longitude}, true
 		}
 		if !ok {
@@ -250,6 +258,13 @@ func TestRoutingQuality(t *testing.T) {
 	t.Logf("test database: %d networks, %.1f%% to the nearest edge, %.1f%% within %v of it", q.networks, q.shareNearest(), q.shareEquivalent(), DefaultEquivalence)
 	if q.equivalent != q.networks {
 		t.Errorf("%d of %d networks went to an edge farther than the equivalence allows", q.networks-q.equivalent, q.networks)
+	}
+	// Without the spreading (an equivalence of 1 ns), every network goes
+	// to its nearest edge.
+	strict := judgeWith(t, testDB, edges, nil, TableOptions{Equivalence: time.Nanosecond})
+	t.Logf("test database, equivalence 1ns: %.1f%% to the nearest edge", strict.shareNearest())
+	if strict.nearest != strict.networks {
+		t.Errorf("equivalence 1ns: %d of %d networks not sent to their nearest edge", strict.networks-strict.nearest, strict.networks)
 	}
 
 	path, truth := skewedDB(t)
