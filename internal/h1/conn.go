@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/geocdn/geocdn/internal/heldresp"
 	"io"
 	"math"
 	"net"
@@ -365,7 +366,7 @@ func (c *conn) serveSlow(h *head, scanned bool, start time.Time) bool {
 	req = req.WithContext(ctx)
 	req.RemoteAddr = c.remote
 	req.TLS = c.tls
-	w := &response{c: c, req: req, hdr: make(http.Header), cl: -1, head: req.Method == http.MethodHead}
+	w := &response{State: heldresp.State{Hdr: make(http.Header), CL: -1}, c: c, req: req, head: req.Method == http.MethodHead}
 	// The edge never reads request bodies: rather than drain one, close
 	// after the answer.
 	w.closeAfter = req.Close || req.Body != http.NoBody || c.s.closing.Load()
@@ -493,7 +494,7 @@ func (w *Reply) Send(status int, hdr, body []byte) error {
 		return w.err
 	}
 	out := w.appendHead(c.wbuf[:0], status, hdr)
-	if w.head || !bodyAllowed(status) || len(body) == 0 {
+	if w.head || !heldresp.BodyAllowed(status) || len(body) == 0 {
 		_, w.err = c.rwc.Write(out)
 	} else if len(body) <= copyLimit {
 		out = append(out, body...)
@@ -600,12 +601,6 @@ func appendStatusLine(dst []byte, status int) []byte {
 	dst = append(dst, ' ')
 	dst = append(dst, http.StatusText(status)...)
 	return append(dst, "\r\n"...)
-}
-
-// bodyAllowed reports whether a response with status may carry a body
-// (RFC 9110 § 6.4.1).
-func bodyAllowed(status int) bool {
-	return !(status >= 100 && status <= 199 || status == http.StatusNoContent || status == http.StatusNotModified)
 }
 
 // dateLine is the Date header of one second.

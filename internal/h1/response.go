@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"github.com/geocdn/geocdn/internal/heldresp"
 	"io"
 	"net/http"
 	"strconv"
@@ -10,48 +11,30 @@ import (
 	"time"
 )
 
-// bufferBeforeHead is how much body a slow-path response holds back before
-// sending its head, so that a short body without Content-Length gets one
-// (net/http holds back 2048 bytes; a cache's error pages fit either way).
-const bufferBeforeHead = 4 << 10
-
 // response is the http.ResponseWriter of the slow path. Like net/http's:
 // the header map is frozen at WriteHeader (or the first Write), a body
-// without Content-Length is measured if it is short and chunked if not (or
-// the connection closes after it, for HTTP/1.0), HEAD and bodiless
-// statuses send no body, and a body short of its Content-Length closes
-// the connection.
+// without Content-Length is measured if it is short (heldresp) and
+// chunked if not (or the connection closes after it, for HTTP/1.0), HEAD
+// and bodiless statuses send no body, and a body short of its
+// Content-Length closes the connection.
 type response struct {
-	c   *conn
-	req *http.Request
-	hdr http.Header
-	// sent is the header map as of WriteHeader.
-	sent        http.Header
-	status      int
-	wroteHeader bool
-	headSent    bool
-	head        bool
-	// cl is the declared Content-Length, -1 if none.
-	cl      int64
+	heldresp.State
+	c       *conn
+	req     *http.Request
+	head    bool
 	chunked bool
-	// written counts the body bytes the handler wrote.
-	written int64
-	held    []byte
 	// closeAfter: the connection closes after this response.
 	closeAfter      bool
 	http10KeepAlive bool
-	done            bool
 	err             error
 }
 
-var heldPool = sync.Pool{New: func() any { b := make([]byte, 0, bufferBeforeHead); return &b }}
-
 var bwPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
-func (w *response) Header() http.Header { return w.hdr }
+func (w *response) Header() http.Header { return w.Hdr }
 
 func (w *response) WriteHeader(code int) {
-	if w.done || w.wroteHeader {
+	if w.Done || w.WroteHeader {
 		return
 	}
 	if code < 100 || code > 999 {
@@ -61,46 +44,29 @@ func (w *response) WriteHeader(code int) {
 		// An informational answer goes out at once; the final one follows.
 		w.writer()
 		w.c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
-		w.hdr.Write(w.c.bw)
+		w.Hdr.Write(w.c.bw)
 		w.c.bw.WriteString("\r\n")
 		w.err = w.c.bw.Flush()
 		return
 	}
-	w.wroteHeader = true
-	w.status = code
-	w.sent = w.hdr.Clone()
-	if v := w.sent.Get("Content-Length"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			w.cl = n
-		} else {
-			w.c.s.Logger.Warn("h1: handler set an invalid Content-Length; dropped", "value", v)
-			w.sent.Del("Content-Length")
-		}
-	}
+	w.Freeze(code, w.c.s.Logger, "h1")
 }
 
 func (w *response) Write(p []byte) (int, error) {
-	if w.done {
+	if w.Done {
 		return 0, http.ErrHandlerTimeout
 	}
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !bodyAllowed(w.status) {
-		return 0, http.ErrBodyNotAllowed
+	held, err := w.Accept(p)
+	if err != nil {
+		return 0, err
 	}
-	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
-		return 0, http.ErrContentLength
+	if held {
+		return len(p), nil
 	}
-	w.written += int64(len(p))
-	if !w.headSent {
-		if w.held == nil {
-			w.held = (*heldPool.Get().(*[]byte))[:0]
-		}
-		if len(w.held)+len(p) <= bufferBeforeHead {
-			w.held = append(w.held, p...)
-			return len(p), nil
-		}
+	if !w.HeadSent {
 		w.sendHead(false)
 	}
 	if w.head {
@@ -132,20 +98,11 @@ func (w *response) writeBody(p []byte) error {
 // the body held back. final reports that the handler has returned, so the
 // held body is all of it.
 func (w *response) sendHead(final bool) {
-	w.headSent = true
 	bw := w.writer()
-	h := w.sent
-	allowed := bodyAllowed(w.status)
-	if !allowed {
-		h.Del("Transfer-Encoding")
-		if w.status != http.StatusNotModified {
-			h.Del("Content-Length")
-		}
-	} else if w.cl < 0 {
+	h := w.Sent
+	allowed := w.Framing(final)
+	if allowed && w.CL < 0 && !final {
 		switch {
-		case final:
-			w.cl = w.written
-			h.Set("Content-Length", strconv.FormatInt(w.cl, 10))
 		case w.head:
 			// No body follows, so no framing either.
 		case w.req.ProtoAtLeast(1, 1):
@@ -153,11 +110,6 @@ func (w *response) sendHead(final bool) {
 			h.Set("Transfer-Encoding", "chunked")
 		default:
 			w.closeAfter = true // HTTP/1.0: the body ends with the connection
-		}
-	}
-	if allowed && len(w.held) > 0 {
-		if _, ok := h["Content-Type"]; !ok && h.Get("Content-Encoding") == "" {
-			h.Set("Content-Type", http.DetectContentType(w.held))
 		}
 	}
 	if _, ok := h["Date"]; !ok {
@@ -171,17 +123,13 @@ func (w *response) sendHead(final bool) {
 	} else if w.http10KeepAlive {
 		h.Set("Connection", "keep-alive")
 	}
-	bw.WriteString("HTTP/1.1 " + strconv.Itoa(w.status) + " " + http.StatusText(w.status) + "\r\n")
+	bw.WriteString("HTTP/1.1 " + strconv.Itoa(w.Status) + " " + http.StatusText(w.Status) + "\r\n")
 	h.Write(bw)
 	bw.WriteString("\r\n")
-	if len(w.held) > 0 && allowed && !w.head {
-		w.writeBody(w.held)
+	if len(w.Held) > 0 && allowed && !w.head {
+		w.writeBody(w.Held)
 	}
-	if w.held != nil {
-		b := w.held[:0]
-		heldPool.Put(&b)
-		w.held = nil
-	}
+	w.Release()
 }
 
 func (w *response) writer() *bufio.Writer {
@@ -194,17 +142,17 @@ func (w *response) writer() *bufio.Writer {
 
 // finish completes the response after the handler returned.
 func (w *response) finish() {
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.headSent {
+	if !w.HeadSent {
 		w.sendHead(true)
 	}
-	w.done = true
+	w.Done = true
 	if w.chunked && w.err == nil {
 		_, w.err = w.c.bw.WriteString("0\r\n\r\n")
 	}
-	if w.cl >= 0 && w.written < w.cl && bodyAllowed(w.status) && !w.head {
+	if w.Short(w.head) {
 		// The client was promised more than it got: only closing the
 		// connection tells it so.
 		w.closeAfter = true
@@ -224,13 +172,13 @@ func (w *response) Flush() { w.FlushError() }
 
 // FlushError is Flush with its error, for http.ResponseController.
 func (w *response) FlushError() error {
-	if w.done {
+	if w.Done {
 		return nil
 	}
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.headSent {
+	if !w.HeadSent {
 		w.sendHead(false)
 	}
 	if w.err != nil {
@@ -257,25 +205,25 @@ func (w *response) SetReadDeadline(t time.Time) error {
 // WriteTimeout bytes, each with its own WriteTimeout, counted from the
 // start of the body for the first.
 func (w *response) ReadFrom(src io.Reader) (int64, error) {
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	c := w.c
 	piece := int64(0)
-	if !w.head && bodyAllowed(w.status) && !w.done {
+	if !w.head && heldresp.BodyAllowed(w.Status) && !w.Done {
 		if piece = c.s.piece; piece > 0 {
 			// The handler's time before the body is not the client's.
 			c.nextPiece()
 		}
 	}
-	if c.tcp == nil || w.head || !bodyAllowed(w.status) || w.cl < 0 || w.done {
+	if c.tcp == nil || w.head || !heldresp.BodyAllowed(w.Status) || w.CL < 0 || w.Done {
 		var dst io.Writer = writerOnly{w}
 		if piece > 0 {
 			dst = &pacedWriter{w: w, c: c, piece: piece, left: piece}
 		}
 		return io.CopyBuffer(dst, src, make([]byte, 32<<10))
 	}
-	if !w.headSent {
+	if !w.HeadSent {
 		w.sendHead(false)
 	}
 	if w.err != nil {
@@ -287,7 +235,7 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 	// The TCP connection's ReadFrom uses sendfile only for an *os.File,
 	// bare or directly under one *io.LimitedReader: read from the file
 	// itself, and account to the caller's limit.
-	remain := w.cl - w.written
+	remain := w.CL - w.Written
 	outer, _ := src.(*io.LimitedReader)
 	if outer != nil {
 		src, remain = outer.R, min(remain, outer.N)
@@ -303,7 +251,7 @@ func (w *response) ReadFrom(src io.Reader) (int64, error) {
 		n, err := c.tcp.ReadFrom(&io.LimitedReader{R: src, N: min(piece, remain)})
 		total += n
 		remain -= n
-		w.written += n
+		w.Written += n
 		if outer != nil {
 			outer.N -= n
 		}

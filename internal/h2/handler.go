@@ -3,12 +3,12 @@ package h2
 import (
 	"context"
 	"fmt"
+	"github.com/geocdn/geocdn/internal/heldresp"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -37,7 +37,7 @@ func (c *conn) startHandler(f *http2.MetaHeadersFrame, id uint32, method, path, 
 	ctx, cancel := context.WithCancel(c.ctx)
 	st := &stream{id: id, handler: true, cancel: cancel, declCL: declCL,
 		recvWindow: initialWindow, head: method == "HEAD"}
-	rw := &responseWriter{c: c, st: st, req: req, hdr: http.Header{}, cl: -1}
+	rw := &responseWriter{State: heldresp.State{Hdr: http.Header{}, CL: -1}, c: c, st: st, req: req}
 	if f.StreamEnded() {
 		st.remoteDone, st.inEOF = true, true
 		req.Body = http.NoBody
@@ -124,7 +124,7 @@ func (c *conn) runHandler(rw *responseWriter, req *http.Request) {
 		} else {
 			rw.finishLocked()
 		}
-		rw.done = true
+		rw.Done = true
 		c.nHandlers--
 		if !st.localDone && !st.reset {
 			c.resetLocked(st, st.id, http2.ErrCodeInternal)
@@ -147,36 +147,21 @@ func (c *conn) runHandler(rw *responseWriter, req *http.Request) {
 	c.s.Handler.ServeHTTP(rw, req)
 }
 
-// bufferBeforeHead is how much body a handler's response holds back
-// before sending its head, so that a short body without Content-Length
-// gets one (as internal/h1 does; net/http holds back less).
-const bufferBeforeHead = 4 << 10
-
 // responseWriter is the http.ResponseWriter of a handler: like internal/h1's
 // (the header map frozen at WriteHeader, a short body measured for its
-// Content-Length, its type sniffed), with DATA frames for a body, each
-// Write waiting for the client's windows.
+// Content-Length, its type sniffed: heldresp), with DATA frames for a
+// body, each Write waiting for the client's windows.
 type responseWriter struct {
-	c           *conn
-	st          *stream
-	req         *http.Request
-	hdr         http.Header
-	sent        http.Header
-	status      int
-	wroteHeader bool
-	headSent    bool
-	done        bool
-	cl          int64
-	written     int64
-	held        []byte
+	heldresp.State
+	c   *conn
+	st  *stream
+	req *http.Request
 }
 
-var heldPool = sync.Pool{New: func() any { b := make([]byte, 0, bufferBeforeHead); return &b }}
-
-func (w *responseWriter) Header() http.Header { return w.hdr }
+func (w *responseWriter) Header() http.Header { return w.Hdr }
 
 func (w *responseWriter) WriteHeader(code int) {
-	if w.done || w.wroteHeader {
+	if w.Done || w.WroteHeader {
 		return
 	}
 	if code < 100 || code > 999 {
@@ -189,47 +174,30 @@ func (w *responseWriter) WriteHeader(code int) {
 		c := w.c
 		c.mu.Lock()
 		if !w.st.reset {
-			c.out = c.appendHeadersFrame(c.out, w.st.id, false, c.appendHeaderBlock(nil, code, w.hdr))
+			c.out = c.appendHeadersFrame(c.out, w.st.id, false, c.appendHeaderBlock(nil, code, w.Hdr))
 			c.flushLocked()
 		}
 		c.mu.Unlock()
 		return
 	}
-	w.wroteHeader = true
-	w.status = code
-	w.sent = w.hdr.Clone()
-	if v := w.sent.Get("Content-Length"); v != "" {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-			w.cl = n
-		} else {
-			w.c.s.Logger.Warn("h2: handler set an invalid Content-Length; dropped", "value", v)
-			w.sent.Del("Content-Length")
-		}
-	}
+	w.Freeze(code, w.c.s.Logger, "h2")
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
-	if w.done {
+	if w.Done {
 		return 0, http.ErrHandlerTimeout
 	}
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !bodyAllowed(w.status) {
-		return 0, http.ErrBodyNotAllowed
+	held, err := w.Accept(p)
+	if err != nil {
+		return 0, err
 	}
-	if w.cl >= 0 && w.written+int64(len(p)) > w.cl {
-		return 0, http.ErrContentLength
+	if held {
+		return len(p), nil
 	}
-	w.written += int64(len(p))
-	if !w.headSent {
-		if w.held == nil {
-			w.held = (*heldPool.Get().(*[]byte))[:0]
-		}
-		if len(w.held)+len(p) <= bufferBeforeHead {
-			w.held = append(w.held, p...)
-			return len(p), nil
-		}
+	if !w.HeadSent {
 		c := w.c
 		c.mu.Lock()
 		err := w.sendHeadLocked(false)
@@ -297,31 +265,10 @@ func (w *responseWriter) writeDataLocked(p []byte, end bool) error {
 // reports that the handler has returned, so the held body is all of it.
 func (w *responseWriter) sendHeadLocked(final bool) error {
 	c, st := w.c, w.st
-	w.headSent = true
-	h := w.sent
-	allowed := bodyAllowed(w.status)
-	if !allowed {
-		h.Del("Transfer-Encoding")
-		if w.status != http.StatusNotModified {
-			h.Del("Content-Length")
-		}
-	} else if w.cl < 0 && final {
-		w.cl = w.written
-		h.Set("Content-Length", strconv.FormatInt(w.cl, 10))
-	}
-	if allowed && len(w.held) > 0 {
-		if _, ok := h["Content-Type"]; !ok && h.Get("Content-Encoding") == "" {
-			h.Set("Content-Type", http.DetectContentType(w.held))
-		}
-	}
-	held := w.held
-	defer func() {
-		if held != nil {
-			b := held[:0]
-			heldPool.Put(&b)
-			w.held = nil
-		}
-	}()
+	h := w.Sent
+	allowed := w.Framing(final)
+	held := w.Held
+	defer w.Release()
 	if st.reset {
 		return st.resetErr
 	}
@@ -329,7 +276,7 @@ func (w *responseWriter) sendHeadLocked(final bool) error {
 		return errConnClosed
 	}
 	noBody := !allowed || st.head || final && len(held) == 0
-	c.out = c.appendHeadersFrame(c.out, st.id, noBody, c.appendHeaderBlock(nil, w.status, h))
+	c.out = c.appendHeadersFrame(c.out, st.id, noBody, c.appendHeaderBlock(nil, w.Status, h))
 	if noBody {
 		st.localDone = true
 		return nil
@@ -342,15 +289,15 @@ func (w *responseWriter) sendHeadLocked(final bool) error {
 
 // finishLocked completes the response after the handler returned.
 func (w *responseWriter) finishLocked() {
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !w.headSent {
+	if !w.HeadSent {
 		w.sendHeadLocked(true)
 		return
 	}
 	if !w.st.localDone {
-		if w.cl >= 0 && w.written < w.cl && bodyAllowed(w.status) && !w.st.head {
+		if w.Short(w.st.head) {
 			// Promised more than it got: only a reset tells the client.
 			w.c.resetLocked(w.st, w.st.id, http2.ErrCodeInternal)
 			return
@@ -364,17 +311,17 @@ func (w *responseWriter) Flush() { w.FlushError() }
 
 // FlushError is Flush with its error, for http.ResponseController.
 func (w *responseWriter) FlushError() error {
-	if w.done {
+	if w.Done {
 		return nil
 	}
-	if !w.wroteHeader {
+	if !w.WroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
 	c := w.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var err error
-	if !w.headSent {
+	if !w.HeadSent {
 		err = w.sendHeadLocked(false)
 	}
 	c.flushLocked()

@@ -2,6 +2,7 @@ package h2
 
 import (
 	"errors"
+	"github.com/geocdn/geocdn/internal/heldresp"
 	"io"
 	"net/http"
 	"os"
@@ -47,7 +48,7 @@ func (w *Reply) begin(status int, hdr []byte, body bool) bool {
 	if cap(hdr) > cap(c.hbuf) {
 		c.hbuf = hdr[:0]
 	}
-	body = body && !w.head && bodyAllowed(status)
+	body = body && !w.head && heldresp.BodyAllowed(status)
 	block := appendStatus(c.fastBlock[:0], status)
 	if !w.ownDate {
 		block = appendInt(block, 0, 4, idxDate)
@@ -281,12 +282,6 @@ func (c *conn) dropPending(st *stream) {
 			break
 		}
 	}
-}
-
-// bodyAllowed reports whether a response with status may carry a body
-// (RFC 9110 §6.4.1).
-func bodyAllowed(status int) bool {
-	return !(status >= 100 && status <= 199 || status == http.StatusNoContent || status == http.StatusNotModified)
 }
 
 // serveFast offers a plain request to the fast handler; false if it
