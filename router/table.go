@@ -151,13 +151,7 @@ type Table struct {
 	// measured holds, per client network, the edges that measured it.
 	measured  map[netip.Prefix][]measuredEdge
 	mcacheLen atomic.Int64
-	mcache    sync.Map // measuredKey → *measuredRanking
-}
-
-// measuredRanking is a ranking for a network with measurements.
-type measuredRanking struct {
-	rk       *ranking
-	measured []bool // per rk.idx: ranked by its measurement
+	mcache    sync.Map // measuredKey → *ranking
 }
 
 type tableEdge struct {
@@ -252,10 +246,9 @@ func (t *Table) Decide(q Query) (Decision, error) {
 	}
 	located := q.Location.Source != geoip.SourceNone
 	rk := t.all
-	var byMeasure []bool
+	byMeasure := false
 	if ms := t.measured[q.Network]; len(ms) > 0 && q.Network.IsValid() {
-		mr := t.rankMeasured(q, ms, located)
-		rk, byMeasure = mr.rk, mr.measured
+		rk, byMeasure = t.rankMeasured(q, ms, located), true
 	} else if located {
 		rk = t.rank(q.Location.Point)
 	}
@@ -288,13 +281,12 @@ func (t *Table) Decide(q Query) (Decision, error) {
 	if located {
 		d.RTTSource = "model"
 	}
-	for j, i := range rk.idx {
-		if i == best && byMeasure != nil && byMeasure[j] {
-			d.RTTSource = "measured"
-			for _, m := range t.measured[q.Network] {
-				if m.i == best {
-					d.MeasuredRTTms = ms(m.rtt)
-				}
+	if byMeasure {
+		// rankMeasured ranks an edge by its measurement whenever it has
+		// one for the network.
+		for _, m := range t.measured[q.Network] {
+			if m.i == best {
+				d.RTTSource, d.MeasuredRTTms = "measured", ms(m.rtt)
 			}
 		}
 	}
@@ -311,7 +303,7 @@ func (t *Table) Decide(q Query) (Decision, error) {
 			d.DistanceKm, d.EstRTTms = km, ms(geo.EstimateRTT(km))
 		}
 	}
-	d.Reason = q.Location.Reason + "; " + t.why(len(rk.idx), held, q, located || byMeasure != nil)
+	d.Reason = q.Location.Reason + "; " + t.why(len(rk.idx), held, q, located || byMeasure)
 	if d.RTTSource == "measured" {
 		d.Reason += "; measured RTT " + strconv.FormatFloat(d.MeasuredRTTms, 'f', 1, 64) + " ms from " + q.Network.String()
 	}
@@ -333,10 +325,10 @@ func (t *Table) Decide(q Query) (Decision, error) {
 // model's estimate from the client's location (unlocated: measured edges
 // only). The edges within the equivalence margin of the best are
 // candidates, as in computeRank. Cached per network, for one location.
-func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measuredRanking {
+func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *ranking {
 	key := measuredKey{q.Network, q.Location.Point, located}
 	if v, ok := t.mcache.Load(key); ok {
-		return v.(*measuredRanking)
+		return v.(*ranking)
 	}
 	type cand struct {
 		i        int32
@@ -366,13 +358,8 @@ func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measur
 	}
 	limit := best + t.equiv
 	cs := make([]cand, 0, 16)
-	measuredAt := func(i int32) (time.Duration, bool) {
-		for _, m := range meas {
-			if m.i == i {
-				return m.rtt, true
-			}
-		}
-		return 0, false
+	measured := func(i int32) bool {
+		return slices.ContainsFunc(meas, func(m measuredEdge) bool { return m.i == i })
 	}
 	for _, m := range meas {
 		if m.rtt <= limit {
@@ -391,7 +378,7 @@ func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measur
 			if u[0]*e.x+u[1]*e.y+u[2]*e.z < cosLimit {
 				continue
 			}
-			if _, ok := measuredAt(int32(i)); ok {
+			if measured(int32(i)) {
 				continue
 			}
 			km := chordKm(u, e)
@@ -406,17 +393,16 @@ func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measur
 		}
 		return cmp.Compare(a.i, b.i)
 	})
-	mr := &measuredRanking{rk: &ranking{}}
+	rk := &ranking{}
 	for j, c := range cs {
-		mr.rk.idx = append(mr.rk.idx, c.i)
-		mr.measured = append(mr.measured, c.measured)
+		rk.idx = append(rk.idx, c.i)
 		if j < maxExplained {
 			e := &t.edges[c.i]
 			cd := Candidate{Edge: e.id, Region: e.region, URL: e.url, DistanceKm: c.km, EstRTTms: ms(c.est)}
 			if c.measured {
 				cd.MeasuredRTTms = ms(c.rtt)
 			}
-			mr.rk.cand = append(mr.rk.cand, cd)
+			rk.cand = append(rk.cand, cd)
 		}
 	}
 	if t.cacheMax > 0 {
@@ -424,9 +410,9 @@ func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *measur
 			t.mcache.Clear()
 			t.mcacheLen.Store(1)
 		}
-		t.mcache.Store(key, mr)
+		t.mcache.Store(key, rk)
 	}
-	return mr
+	return rk
 }
 
 // measuredKey keys Table.mcache: a ranking by measurement holds for one
