@@ -14,19 +14,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +30,7 @@ import (
 	"time"
 
 	"github.com/geocdn/geocdn/internal/cluster"
+	"github.com/geocdn/geocdn/internal/pki"
 )
 
 func main() {
@@ -64,11 +58,16 @@ func main() {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if *httpsAddr != "" {
-		cert, err := selfSigned()
+		// A throwaway certificate, which h2load does not verify.
+		ca, err := pki.NewCA(time.Now())
 		if err != nil {
 			log.Fatal(err)
 		}
-		cfg.EdgeCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+		cert, err := ca.IssueWeb([]string{"127.0.0.1", "localhost"}, time.Now(), 24*time.Hour)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.EdgeCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	c, err := cluster.Start(cfg)
 	if err != nil {
@@ -180,25 +179,4 @@ func publishDir(c *cluster.Cluster, content, size string) (int, error) {
 		}
 	}
 	return len(names), nil
-}
-
-// selfSigned is a throwaway ECDSA certificate for 127.0.0.1 and localhost.
-func selfSigned() (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "edgeprof"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

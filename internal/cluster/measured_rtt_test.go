@@ -2,14 +2,8 @@ package cluster
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -21,38 +15,12 @@ import (
 
 	"github.com/geocdn/geocdn/internal/geo"
 	"github.com/geocdn/geocdn/internal/geoip"
+	"github.com/geocdn/geocdn/internal/pki"
 	"github.com/geocdn/geocdn/internal/rttstat"
 	"github.com/geocdn/geocdn/internal/simwan"
 	"github.com/geocdn/geocdn/origin"
 	"github.com/geocdn/geocdn/router"
 )
-
-// webCert is a self-signed certificate for *.edge.wan, valid around now
-// (the bubble's clock).
-func webCert(t *testing.T) (*tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "edge.wan"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"*.edge.wan"}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
 
 // TestMeasuredRTTOverridesGeography: a client in Paris, whose nearest
 // edge on the map is London, but whose path to London is slow (90 ms)
@@ -79,11 +47,21 @@ func TestMeasuredRTTOverridesGeography(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert, pool := webCert(t)
+		// The edges' web certificate, from a CA of its own (the WAN's
+		// node CA is made inside StartWAN).
+		webCA, err := pki.NewCA(time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := webCA.IssueWeb([]string{"*.edge.wan"}, time.Now(), 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := webCA.Pool
 		w, err := StartWAN(WANConfig{
 			Dir: t.TempDir(), Matrix: m, IntraRegion: time.Millisecond, Logger: testLogger(t),
 			Edges:           []WANEdge{{"lhr", "London"}, {"fra", "Frankfurt"}},
-			EdgeCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil },
+			EdgeCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		})
 		if err != nil {
 			t.Fatal(err)
