@@ -20,11 +20,10 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 RUNS=${BENCH_RUNS:-3}
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
-
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if ! command -v dnsperf >/dev/null || ! command -v dig >/dev/null; then
 	log "installing dnsperf and dig from Debian's packages"
@@ -33,33 +32,7 @@ if ! command -v dnsperf >/dev/null || ! command -v dig >/dev/null; then
 	"${SUDO[@]}" apt-get install -y -q dnsperf bind9-dnsutils >/dev/null
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/geocdn-dns-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid i
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BIN=${GEOCDN_BIN:-}
-if [[ -z $BIN ]]; then
-	mkdir -p bench/out/bin
-	BIN=$ROOT/bench/out/bin/geocdn
-	log "building $BIN"
-	go build -o "$BIN" ./cmd/geocdn
-fi
+lib_setup dns
 go build -o "$WORK/benchtool" ./bench/benchtool
 
 # ready_field FILE KEY: the value of a top-level "KEY": "..." in a ready file.

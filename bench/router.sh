@@ -25,44 +25,17 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 RUNS=${BENCH_RUNS:-3}
 DURATION=${BENCH_DURATION:-10s}
 CONNS=${BENCH_CONNS:-64}
 PORT=${BENCH_PORT_BASE:-18500}
 ROUTER_PORT=$((PORT + 101))
 
-log() { printf '%s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
 command -v wrk >/dev/null || { log "wrk is missing: apt-get install -y wrk"; exit 1; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/geocdn-router-bench.XXXXXX")
-PIDS=()
-cleanup() {
-	local pid i
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BIN=${GEOCDN_BIN:-}
-if [[ -z $BIN ]]; then
-	mkdir -p bench/out/bin
-	BIN=$ROOT/bench/out/bin/geocdn
-	log "building $BIN"
-	go build -o "$BIN" ./cmd/geocdn
-fi
+lib_setup router
 "$BIN" router --help >/dev/null 2>&1 || { log "$BIN has no router command"; exit 1; }
 
 # wait_http URL: until it answers 200, at most 30 s.

@@ -190,6 +190,68 @@ TOOL=$BIN/benchtool
 	echo "go: $($GO version)"
 } >"$OUT/machine.txt"
 
+# start_nginx NAME UPSTREAM_PORT SERVER_LINES: nginx proxy_cache in front
+# of 127.0.0.1:UPSTREAM_PORT, cache and temp files in $WORK/NAME, master in
+# the foreground, with SERVER_LINES (listen and the like) in its server
+# block; its config and logs go to $OUT/NAME.*. Sets NGINX_PID.
+start_nginx() {
+	local name=$1 upstream=$2 server_lines=$3
+	local ng=$WORK/$name user_line=""
+	mkdir -p "$ng/cache" "$ng/tmp"
+	if [[ $(id -u) -eq 0 ]]; then
+		# Workers drop to nobody; they write the cache and temp files.
+		user_line="user nobody nogroup;"
+		chown -R nobody:nogroup "$ng/cache" "$ng/tmp"
+	fi
+	cat >"$ng/nginx.conf" <<EOF
+$user_line
+worker_processes 2;
+daemon off;
+master_process on;
+pid $ng/nginx.pid;
+error_log $ng/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush off;
+    tcp_nodelay on;
+    keepalive_timeout 120s;
+    keepalive_requests 1000000;
+    open_file_cache max=10000 inactive=120s;
+    open_file_cache_valid 120s;
+    client_body_temp_path $ng/tmp/body;
+    proxy_temp_path $ng/tmp/proxy;
+    fastcgi_temp_path $ng/tmp/fastcgi;
+    uwsgi_temp_path $ng/tmp/uwsgi;
+    scgi_temp_path $ng/tmp/scgi;
+    proxy_cache_path $ng/cache levels=1:2 keys_zone=bench:32m max_size=8g inactive=1d use_temp_path=off;
+    upstream origin {
+        server 127.0.0.1:$upstream;
+        keepalive 16;
+    }
+    server {
+$server_lines
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 1d;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+}
+EOF
+	"$NGINX" -t -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/$name-t.log" 2>&1 ||
+		{ cat "$OUT/$name-t.log" >&2; exit 1; }
+	cp "$ng/nginx.conf" "$OUT/$name.conf"
+	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/$name.log" 2>&1 &
+	NGINX_PID=$!
+	PIDS+=($!)
+}
+
 # ---------------------------------------------------------------- HTTP
 run_http() {
 	local missing=()
@@ -227,59 +289,7 @@ run_http() {
 	"$TOOL" wait -url "http://127.0.0.1:$MAP_PORT/1k/00000.bin" -timeout 60s
 
 	# (b) nginx proxy_cache, cache on tmpfs; master in the foreground
-	local ng=$WORK/nginx user_line=""
-	mkdir -p "$ng/cache" "$ng/tmp"
-	if [[ $(id -u) -eq 0 ]]; then
-		# Workers drop to nobody; they write the cache and temp files.
-		user_line="user nobody nogroup;"
-		chown -R nobody:nogroup "$ng/cache" "$ng/tmp"
-	fi
-	cat >"$ng/nginx.conf" <<EOF
-$user_line
-worker_processes 2;
-daemon off;
-master_process on;
-pid $ng/nginx.pid;
-error_log $ng/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush off;
-    tcp_nodelay on;
-    keepalive_timeout 120s;
-    keepalive_requests 1000000;
-    open_file_cache max=10000 inactive=120s;
-    open_file_cache_valid 120s;
-    client_body_temp_path $ng/tmp/body;
-    proxy_temp_path $ng/tmp/proxy;
-    fastcgi_temp_path $ng/tmp/fastcgi;
-    uwsgi_temp_path $ng/tmp/uwsgi;
-    scgi_temp_path $ng/tmp/scgi;
-    proxy_cache_path $ng/cache levels=1:2 keys_zone=bench:32m max_size=8g inactive=1d use_temp_path=off;
-    upstream origin {
-        server 127.0.0.1:$MAP_PORT;
-        keepalive 16;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache bench;
-            proxy_cache_valid 200 1d;
-            proxy_cache_lock on;
-            add_header X-Cache-Status \$upstream_cache_status;
-        }
-    }
-}
-EOF
-	"$NGINX" -t -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-t.log" 2>&1 ||
-		{ cat "$OUT/nginx-t.log" >&2; exit 1; }
-	cp "$ng/nginx.conf" "$OUT/nginx.conf"
-	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx.log" 2>&1 &
-	PIDS+=($!)
+	start_nginx nginx "$MAP_PORT" "        listen 127.0.0.1:$NGINX_PORT;"
 
 	# (b2) Apache Traffic Server, cache on tmpfs; traffic_server in the foreground
 	start_ats
@@ -857,12 +867,7 @@ run_tls() {
 	"$BIN/mapserver" -addr "127.0.0.1:$TLS_MAP_PORT" -content "$content" >"$OUT/tls-mapserver.log" 2>&1 &
 	PIDS+=($!)
 	"$TOOL" wait -url "http://127.0.0.1:$TLS_MAP_PORT/1k/00000.bin" -timeout 60s
-	local ng=$WORK/nginx user_line="" ver listen h2line=""
-	mkdir -p "$ng/cache" "$ng/tmp"
-	if [[ $(id -u) -eq 0 ]]; then
-		user_line="user nobody nogroup;"
-		chown -R nobody:nogroup "$ng/cache" "$ng/tmp"
-	fi
+	local ver listen h2line=""
 	# `http2 on` came with nginx 1.25.1; before it, a flag of listen.
 	ver=$("$NGINX" -v 2>&1 | sed 's|.*/||')
 	if [[ $(printf '%s\n' 1.25.1 "$ver" | sort -V | head -1) == 1.25.1 ]]; then
@@ -871,63 +876,18 @@ run_tls() {
 	else
 		listen="listen 127.0.0.1:$TLS_NGINX_PORT ssl http2;"
 	fi
-	cat >"$ng/nginx.conf" <<NGINX
-$user_line
-worker_processes 2;
-daemon off;
-master_process on;
-pid $ng/nginx.pid;
-error_log $ng/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    sendfile on;
-    tcp_nopush off;
-    tcp_nodelay on;
-    keepalive_timeout 120s;
-    keepalive_requests 1000000;
-    open_file_cache max=10000 inactive=120s;
-    open_file_cache_valid 120s;
-    client_body_temp_path $ng/tmp/body;
-    proxy_temp_path $ng/tmp/proxy;
-    fastcgi_temp_path $ng/tmp/fastcgi;
-    uwsgi_temp_path $ng/tmp/uwsgi;
-    scgi_temp_path $ng/tmp/scgi;
-    proxy_cache_path $ng/cache levels=1:2 keys_zone=bench:32m max_size=8g inactive=1d use_temp_path=off;
-    upstream origin {
-        server 127.0.0.1:$TLS_MAP_PORT;
-        keepalive 16;
-    }
-    server {
-        $listen
+	start_nginx nginx-tls "$TLS_MAP_PORT" "        $listen
         $h2line
         ssl_certificate $crt;
         ssl_certificate_key $key;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
         ssl_session_cache shared:SSL:10m;
-        ssl_session_tickets on;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache bench;
-            proxy_cache_valid 200 1d;
-            proxy_cache_lock on;
-            add_header X-Cache-Status \$upstream_cache_status;
-        }
-    }
-}
-NGINX
-	"$NGINX" -t -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-tls-t.log" 2>&1 ||
-		{ cat "$OUT/nginx-tls-t.log" >&2; exit 1; }
-	cp "$ng/nginx.conf" "$OUT/nginx-tls.conf"
-	"$NGINX" -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" >"$OUT/nginx-tls.log" 2>&1 &
-	PIDS+=($!)
-	local nginx_pid=$! i
+        ssl_session_tickets on;"
+	local i
 	for ((i = 0; i < 300; i++)); do
 		port_free "$TLS_NGINX_PORT" || break
-		kill -0 "$nginx_pid" 2>/dev/null || { cat "$OUT/nginx-tls.log" "$ng/error.log" >&2; exit 1; }
+		kill -0 "$NGINX_PID" 2>/dev/null || { cat "$OUT/nginx-tls.log" "$WORK/nginx-tls/error.log" >&2; exit 1; }
 		sleep 0.1
 	done
 
@@ -1026,7 +986,7 @@ NGINX
 	for ((k = ${#PIDS[@]} - 1; k >= 0; k--)); do
 		stop_pid "${PIDS[k]}"
 	done
-	cp "$ng/error.log" "$OUT/nginx-tls-error.log" 2>/dev/null || true
+	cp "$WORK/nginx-tls/error.log" "$OUT/nginx-tls-error.log" 2>/dev/null || true
 	rm -rf "$WORK" "$EDGE_WORK"
 	WORK=""
 	EDGE_WORK=""
