@@ -217,7 +217,10 @@ func (c *conn) frameBudget() int { return 2*c.s.MaxHeaderBytes + 4*(16384+9) }
 // serve is the connection's goroutine: it reads frames and answers them
 // until the connection ends.
 func (c *conn) serve() {
+	// The timer is set with c.mu held, as tick reads it with c.mu held.
+	c.mu.Lock()
 	c.timer = time.AfterFunc(c.tickEvery(), c.tick)
+	c.mu.Unlock()
 	defer c.cleanup()
 	defer func() {
 		// A panic in the fast handler costs its connection, not the
@@ -294,7 +297,15 @@ func (c *conn) serve() {
 func (c *conn) connError(code http2.ErrCode) {
 	c.mu.Lock()
 	c.queueGoAway(code)
-	c.flushLocked()
+	// Out with the GOAWAY before the close_notify below: if another
+	// goroutine is writing, wait until it has written it too.
+	for {
+		c.flushLocked()
+		if !c.writing || c.werr != nil {
+			break
+		}
+		c.cond.Wait()
+	}
 	failed := c.werr != nil
 	c.mu.Unlock()
 	if failed {
@@ -350,7 +361,7 @@ func (c *conn) process(f http2.Frame) (http2.ErrCode, bool) {
 		}
 		c.out = appendFrameHeader(c.out, 8, http2.FramePing, http2.FlagPingAck, 0)
 		c.out = append(c.out, f.Data[:]...)
-		return c.countControl()
+		return c.countControlLocked()
 	case *http2.RSTStreamFrame:
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -389,9 +400,9 @@ func (c *conn) process(f http2.Frame) (http2.ErrCode, bool) {
 // idle reports whether stream id is one the client has not opened yet.
 func (c *conn) idle(id uint32) bool { return id > c.maxID }
 
-// countControl counts a control frame queued; too many unwritten end the
+// countControlLocked counts a control frame queued; too many unwritten end the
 // connection.
-func (c *conn) countControl() (http2.ErrCode, bool) {
+func (c *conn) countControlLocked() (http2.ErrCode, bool) {
 	c.control++
 	if c.control > maxControlFrames {
 		return http2.ErrCodeEnhanceYourCalm, false
@@ -437,7 +448,7 @@ func (c *conn) processSettings(f *http2.SettingsFrame) (http2.ErrCode, bool) {
 	if grew {
 		c.windowGrewLocked()
 	}
-	return c.countControl()
+	return c.countControlLocked()
 }
 
 func (c *conn) processWindowUpdate(f *http2.WindowUpdateFrame) (http2.ErrCode, bool) {
@@ -591,8 +602,9 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, bool) {
 	}
 	if len(c.streams) >= int(c.s.MaxConcurrentStreams) {
 		c.resetLocked(nil, id, http2.ErrCodeRefusedStream)
+		code, ok := c.countControlLocked()
 		c.mu.Unlock()
-		return c.countControl()
+		return code, ok
 	}
 	c.mu.Unlock()
 
@@ -656,7 +668,7 @@ func (c *conn) streamError(id uint32, code http2.ErrCode) (http2.ErrCode, bool) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resetLocked(nil, id, code)
-	return c.countControl()
+	return c.countControlLocked()
 }
 
 // resetLocked sends RST_STREAM(code) on stream id, whose state is st (nil
@@ -793,6 +805,7 @@ func (c *conn) flushLocked() {
 		c.cond.Broadcast()
 	}
 	c.writing = false
+	c.cond.Broadcast() // for connError, waiting for the writer to finish
 	if c.werr != nil {
 		c.out = nil
 	}
