@@ -308,7 +308,10 @@ func (r *run) readBackOnce(ctx context.Context, e *Edge, o *object, v *published
 	}
 	o.mu.Unlock()
 	if idx < want {
-		return fmt.Sprintf("%s on %s: answers %s, want generation %d (%s) or newer", o.key, e.ID, shortTag(etag), v.c.gen, shortTag(v.c.etag())), false
+		// Cache-Status says which path answered: the hot tier, the
+		// store, a fill, the previous version of a pending strong write.
+		return fmt.Sprintf("%s on %s: answers %s, want generation %d (%s) or newer; Cache-Status: %s",
+			o.key, e.ID, shortTag(etag), v.c.gen, shortTag(v.c.etag()), resp.Header.Get("Cache-Status")), false
 	}
 	return "", false
 }
