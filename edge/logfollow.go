@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/geocdn/geocdn/internal/wire"
 	"github.com/geocdn/geocdn/placement"
@@ -17,32 +18,57 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	err = e.consumeLog(ctx, us, func() { us.CancelRead(0) }, func(wm uint64) error {
+		return s.send(wire.Ack{Watermark: wm})
+	})
+	var gap *logGapError
+	if errors.As(err, &gap) {
+		// The log no longer reaches back to the watermark.
+		if err := e.catchUpBySnapshot(ctx, s, gap.first); err != nil {
+			return fmt.Errorf("snapshot catch-up: %w", err)
+		}
+		return errSnapshotTaken
+	}
+	return err
+}
+
+// consumeLog reads log entries from r until it ends, ctx ends (nil) or the
+// origin says its log starts past the watermark (*logGapError), and
+// applies them in batches, calling ack with the watermark after each.
+// cancelRead stops r's stream when ctx ends.
+//
+// The watermark promises every entry up to it, so entries are applied
+// only as an unbroken run from it: the reader stops at ctx's end rather
+// than drop an entry and go on with the frames still buffered, and an
+// entry past the next LSN (the origin's LSNs have no holes) ends the
+// stream with an error, to be followed again from the watermark.
+func (e *Edge) consumeLog(ctx context.Context, r io.Reader, cancelRead func(), ack func(uint64) error) error {
 	entries := make(chan wire.LogEntry, 1024)
 	readErr := make(chan error, 1)
 	go func() {
-		r := bufio.NewReaderSize(us, 64<<10)
+		defer close(entries)
+		br := bufio.NewReaderSize(r, 64<<10)
 		for {
-			f, err := wire.ReadFrame(r)
+			f, err := wire.ReadFrame(br)
 			if err != nil {
 				readErr <- err
-				close(entries)
 				return
 			}
 			if gap, ok := f.(wire.LogGap); ok {
 				readErr <- &logGapError{gap.FirstLSN}
-				close(entries)
 				return
 			}
 			ent, ok := f.(wire.LogEntry)
 			if !ok {
 				readErr <- fmt.Errorf("unexpected %T on log stream", f)
-				close(entries)
 				return
 			}
 			select {
 			case entries <- ent:
 			case <-ctx.Done():
-				us.CancelRead(0)
+				cancelRead()
+				readErr <- ctx.Err()
+				return
 			}
 		}
 	}()
@@ -53,16 +79,7 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			err := <-readErr
-			var gap *logGapError
-			if errors.As(err, &gap) {
-				// The log no longer reaches back to the watermark.
-				if err := e.catchUpBySnapshot(ctx, s, gap.first); err != nil {
-					return fmt.Errorf("snapshot catch-up: %w", err)
-				}
-				return errSnapshotTaken
-			}
-			return err
+			return <-readErr
 		}
 		batch = append(batch[:0], ent)
 	drain:
@@ -77,7 +94,21 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 				break drain
 			}
 		}
+		// An entry past the next LSN is a hole: what comes before it is
+		// applied, and the stream ends there.
+		var hole error
+		next := e.store.watermark() + 1
+		for i := range batch {
+			if lsn := batch[i].LSN; lsn > next {
+				hole = fmt.Errorf("log stream skipped from lsn %d to %d; following it again from the watermark", next, lsn)
+				batch = batch[:i]
+				break
+			} else if lsn == next {
+				next++
+			}
+		}
 		if err := e.applyLog(batch); err != nil {
+			cancelRead()
 			return err
 		}
 		for _, ent := range batch {
@@ -95,8 +126,13 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 		e.logMoved.Broadcast()
 		e.metrics.setWatermark(wm)
 		e.lease.Applied(wm)
-		if err := s.send(wire.Ack{Watermark: wm}); err != nil {
+		if err := ack(wm); err != nil {
+			cancelRead()
 			return err
+		}
+		if hole != nil {
+			cancelRead()
+			return hole
 		}
 	}
 }
