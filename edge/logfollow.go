@@ -35,7 +35,7 @@ func (e *Edge) followLog(ctx context.Context, s *session) error {
 // consumeLog reads log entries from r until it ends, ctx ends (nil) or the
 // origin says its log starts past the watermark (*logGapError), and
 // applies them in batches, calling ack with the watermark after each.
-// cancelRead stops r's stream when ctx ends.
+// cancelRead stops r's stream when consumeLog stops before its end.
 //
 // The watermark promises every entry up to it, so entries are applied
 // only as an unbroken run from it: the reader stops at ctx's end rather
