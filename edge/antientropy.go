@@ -13,19 +13,11 @@ import (
 	"github.com/geocdn/geocdn/internal/wire"
 )
 
-// The store's side of anti-entropy (resync.go drives it): the hash tree
-// and the entries of a leaf, each read with the watermark it reflects;
-// repairs that apply only if the key has not moved since it was compared;
-// and a check of the blob files themselves.
-
-// treeNodes returns the hashes of the given nodes of one level and the
-// watermark they reflect.
-func (s *store) treeNodes(level int, indices []uint32) ([]aetree.Hash, uint64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	hs, err := s.tree.Nodes(nil, level, indices)
-	return hs, s.wm.Load(), err
-}
+// The store's side of anti-entropy (resync.go drives it, and reads the
+// hash tree, which has a lock of its own, directly): the entries of a
+// leaf, read with the watermark they reflect; repairs that apply only if
+// the key has not moved since it was compared; and a check of the blob
+// files themselves.
 
 // leafEntries returns the current versions in leaves, read from the index
 // on disk in one transaction, and the watermark it was at.

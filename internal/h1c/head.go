@@ -46,7 +46,6 @@ var (
 	errChunkLine       = malformed("bad chunk size line")
 	errChunkEnd        = malformed("chunk data not followed by CRLF")
 	errTrailer         = malformed("bad or oversized trailer")
-	errExtraBytes      = malformed("bytes after the body")
 )
 
 // field locates one header field of a head in the connection's buffer.
