@@ -59,11 +59,7 @@ func main() {
 	}
 	if *httpsAddr != "" {
 		// A throwaway certificate, which h2load does not verify.
-		ca, err := pki.NewCA(time.Now())
-		if err != nil {
-			log.Fatal(err)
-		}
-		cert, err := ca.IssueWeb([]string{"127.0.0.1", "localhost"}, time.Now(), 24*time.Hour)
+		cert, _, err := pki.Loopback(24 * time.Hour)
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -177,14 +177,11 @@ func devCommand() *cli.Command {
 // listener (HTTP/3 on the same port over UDP).
 const devHTTPSOffset = 401
 
-// devHosts are the names the development certificate is for.
-var devHosts = []string{"localhost", "127.0.0.1", "::1"}
-
 // devWebCert issues the edges' development certificate from ca into
 // cert, and writes ca's certificate to dir/ca.crt for clients to trust
 // (curl --cacert), returning that path.
 func devWebCert(ca *pki.CA, dir string, cert *atomic.Pointer[tls.Certificate]) (string, error) {
-	c, err := ca.IssueWeb(devHosts, time.Now(), 30*24*time.Hour)
+	c, err := ca.IssueWeb(pki.LoopbackHosts, time.Now(), 30*24*time.Hour)
 	if err != nil {
 		return "", fmt.Errorf("development certificate: %w", err)
 	}

@@ -159,7 +159,7 @@ func newDevProcs(c *cli.Context, dir string, addr func(int) string, site string)
 	if err != nil {
 		return nil, err
 	}
-	if d.webCert, d.webKey, err = pki.IssueWebFiles(ca, "dev", devHosts, d.caDir, time.Now(), 30*24*time.Hour); err != nil {
+	if d.webCert, d.webKey, err = pki.IssueWebFiles(ca, "dev", pki.LoopbackHosts, d.caDir, time.Now(), 30*24*time.Hour); err != nil {
 		return nil, fmt.Errorf("development certificate: %w", err)
 	}
 	d.caFile = filepath.Join(d.caDir, pki.CACertFile)

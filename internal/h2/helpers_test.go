@@ -17,15 +17,11 @@ import (
 // pool that trusts its CA.
 func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	ca, err := pki.NewCA(time.Now())
+	cert, pool, err := pki.Loopback(time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.IssueWeb([]string{"localhost", "127.0.0.1"}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, ca.Pool
+	return cert, pool
 }
 
 // testServer serves s over TLS ("h2" by ALPN) on a loopback port the

@@ -48,6 +48,27 @@ func (ca *CA) IssueWeb(hosts []string, now time.Time, validity time.Duration) (t
 	})
 }
 
+// LoopbackHosts are this machine's own names: what a certificate for a
+// listener on loopback covers.
+var LoopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// Loopback makes a throwaway CA and a web certificate it issued for
+// LoopbackHosts, valid for validity from now, and returns the certificate
+// with a pool that trusts the CA: for tests and tools that serve HTTPS on
+// loopback.
+func Loopback(validity time.Duration) (tls.Certificate, *x509.CertPool, error) {
+	now := time.Now()
+	ca, err := NewCA(now)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	cert, err := ca.IssueWeb(LoopbackHosts, now, validity)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return cert, ca.Pool, nil
+}
+
 // IssueWebFiles issues a web certificate with ca.IssueWeb and writes it to
 // outDir/web-<name>.crt and outDir/web-<name>.key (PKCS #8, mode 0600),
 // creating outDir with mode 0700 if missing. As with IssueFiles, existing

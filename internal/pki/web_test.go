@@ -208,3 +208,24 @@ func TestIssueWebFilesRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestLoopback: the throwaway certificate verifies against the pool it
+// comes with for every loopback name, and for no other.
+func TestLoopback(t *testing.T) {
+	cert, pool, err := Loopback(time.Hour)
+	if err != nil {
+		t.Fatalf("Loopback: %v", err)
+	}
+	verify := func(host string) error {
+		_, err := cert.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool})
+		return err
+	}
+	for _, host := range LoopbackHosts {
+		if err := verify(host); err != nil {
+			t.Errorf("%s: %v", host, err)
+		}
+	}
+	if verify("example.com") == nil {
+		t.Error("example.com verified against a loopback certificate")
+	}
+}
