@@ -140,6 +140,25 @@ trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# need_ports PORT...: stops the run unless every port is free.
+need_ports() {
+	local p
+	for p in "$@"; do
+		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
+	done
+}
+
+# make_work [PART]: fresh WORK and EDGE_WORK directories for the run, or
+# for a part of it (tls), with the edge store's filesystem noted in
+# machine.txt.
+make_work() {
+	local part=${1:+-$1}
+	WORK=$(mktemp -d "$TMPBASE/geocdn-bench$part.XXXXXX")
+	chmod 755 "$WORK"
+	EDGE_WORK=$(mktemp -d "$EDGE_BASE/geocdn-bench$part-edge.XXXXXX")
+	echo "geocdn edge store${1:+ ($1 part)}: $(df -T "$EDGE_WORK" | awk 'NR == 2 {print $2 " on " $1}')" >>"$OUT/machine.txt"
+}
+
 # ---------------------------------------------------------------- tools
 # Debian starts a package's service when it installs it: nginx on port 80,
 # trafficserver on 8080, which `make run` uses. A policy-rc.d that refuses
@@ -269,16 +288,9 @@ run_http() {
 		echo "trafficserver: $(traffic_server -V 2>/dev/null | head -1)"
 	} >>"$OUT/machine.txt"
 
-	local p
-	for p in $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT $ATS_PORT \
-		$PULL_MAP_PORT $PULL_ORIGIN_PORT $PULL_EDGE_PORT $PULL_EDGE_ADMIN_PORT; do
-		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
-	done
-
-	WORK=$(mktemp -d "$TMPBASE/geocdn-bench.XXXXXX")
-	chmod 755 "$WORK"
-	EDGE_WORK=$(mktemp -d "$EDGE_BASE/geocdn-bench-edge.XXXXXX")
-	echo "geocdn edge store: $(df -T "$EDGE_WORK" | awk 'NR == 2 {print $2 " on " $1}')" >>"$OUT/machine.txt"
+	need_ports $MAP_PORT $NGINX_PORT $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN_PORT $ATS_PORT \
+		$PULL_MAP_PORT $PULL_ORIGIN_PORT $PULL_EDGE_PORT $PULL_EDGE_ADMIN_PORT
+	make_work
 	local content=$WORK/content
 	log "generating $COUNT objects of each size in $content"
 	"$TOOL" gen -dir "$content" -count "$COUNT"
@@ -840,15 +852,8 @@ run_tls() {
 		bound=$((BASH_REMATCH[1] + 60))
 	fi
 
-	local p
-	for p in $TLS_NGINX_PORT $TLS_MAP_PORT $TLS_ORIGIN_PORT $TLS_EDGE_PORT $TLS_EDGE_ADMIN_PORT $TLS_EDGE_HTTPS_PORT; do
-		port_free "$p" || { log "port $p is in use; set BENCH_PORT_BASE"; exit 1; }
-	done
-
-	WORK=$(mktemp -d "$TMPBASE/geocdn-bench-tls.XXXXXX")
-	chmod 755 "$WORK"
-	EDGE_WORK=$(mktemp -d "$EDGE_BASE/geocdn-bench-tls-edge.XXXXXX")
-	echo "geocdn edge store (TLS part): $(df -T "$EDGE_WORK" | awk 'NR == 2 {print $2 " on " $1}')" >>"$OUT/machine.txt"
+	need_ports $TLS_NGINX_PORT $TLS_MAP_PORT $TLS_ORIGIN_PORT $TLS_EDGE_PORT $TLS_EDGE_ADMIN_PORT $TLS_EDGE_HTTPS_PORT
+	make_work tls
 	local content=$WORK/content
 	log "TLS: generating $COUNT objects of 1 KiB and 64 KiB in $content"
 	"$TOOL" gen -dir "$content" -count "$COUNT"
