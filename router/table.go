@@ -144,14 +144,41 @@ type Table struct {
 	equiv time.Duration
 	all   *ranking // every edge, equivalent, for unlocated clients
 
-	cacheMax int64
-	cacheLen atomic.Int64
-	cache    sync.Map // geo.Point → *ranking
+	cache rankCache[geo.Point]
 
 	// measured holds, per client network, the edges that measured it.
-	measured  map[netip.Prefix][]measuredEdge
-	mcacheLen atomic.Int64
-	mcache    sync.Map // measuredKey → *ranking
+	measured map[netip.Prefix][]measuredEdge
+	mcache   rankCache[measuredKey]
+}
+
+// rankCache holds rankings by K, at most max of them (none if max <= 0).
+// It is emptied when full: emptying beats tracking recency here, as
+// rankings are cheap to recompute and the busy keys come back at once.
+type rankCache[K comparable] struct {
+	max int64
+	n   atomic.Int64
+	m   sync.Map // K → *ranking
+}
+
+func (c *rankCache[K]) load(k K) *ranking {
+	if c.max <= 0 {
+		return nil
+	}
+	if v, ok := c.m.Load(k); ok {
+		return v.(*ranking)
+	}
+	return nil
+}
+
+func (c *rankCache[K]) store(k K, rk *ranking) {
+	if c.max <= 0 {
+		return
+	}
+	if c.n.Add(1) > c.max {
+		c.m.Clear()
+		c.n.Store(1)
+	}
+	c.m.Store(k, rk)
 }
 
 type tableEdge struct {
@@ -178,7 +205,8 @@ type ranking struct {
 // NewTable builds a table of the healthy edges among edges. Edges with an
 // empty ID or PublicURL, or coordinates out of range, are left out.
 func NewTable(edges []Edge, opts TableOptions) *Table {
-	t := &Table{equiv: opts.Equivalence, cacheMax: int64(opts.CacheEntries)}
+	t := &Table{equiv: opts.Equivalence}
+	t.cache.max = int64(opts.CacheEntries)
 	if t.equiv <= 0 {
 		t.equiv = DefaultEquivalence
 	}
@@ -187,8 +215,9 @@ func NewTable(edges []Edge, opts TableOptions) *Table {
 		minSamples = DefaultMinRTTSamples
 	}
 	if opts.CacheEntries == 0 {
-		t.cacheMax = 1 << 16
+		t.cache.max = 1 << 16
 	}
+	t.mcache.max = t.cache.max
 	for _, e := range edges {
 		p := geo.Point{Lat: e.Lat, Lon: e.Lon}
 		if !e.Healthy || e.ID == "" || e.PublicURL == "" || !validPoint(p) {
@@ -327,8 +356,8 @@ func (t *Table) Decide(q Query) (Decision, error) {
 // candidates, as in computeRank. Cached per network, for one location.
 func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *ranking {
 	key := measuredKey{q.Network, q.Location.Point, located}
-	if v, ok := t.mcache.Load(key); ok {
-		return v.(*ranking)
+	if rk := t.mcache.load(key); rk != nil {
+		return rk
 	}
 	type cand struct {
 		i        int32
@@ -405,13 +434,7 @@ func (t *Table) rankMeasured(q Query, meas []measuredEdge, located bool) *rankin
 			rk.cand = append(rk.cand, cd)
 		}
 	}
-	if t.cacheMax > 0 {
-		if t.mcacheLen.Add(1) > t.cacheMax {
-			t.mcache.Clear()
-			t.mcacheLen.Store(1)
-		}
-		t.mcache.Store(key, rk)
-	}
+	t.mcache.store(key, rk)
 	return rk
 }
 
@@ -460,21 +483,11 @@ func (t *Table) why(n, held int, q Query, located bool) string {
 
 // rank returns the ranking for p, from the cache when it can.
 func (t *Table) rank(p geo.Point) *ranking {
-	if t.cacheMax > 0 {
-		if v, ok := t.cache.Load(p); ok {
-			return v.(*ranking)
-		}
+	if rk := t.cache.load(p); rk != nil {
+		return rk
 	}
 	rk := t.computeRank(p)
-	if t.cacheMax > 0 {
-		if t.cacheLen.Add(1) > t.cacheMax {
-			// Emptying beats tracking recency here: rankings are cheap to
-			// recompute and the busy locations come back at once.
-			t.cache.Clear()
-			t.cacheLen.Store(1)
-		}
-		t.cache.Store(p, rk)
-	}
+	t.cache.store(p, rk)
 	return rk
 }
 
